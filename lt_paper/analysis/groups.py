@@ -1,0 +1,156 @@
+"""Shot groups and per-group statistics over the per-sample test records.
+
+Shot groups (DESIGN decision 2): many ``n > 100``, medium ``20 <= n <= 100``, few ``n < 20`` train
+samples per class; the paper's Table 2 writes few as ``n <= 20`` (``few_inclusive=True``). The rule a
+run used is in its ``metrics.json`` (``RunRecord.shot_rule``) and is the default here, so that numbers
+recomputed from ``records.npz`` agree with the engine's.
+
+A group's accuracy is the mean of its classes' accuracies (the definition of OLTR / LDAM-DRW / RIDE
+and of the engine's ``metrics.json``; equal to the sample accuracy on the balanced test sets of the
+paper), "all" the sample accuracy. Mean router weights are averages over the group's test samples
+(paper section 4.4.2, "average learned weights for each expert on different subsets").
+
+An empty group (e.g. no few-shot class in a small smoke dataset) gives NaN and an
+``EmptyGroupWarning``, never 0: a 0 would read as "the method fails on the tail", which is the one
+conclusion the tables are there to test.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from .records import RunRecord
+
+SHOT_GROUPS = ("many", "medium", "few")
+GROUPS_WITH_ALL = (*SHOT_GROUPS, "all")
+
+
+class EmptyGroupWarning(RuntimeWarning):
+    """A statistic was asked for a group with no samples; the result is NaN."""
+
+
+def _local_shot_groups(train_counts, many: int = 100, few: int = 20,
+                       few_inclusive: bool = False) -> dict[str, np.ndarray]:
+    """Boolean class masks {"many", "medium", "few"}; same contract as ``lt_paper.data.shot_groups``."""
+    counts = np.asarray(train_counts)  # (C,)
+    is_many = counts > many
+    is_few = counts <= few if few_inclusive else counts < few
+    return {"many": is_many, "medium": ~is_many & ~is_few, "few": is_few}
+
+
+try:  # one definition of the rule for the whole package when the data package provides it
+    from lt_paper.data import shot_groups  # noqa: F401
+except ImportError:  # lt_paper.data not importable (e.g. analysis installed alone): same rule, locally
+    shot_groups = _local_shot_groups
+
+
+def _rule(record: RunRecord, rule: dict) -> dict:
+    unknown = set(rule) - {"many", "few", "few_inclusive"}
+    if unknown:
+        raise TypeError(f"unknown shot-rule argument(s) {sorted(unknown)}; valid: many, few, few_inclusive")
+    return {**record.shot_rule, **rule}
+
+
+def class_groups(record: RunRecord, **rule) -> dict[str, np.ndarray]:
+    """Boolean masks over classes {"many", "medium", "few"} for a run, by the run's own shot rule
+    unless overridden (``many=``, ``few=``, ``few_inclusive=``)."""
+    merged = _rule(record, rule)
+    masks = shot_groups(record.train_counts, many=merged["many"], few=merged["few"],
+                        few_inclusive=merged["few_inclusive"])
+    return {g: np.asarray(masks[g], dtype=bool) for g in SHOT_GROUPS}
+
+
+def sample_groups(labels: np.ndarray, train_counts: np.ndarray, many: int = 100, few: int = 20,
+                  few_inclusive: bool = False) -> dict[str, np.ndarray]:
+    """Boolean masks over samples {"many", "medium", "few", "all"}: a sample is in its class's group."""
+    labels = np.asarray(labels)  # (N,)
+    class_masks = shot_groups(np.asarray(train_counts), many=many, few=few, few_inclusive=few_inclusive)
+    masks = {g: np.asarray(class_masks[g], dtype=bool)[labels] for g in SHOT_GROUPS}  # (N,) each
+    masks["all"] = np.ones(labels.shape[0], dtype=bool)
+    return masks
+
+
+def record_groups(record: RunRecord, **rule) -> dict[str, np.ndarray]:
+    """Sample masks {"many", "medium", "few", "all"} for a run (its own shot rule unless overridden)."""
+    merged = _rule(record, rule)
+    return sample_groups(record.label, record.train_counts, many=merged["many"], few=merged["few"],
+                         few_inclusive=merged["few_inclusive"])
+
+
+def _warn_empty(what: str) -> None:
+    warnings.warn(f"{what}: the group has no test samples; reporting NaN (not 0)", EmptyGroupWarning,
+                  stacklevel=4)
+
+
+def masked_mean(values: np.ndarray, mask: np.ndarray, what: str = "value") -> float | np.ndarray:
+    """Mean of ``values[mask]`` along the first axis; NaN with an EmptyGroupWarning when mask is empty."""
+    values = np.asarray(values, dtype=float)
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        _warn_empty(what)
+        return np.full(values.shape[1:], np.nan) if values.ndim > 1 else float("nan")
+    return values[mask].mean(axis=0) if values.ndim > 1 else float(values[mask].mean())
+
+
+def group_accuracy(correct: np.ndarray, labels: np.ndarray,
+                   class_masks: Mapping[str, np.ndarray]) -> dict[str, float | np.ndarray]:
+    """Top-1 accuracy in [0, 1] per group, as the engine's ``metrics.json`` computes it.
+
+    A group's accuracy is the mean of its classes' accuracies over the classes that have test samples
+    (the OLTR / LDAM-DRW / RIDE definition; on a balanced test set it equals the sample accuracy);
+    "all" is the plain sample accuracy. ``correct`` is (N,) or (N, K) (one column per expert, giving
+    (K,) arrays). A group without test samples gives NaN and an EmptyGroupWarning, never 0.
+    """
+    correct = np.asarray(correct, dtype=float)  # (N,) or (N, K)
+    labels = np.asarray(labels)  # (N,)
+    num_classes = len(next(iter(class_masks.values())))
+    per_class_sum = np.zeros((num_classes, *correct.shape[1:]))
+    np.add.at(per_class_sum, labels, correct)
+    n_test = np.bincount(labels, minlength=num_classes)  # (C,)
+    has_test = n_test > 0
+    per_class = per_class_sum[has_test] / n_test[has_test].reshape(-1, *([1] * (correct.ndim - 1)))
+    out: dict[str, float | np.ndarray] = {}
+    for g, mask in class_masks.items():
+        selected = np.asarray(mask, dtype=bool)[has_test]  # classes of g that have test samples
+        if not selected.any():
+            _warn_empty(f"accuracy of group {g!r}")
+            out[g] = np.full(correct.shape[1:], np.nan) if correct.ndim > 1 else float("nan")
+        else:
+            mean = per_class[selected].mean(axis=0)
+            out[g] = mean if correct.ndim > 1 else float(mean)
+    out["all"] = masked_mean(correct, np.ones(labels.shape[0], dtype=bool), what="accuracy of group 'all'")
+    return out
+
+
+def per_group_accuracy(record: RunRecord, **rule) -> dict[str, float]:
+    """{"many", "medium", "few", "all"} -> top-1 accuracy in [0, 1] recomputed from records.npz."""
+    return group_accuracy(record.pred == record.label, record.label, class_groups(record, **rule))
+
+
+def _require_moe(record: RunRecord, what: str) -> None:
+    if not record.is_moe:
+        raise ValueError(f"{what} needs an MoE run: {record.run_dir / 'records.npz'} has no "
+                         f"expert_pred / router_weights")
+
+
+def expert_group_accuracy(record: RunRecord, **rule) -> pd.DataFrame:
+    """Accuracy in [0, 1] of each expert per group (same definition as ``group_accuracy``):
+    index expert k = 1..K, columns many/medium/few/all."""
+    _require_moe(record, "expert accuracy")
+    correct = record.expert_pred == record.label[:, None]  # (N, K)
+    data = group_accuracy(correct, record.label, class_groups(record, **rule))
+    return pd.DataFrame(data, index=pd.RangeIndex(1, record.num_experts + 1, name="expert"))
+
+
+def router_weight_by_group(record: RunRecord, **rule) -> pd.DataFrame:
+    """Mean router weight w^k of each expert over the group's test samples (paper Fig. 4, w^k_many ...):
+    index k = 1..K, columns many/medium/few/all."""
+    _require_moe(record, "router weights")
+    masks = record_groups(record, **rule)
+    weights = np.asarray(record.router_weights, dtype=float)  # (N, K)
+    data = {g: masked_mean(weights, m, what=f"router weight of group {g!r}") for g, m in masks.items()}
+    return pd.DataFrame(data, index=pd.RangeIndex(1, record.num_experts + 1, name="expert"))

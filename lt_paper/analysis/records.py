@@ -1,0 +1,144 @@
+"""Load one run directory written by the training engine into a ``RunRecord``.
+
+The run-record format is fixed in INTERFACES.md ("run records"): ``config.json`` (resolved config),
+``metrics.json`` (top-1 in [0, 1] per group at the last epoch, ``best``, ``shot_rule``, ...),
+``history.json`` (one dict per epoch) and ``records.npz`` (per test sample, in dataset order:
+``label``, ``pred``, ``p_gt``, ``target_logit``, ``train_counts``; MoE runs add ``expert_p_gt``,
+``expert_pred``, ``router_weights`` of shape (N, K)).
+
+Analysis reads only these files, never checkpoints or models, so tables and figures can be rebuilt
+on a machine without a GPU from what a training run left on disk.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+RUN_FILES = ("config.json", "metrics.json", "history.json", "records.npz")
+REQUIRED_ARRAYS = ("label", "pred", "p_gt", "target_logit", "train_counts")
+EXPERT_ARRAYS = ("expert_p_gt", "expert_pred", "router_weights")
+DEFAULT_SHOT_RULE = {"many": 100, "few": 20, "few_inclusive": False}  # DESIGN decision 2
+
+
+@dataclass(frozen=True, eq=False)
+class RunRecord:
+    """Everything a finished run left on disk. Arrays are over the test set in dataset order."""
+
+    run_dir: Path
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    label: np.ndarray  # (N,) int64
+    pred: np.ndarray  # (N,) int64
+    p_gt: np.ndarray  # (N,) float32, softmax(scale * logits)[label]
+    target_logit: np.ndarray  # (N,) float32, unscaled model output at the label (target cosine)
+    train_counts: np.ndarray  # (C,) int64
+    expert_p_gt: np.ndarray | None = None  # (N, K) float32, MoE only
+    expert_pred: np.ndarray | None = None  # (N, K) int64, MoE only
+    router_weights: np.ndarray | None = None  # (N, K) float32, MoE only
+
+    @property
+    def name(self) -> str:
+        """The run directory's name (the engine names runs by their config hash)."""
+        return self.run_dir.name
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.label.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.train_counts.shape[0])
+
+    @property
+    def num_experts(self) -> int:
+        """K for an MoE run, 1 for a single network."""
+        return 1 if self.expert_pred is None else int(self.expert_pred.shape[1])
+
+    @property
+    def is_moe(self) -> bool:
+        return self.expert_pred is not None
+
+    @property
+    def shot_rule(self) -> dict[str, Any]:
+        """The shot-group rule the run's metrics used (``metrics.json`` ``shot_rule``), else the default."""
+        rule = dict(DEFAULT_SHOT_RULE)
+        rule.update(self.metrics.get("shot_rule") or {})
+        return rule
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with path.open() as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+
+
+def load_run(run_dir: str | Path) -> RunRecord:
+    """Read ``run_dir`` into a RunRecord.
+
+    Raises FileNotFoundError naming the missing file, ValueError naming the file and key for a
+    missing array or inconsistent shapes (e.g. ``pred`` shorter than ``label``).
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} does not exist")
+    missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"run directory {run_dir} lacks {', '.join(missing)} "
+                                f"(expected {', '.join(RUN_FILES)}; is the run finished?)")
+    config = _read_json(run_dir / "config.json")
+    metrics = _read_json(run_dir / "metrics.json")
+    history = _read_json(run_dir / "history.json")
+    if not isinstance(history, list):
+        raise ValueError(f"{run_dir / 'history.json'}: expected a list of per-epoch dicts, "
+                         f"got {type(history).__name__}")
+
+    npz_path = run_dir / "records.npz"
+    with np.load(npz_path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    absent = [k for k in REQUIRED_ARRAYS if k not in arrays]
+    if absent:
+        raise ValueError(f"{npz_path}: missing array(s) {absent}; found {sorted(arrays)}")
+    n = arrays["label"].shape[0]
+    for key in ("pred", "p_gt", "target_logit"):
+        if arrays[key].shape != (n,):
+            raise ValueError(f"{npz_path}: {key!r} has shape {arrays[key].shape}, expected ({n},) like 'label'")
+    present = [k for k in EXPERT_ARRAYS if k in arrays]
+    if present and len(present) != len(EXPERT_ARRAYS):
+        raise ValueError(f"{npz_path}: MoE arrays must come together; found {present} of {list(EXPERT_ARRAYS)}")
+    if present:
+        k = arrays["expert_pred"].shape[1] if arrays["expert_pred"].ndim == 2 else -1
+        for key in EXPERT_ARRAYS:
+            if arrays[key].ndim != 2 or arrays[key].shape != (n, k):
+                raise ValueError(f"{npz_path}: {key!r} has shape {arrays[key].shape}, expected ({n}, K)")
+    counts = arrays["train_counts"]
+    if n and int(arrays["label"].max()) >= counts.shape[0]:
+        raise ValueError(f"{npz_path}: label {int(arrays['label'].max())} out of range for "
+                         f"{counts.shape[0]} classes in 'train_counts'")
+    return RunRecord(run_dir=run_dir, config=config, metrics=metrics, history=history,
+                     label=arrays["label"].astype(np.int64), pred=arrays["pred"].astype(np.int64),
+                     p_gt=arrays["p_gt"], target_logit=arrays["target_logit"],
+                     train_counts=counts.astype(np.int64),
+                     expert_p_gt=arrays.get("expert_p_gt"),
+                     expert_pred=None if "expert_pred" not in arrays else arrays["expert_pred"].astype(np.int64),
+                     router_weights=arrays.get("router_weights"))
+
+
+def load_metrics(run_dir: str | Path) -> dict[str, Any]:
+    """Only ``metrics.json`` of a run (what the tables need); FileNotFoundError naming it if absent."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist (is the run in {Path(run_dir)} finished?)")
+    return _read_json(path)
+
+
+def metrics_by_key(run_dirs: dict[str, Iterable[str | Path]]) -> dict[str, list[dict[str, Any]]]:
+    """``{row key: [run dir per seed]}`` -> ``{row key: [metrics dict per seed]}``, the tables' input."""
+    return {key: [load_metrics(d) for d in dirs] for key, dirs in run_dirs.items()}

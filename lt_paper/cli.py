@@ -1,0 +1,87 @@
+"""The ``python -m lt_paper`` command line; each subcommand is a thin call into the package."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _train(args) -> int:
+    from .train import train
+    from .train.config import parse_assignment
+
+    overrides = dict(parse_assignment(s) for s in args.set)
+    result = train(args.preset, runs_dir=args.runs_dir, force=args.force, **overrides)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 alone reports
+        summary = {k: result[k] for k in ("all", "many", "medium", "few", "run_dir", "reused")}
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .train import evaluate_run
+
+    result = evaluate_run(args.run_dir, device=args.device)
+    print(json.dumps({k: result[k] for k in ("all", "many", "medium", "few", "epoch", "weights")}, indent=2))
+    return 0
+
+
+def _presets(args) -> int:
+    from .train import presets
+
+    for name in presets():
+        if args.filter in name:
+            print(name)
+    return 0
+
+
+def _verify_data(args) -> int:
+    from .data import verify_split
+
+    ok = True
+    for path in args.files:
+        try:
+            print(f"{path}: ok {verify_split(path)}")
+        except (ValueError, FileNotFoundError) as e:
+            ok = False
+            print(f"{path}: FAILED {e}", file=sys.stderr)
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lt_paper", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train and evaluate one run (also under torchrun)")
+    p.add_argument("--preset", required=True, help="preset name (python -m lt_paper presets lists them)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field (value parsed as JSON when possible); repeatable")
+    p.add_argument("--runs-dir", default="runs", help="directory holding the runs (default: runs)")
+    p.add_argument("--force", action="store_true", help="train anew into a new directory")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="re-evaluate a finished run directory")
+    p.add_argument("run_dir")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("presets", help="list preset names")
+    p.add_argument("filter", nargs="?", default="", help="only names containing this text")
+    p.set_defaults(func=_presets)
+
+    p = sub.add_parser("verify-data", help="check split files against known line counts, classes, sha256")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=_verify_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        sys.exit(args.func(args))
+    except (KeyError, ValueError, FileNotFoundError, FloatingPointError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)

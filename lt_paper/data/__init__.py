@@ -1,0 +1,31 @@
+"""Long-tailed datasets and loaders (INTERFACES.md, "lt_paper.data").
+
+Modules, one concern each:
+
+- ``longtail``: ``lt_counts`` (DESIGN decision 3), ``shot_groups`` (decision 2), ``long_tail_indices``
+  (LDAM-DRW's sampling rule).
+- ``containers``: ``Augment``, ``ArrayDataset``, ``LongTailData``.
+- ``splits``: ``read_split`` for ``relative/path.jpg label`` files, label checks, class counts.
+- ``verify``: ``KNOWN_SPLITS`` (the one table of checksums), ``verify_split``, ``check_counts``.
+- ``cache``: the ``.npz`` cache of decoded images.
+- ``cifar``: CIFAR-10/100-LT from torchvision files, an image-folder tree or its tarball.
+- ``digits``: ``digits_lt`` from scikit-learn (the smoke profile's data, no download).
+- ``file_datasets``: ImageNet-LT, iNaturalist-2018, Places-LT from images + split files.
+- ``registry``: ``load_dataset(name, ...)``.
+- ``sharding``, ``augment``, ``loaders``: ``make_loaders`` (epoch = pure function of (seed, epoch),
+  global batch sliced over ranks, on-device augmentation for array data).
+"""
+
+from .containers import ArrayDataset, Augment, LongTailData
+from .file_datasets import SplitFileDataset
+from .loaders import make_loaders
+from .longtail import long_tail_indices, lt_counts, shot_groups
+from .registry import DATASETS, load_dataset
+from .splits import class_counts, read_split
+from .verify import KNOWN_SPLITS, SplitFacts, check_counts, sha256sums_text, verify_checksum, verify_split
+
+__all__ = [
+    "ArrayDataset", "Augment", "DATASETS", "KNOWN_SPLITS", "LongTailData", "SplitFacts", "SplitFileDataset",
+    "check_counts", "class_counts", "load_dataset", "long_tail_indices", "lt_counts", "make_loaders",
+    "read_split", "sha256sums_text", "shot_groups", "verify_checksum", "verify_split",
+]

@@ -1,0 +1,206 @@
+"""CIFAR-10-LT and CIFAR-100-LT at any imbalance factor (DESIGN decision 3), from three sources.
+
+Sources (``root`` decides which, in this order):
+
+1. a tarball of an image-folder tree (``root`` is the ``.tar``/``.tar.gz`` file, or a folder holding
+   ``cifar10-jpeg.tar.gz`` / ``cifar100-jpeg.tar.gz``): members ``[top/]train/<class>/NNNN.jpg`` and
+   ``[top/]test/<class>/NNNN.jpg``;
+2. the same tree unpacked: ``root/train/<class>/*.jpg``, ``root/test/<class>/*.jpg``;
+3. torchvision's CIFAR python files under ``root`` (``cifar-10-batches-py`` / ``cifar-100-python``),
+   downloaded there only when ``download=True``.
+
+Class order: the standard CIFAR order. For CIFAR-10 folders named like torchvision's classes we use
+that order (airplane ... truck); otherwise the folder names sorted (CIFAR-100's fine labels are
+alphabetical, so sorting reproduces them). Within a class, files are ordered by name so that the
+long-tailed sampling picks the same files on every machine.
+
+The long tail is then cut from the balanced train set exactly as LDAM-DRW does (``long_tail_indices``:
+numpy seed 0, per-class shuffle, keep the first ``n_i``); the test set stays balanced. Decoded JPEG
+arrays are cached as ``.npz`` (see ``cache.py``); torchvision's files are read directly (they are
+already raw arrays).
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .cache import cached_arrays, file_identity
+from .containers import ArrayDataset, Augment, LongTailData
+from .longtail import long_tail_indices, lt_counts
+
+# torchvision's CIFAR10.classes (read from batches.meta at run time there; fixed by the dataset).
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class CifarSpec:
+    """What distinguishes CIFAR-10 from CIFAR-100 here (normalisation statistics as LDAM-DRW uses)."""
+
+    num_classes: int
+    n_max: int  # training images per class in the balanced set
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    torchvision_folder: str
+    tarball_name: str
+
+
+CIFAR_SPECS = {
+    "cifar10_lt": CifarSpec(10, 5000, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010),
+                            "cifar-10-batches-py", "cifar10-jpeg.tar.gz"),
+    "cifar100_lt": CifarSpec(100, 500, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+                             "cifar-100-python", "cifar100-jpeg.tar.gz"),
+}
+
+
+def class_order(folder_names: set[str]) -> list[str]:
+    """Standard CIFAR order: torchvision's CIFAR-10 list when the names match it, else sorted."""
+    if folder_names == set(CIFAR10_CLASSES):
+        return list(CIFAR10_CLASSES)
+    return sorted(folder_names)
+
+
+def _decode(data: bytes, where: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB pixels of one encoded image."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except OSError as err:  # PIL's UnidentifiedImageError is an OSError
+        raise ValueError(f"{where}: cannot decode image: {err}") from None
+
+
+def _arrays_from_encoded(files: dict[tuple[str, str, str], bytes], origin: str) -> dict[str, np.ndarray]:
+    """Decode ``{(split, class, file name): bytes}`` into train/test arrays in CIFAR order.
+
+    Returns ``train_images`` (N, H, W, 3) uint8, ``train_labels`` (N,), ``test_images``, ``test_labels``,
+    ``class_names`` (C,) unicode. Order: by class, then by file name within a class.
+    """
+    train_classes = {c for split, c, _ in files if split == "train"}
+    test_classes = {c for split, c, _ in files if split == "test"}
+    if not train_classes or not test_classes:
+        raise FileNotFoundError(f"{origin}: expected images under train/<class>/ and test/<class>/, found "
+                                f"{len(train_classes)} train and {len(test_classes)} test class folders")
+    if not test_classes <= train_classes:
+        raise ValueError(f"{origin}: test classes without training images: {sorted(test_classes - train_classes)}")
+    names = class_order(train_classes)
+    label_of = {c: i for i, c in enumerate(names)}
+    out: dict[str, np.ndarray] = {"class_names": np.array(names)}
+    for split in SPLITS:
+        keys = sorted((k for k in files if k[0] == split), key=lambda k: (label_of[k[1]], k[2]))
+        images = [_decode(files[k], f"{origin}:{'/'.join(k)}") for k in keys]
+        shapes = {im.shape for im in images}
+        if len(shapes) != 1:
+            raise ValueError(f"{origin}: {split} images have different sizes {sorted(shapes)}")
+        out[f"{split}_images"] = np.stack(images)
+        out[f"{split}_labels"] = np.array([label_of[k[1]] for k in keys], dtype=np.int64)
+    return out
+
+
+def _split_member(name: str) -> tuple[str, str, str] | None:
+    """``(split, class, file)`` for a tar member ``[top/]split/class/file`` holding an image, else None."""
+    parts = Path(name).parts
+    if len(parts) >= 3 and parts[-3] in SPLITS and parts[-1].lower().endswith(IMAGE_SUFFIXES):
+        return parts[-3], parts[-2], parts[-1]
+    return None
+
+
+def read_tarball(path: Path, cache_dir=None) -> dict[str, np.ndarray]:
+    """Arrays of an image-folder tarball (decoded once, then cached by path, size and mtime)."""
+
+    def build() -> dict[str, np.ndarray]:
+        files = {}
+        with tarfile.open(path, "r:*") as tar:
+            for member in tar:
+                key = _split_member(member.name)
+                if key is not None and member.isfile():
+                    files[key] = tar.extractfile(member).read()
+        return _arrays_from_encoded(files, str(path))
+
+    return cached_arrays("cifar-tar", file_identity(path), build, cache_dir)
+
+
+def read_image_folder(root: Path, cache_dir=None) -> dict[str, np.ndarray]:
+    """Arrays of an unpacked ``root/{train,test}/<class>/*`` tree (cached by every file's identity)."""
+    paths = sorted(p for split in SPLITS for p in (root / split).glob("*/*")
+                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    key = [str(root.resolve())] + [[str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns]
+                                   for p in paths]
+
+    def build() -> dict[str, np.ndarray]:
+        files = {(p.parent.parent.name, p.parent.name, p.name): p.read_bytes() for p in paths}
+        return _arrays_from_encoded(files, str(root))
+
+    return cached_arrays("cifar-folder", key, build, cache_dir)
+
+
+def read_torchvision(root: Path, name: str, download: bool) -> dict[str, np.ndarray]:
+    """Arrays of torchvision's CIFAR python files under ``root`` (downloads only when asked)."""
+    from torchvision import datasets  # imported here: only this source needs it
+
+    cls = datasets.CIFAR10 if name == "cifar10_lt" else datasets.CIFAR100
+    out: dict[str, np.ndarray] = {}
+    for split in SPLITS:
+        ds = cls(str(root), train=split == "train", download=download)
+        out[f"{split}_images"] = np.asarray(ds.data, dtype=np.uint8)  # (N, 32, 32, 3)
+        out[f"{split}_labels"] = np.asarray(ds.targets, dtype=np.int64)
+        out["class_names"] = np.array(ds.classes)
+    return out
+
+
+def read_cifar_source(name: str, root: str | Path, download: bool = False,
+                      cache_dir=None) -> tuple[dict[str, np.ndarray], str]:
+    """Balanced CIFAR arrays from whichever source ``root`` is, and a short description of that source."""
+    spec = CIFAR_SPECS[name]
+    root = Path(root).expanduser()
+    if root.is_file() and tarfile.is_tarfile(root):
+        return read_tarball(root, cache_dir), f"tarball {root}"
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        return read_image_folder(root, cache_dir), f"image folder {root}"
+    if (root / spec.torchvision_folder).is_dir() or download:
+        return read_torchvision(root, name, download), f"torchvision files {root / spec.torchvision_folder}"
+    if (root / spec.tarball_name).is_file():
+        return read_tarball(root / spec.tarball_name, cache_dir), f"tarball {root / spec.tarball_name}"
+    raise FileNotFoundError(
+        f"no {name} source at {root}: expected one of (1) an image-folder tarball (the file itself, or "
+        f"{root / spec.tarball_name}), (2) {root}/train/<class>/*.jpg and {root}/test/<class>/*.jpg, "
+        f"(3) torchvision's {root / spec.torchvision_folder} (pass download=True to fetch it there)")
+
+
+def load_cifar_lt(name: str, root: str | Path, imbalance: float = 100, download: bool = False,
+                  many: int = 100, few: int = 20, cache_dir=None) -> LongTailData:
+    """CIFAR-10-LT / CIFAR-100-LT (``name`` "cifar10_lt" / "cifar100_lt") as an "array" LongTailData.
+
+    ``n_max`` is 5000 / 500 (the per-class size of the balanced set); a smaller balanced source (a test
+    tree) uses its smallest class size instead. Augmentation: crop 32 with zero padding 4 and flips.
+    """
+    spec = CIFAR_SPECS[name]
+    arrays, source = read_cifar_source(name, root, download, cache_dir)
+    class_names = [str(c) for c in arrays["class_names"]]
+    if len(class_names) != spec.num_classes:
+        raise ValueError(f"{name} expects {spec.num_classes} classes but the source ({source}) has "
+                         f"{len(class_names)}: {class_names[:12]}")
+    train_labels = arrays["train_labels"]
+    n_max = min(spec.n_max, int(np.bincount(train_labels, minlength=spec.num_classes).min()))
+    counts = lt_counts(n_max, spec.num_classes, imbalance)
+    keep = long_tail_indices(train_labels, counts, seed=0)  # (N_lt,)
+
+    def to_dataset(images: np.ndarray, labels: np.ndarray) -> ArrayDataset:
+        nchw = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))  # (N, 3, H, W)
+        return ArrayDataset(nchw, torch.from_numpy(labels.astype(np.int64)))
+
+    return LongTailData(
+        name=name, num_classes=spec.num_classes, class_names=class_names, train_counts=counts,
+        train=to_dataset(arrays["train_images"][keep], train_labels[keep]),
+        test=to_dataset(arrays["test_images"], arrays["test_labels"]),
+        kind="array", mean=spec.mean, std=spec.std, augment=Augment(crop=32, pad=4, flip=True),
+        many=many, few=few,
+        info={"source": source, "imbalance": imbalance, "n_max": n_max,
+              "sampling": "LDAM-DRW: numpy seed 0, per-class shuffle, keep first n_i (DESIGN decision 3)"})

@@ -1,0 +1,71 @@
+"""``load_dataset(name, ...)``: the one entry point from a dataset name to a ``LongTailData``.
+
+A plain dict maps names to loader functions (no reflection from strings). Default roots: CIFAR looks in
+``$LT_PAPER_DATA`` or the repository's ``data/downloads`` (git-ignored) when ``root`` is None; the
+split-file sets need an explicit ``root`` (their images are tens of GB and live wherever the user put them).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from .cifar import load_cifar_lt
+from .containers import LongTailData
+from .digits import load_digits_lt
+from .file_datasets import load_file_dataset
+
+
+def default_data_root() -> Path:
+    """``$LT_PAPER_DATA`` if set, else the repository's ``data/downloads``."""
+    env = os.environ.get("LT_PAPER_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "data" / "downloads"
+
+
+def _digits(root, imbalance, download, many, few, **_options) -> LongTailData:
+    return load_digits_lt(imbalance=imbalance, many=many, few=few)
+
+
+def _cifar(name: str) -> Callable[..., LongTailData]:
+    def load(root, imbalance, download, many, few, cache_dir=None, **_options) -> LongTailData:
+        return load_cifar_lt(name, root if root is not None else default_data_root(), imbalance=imbalance,
+                             download=download, many=many, few=few, cache_dir=cache_dir)
+    return load
+
+
+def _files(name: str) -> Callable[..., LongTailData]:
+    def load(root, imbalance, download, many, few, split_dir=None, test_split=None, verify=True,
+             **_options) -> LongTailData:
+        return load_file_dataset(name, root, many=many, few=few, split_dir=split_dir,
+                                 test_split=test_split, verify=verify)
+    return load
+
+
+DATASETS: dict[str, Callable[..., LongTailData]] = {
+    "digits_lt": _digits,
+    "cifar10_lt": _cifar("cifar10_lt"),
+    "cifar100_lt": _cifar("cifar100_lt"),
+    "imagenet_lt": _files("imagenet_lt"),
+    "inat2018": _files("inat2018"),
+    "places_lt": _files("places_lt"),
+}
+
+
+def load_dataset(name: str, root: str | Path | None = None, imbalance: float = 100, download: bool = False,
+                 many: int = 100, few: int = 20, *, cache_dir: str | Path | None = None,
+                 split_dir: str | Path | None = None, test_split: str | None = None,
+                 verify: bool = True) -> LongTailData:
+    """Load a long-tailed dataset by name (see INTERFACES.md, "lt_paper.data").
+
+    name: "digits_lt", "cifar10_lt", "cifar100_lt" (``imbalance`` = n_max / n_min, ``root`` a CIFAR source,
+    see ``cifar.py``), "imagenet_lt", "inat2018", "places_lt" (``root`` = the image folder; the split
+    files define the long tail, so ``imbalance`` and ``download`` are ignored). ``many``/``few``: shot
+    thresholds (DESIGN decision 2). Keyword-only extras: ``cache_dir`` (decoded CIFAR JPEGs),
+    ``split_dir`` (where the split files are), ``test_split`` ("test" or "val"), ``verify`` (check split
+    files against the known checksums and counts).
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {sorted(DATASETS)}")
+    return DATASETS[name](root, imbalance, download, many, few, cache_dir=cache_dir, split_dir=split_dir,
+                          test_split=test_split, verify=verify)

@@ -1,0 +1,70 @@
+"""Input checks shared by every loss: class counts, targets, class weights.
+
+They exist because the failure modes they catch are otherwise silent or unreadable: a class with zero
+training samples makes eq. 4 divide by log(1) = 0 (A_cls = inf) and LDAM's margin inf; an
+out-of-range label is a device-side assert on CUDA that kills the process without naming the label.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+ClassCounts = Union[Sequence[int], np.ndarray, Tensor]
+
+
+def as_class_counts(class_counts: ClassCounts) -> Tensor:
+    """Per-class training counts as a float64 CPU tensor (C,); ValueError naming the first bad class.
+
+    float64 because the constants derived from counts (eq. 4, LDAM margins, class-balanced weights
+    with beta = 0.9999) are computed once and deserve the precision; losses store them as float32.
+    """
+    counts = torch.as_tensor(np.asarray(class_counts, dtype=np.float64))  # (C,)
+    if counts.ndim != 1 or counts.numel() == 0:
+        raise ValueError(f"class_counts must be a non-empty 1-D sequence, got shape {tuple(counts.shape)}")
+    bad = (~torch.isfinite(counts)) | (counts <= 0)
+    if bool(bad.any()):
+        j = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"class_counts[{j}] = {counts[j].item():g}: every class needs a positive, finite number of "
+            f"training samples (eq. 4 and the LDAM margins are undefined otherwise)"
+        )
+    return counts
+
+
+def _compiling() -> bool:
+    # Data-dependent checks (a host sync) would break a torch.compile graph; under compile the check is
+    # skipped and an out-of-range label fails inside cross_entropy instead.
+    return torch.compiler.is_compiling()
+
+
+def check_logits_targets(logits: Tensor, targets: Tensor, num_classes: int | None = None) -> None:
+    """Shapes (N, C) / (N,), integer targets, every label in [0, C); ValueError naming the bad label.
+
+    The range check costs one host sync (a ``bool(...)`` on a reduced tensor); in a launch-bound step
+    the GPU is idle at that point anyway.
+    """
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be (N, C), got shape {tuple(logits.shape)}")
+    if targets.ndim != 1 or targets.shape[0] != logits.shape[0]:
+        raise ValueError(f"targets must be (N,) with N = {logits.shape[0]}, got shape {tuple(targets.shape)}")
+    if targets.dtype.is_floating_point or targets.dtype == torch.bool or targets.dtype.is_complex:
+        raise ValueError(f"targets must be integer class labels, got dtype {targets.dtype}")
+    c = logits.shape[1]
+    if num_classes is not None and c != num_classes:
+        raise ValueError(f"logits have {c} classes but the loss was built for {num_classes} classes")
+    if _compiling() or targets.numel() == 0:
+        return
+    bad = (targets < 0) | (targets >= c)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(f"target label {int(targets[i])} (sample {i}) is out of range [0, {c})")
+
+
+def check_weight(weight: Tensor | None, num_classes: int) -> None:
+    """Class weights for DRW must be (C,)."""
+    if weight is not None and (weight.ndim != 1 or weight.shape[0] != num_classes):
+        raise ValueError(f"weight must be (C,) = ({num_classes},), got shape {tuple(weight.shape)}")

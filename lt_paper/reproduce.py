@@ -1,0 +1,138 @@
+"""``python -m lt_paper reproduce --profile smoke|cifar|paper``: every notebook, one report.
+
+Each notebook of ``notebooks/`` runs through papermill with the profile's parameters. It writes into
+a staging folder; only when it succeeds does the staging folder replace the notebook's previous
+outputs, so a failing notebook is named, its error shown, and the earlier good outputs are kept.
+Finally one Markdown report gathers every table and figure with their provenance.
+
+Profiles:
+
+* ``smoke``: scikit-learn's digits (embedded, no download), CPU, one seed; minutes on 2 cores.
+* ``cifar``: CIFAR-10-LT (imbalance 100) with ResNet-32 on one GPU, the 200-epoch recipe, 3 seeds.
+  Needs ``--data-root`` (the image-folder tree or its .tar.gz, or torchvision's CIFAR files).
+* ``paper``: ImageNet-LT (ResNet-50, ResNeXt-50) and iNaturalist-2018 (ResNet-50); launch the
+  command under ``torchrun`` for DDP. Needs ``--data-root``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from .outputs import load_summary
+from .provenance import REPO_ROOT, provenance
+from .train.checkpoint import atomic_write_bytes
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+NOTEBOOKS = (
+    "table1_3_main_results",
+    "table4_ala_ablation",
+    "table5_router_ablation",
+    "figure1_hard_samples",
+    "figure2_adjusting_terms",
+    "figure3_moe_architecture",
+    "figure4_router_weights",
+)
+
+_SMOKE = dict(prefix="smoke", dataset="digits_lt", arch="resnet8", epochs=30, seeds=[0], device="cpu",
+              data_root=None)
+_CIFAR = dict(prefix="cifar10_lt", dataset="cifar10_lt", arch="resnet32", epochs=200, seeds=[0, 1, 2],
+              device="cuda", data_root=None)
+_IMAGENET = dict(prefix="imagenet_lt", dataset="imagenet_lt", arch="resnext50", epochs=100, seeds=[0],
+                 device="cuda", data_root=None)
+
+# Notebook name -> list of (output folder, parameters). Table 1/3 runs once per dataset in `paper`.
+PROFILES: dict[str, dict[str, list[tuple[str, dict]]]] = {
+    "smoke": {nb: [(nb, dict(_SMOKE))] for nb in NOTEBOOKS},
+    "cifar": {nb: [(nb, dict(_CIFAR))] for nb in NOTEBOOKS},
+    "paper": {nb: [(nb, dict(_IMAGENET))] for nb in NOTEBOOKS},
+}
+PROFILES["paper"]["table1_3_main_results"] = [
+    ("table1_imagenet_lt_resnet50", dict(_IMAGENET, arch="resnet50")),
+    ("table1_imagenet_lt_resnext50", dict(_IMAGENET)),
+    ("table3_inat2018_resnet50", dict(_IMAGENET, prefix="inat2018", dataset="inat2018", arch="resnet50")),
+]
+
+
+def jobs_for(profile: str, only: str | None = None) -> list[tuple[str, str, dict]]:
+    """(notebook, output folder, parameters) for a profile; ``only`` keeps names containing it."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid profiles are {sorted(PROFILES)}")
+    jobs = [(nb, folder, params) for nb, runs in PROFILES[profile].items() for folder, params in runs]
+    if only:
+        jobs = [j for j in jobs if only in j[0] or only in j[1]]
+        if not jobs:
+            raise ValueError(f"--only {only!r} matches no notebook; notebooks are {list(NOTEBOOKS)}")
+    return jobs
+
+
+def execute_notebook(notebook: str, output_dir: Path, parameters: dict, kernel: str | None = None) -> None:
+    """Run one notebook with papermill; the executed copy lands beside its outputs."""
+    import papermill as pm
+
+    source = NOTEBOOK_DIR / f"{notebook}.ipynb"
+    if not source.is_file():
+        raise FileNotFoundError(f"notebook {source} does not exist")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    pm.execute_notebook(str(source), str(output_dir / f"{notebook}.ipynb"),
+                        parameters=dict(parameters, output_dir=str(output_dir)),
+                        kernel_name=kernel or "python3", progress_bar=False, cwd=str(REPO_ROOT))
+
+
+def reproduce(profile: str = "smoke", out_root: str | Path = "outputs", only: str | None = None,
+              runs_dir: str | None = None, data_root: str | None = None, kernel: str | None = None,
+              overrides: dict | None = None) -> dict:
+    """Execute the profile's notebooks; returns {"ok": [...], "failed": {folder: error}, "report": path}."""
+    out_root = Path(out_root) / profile
+    runs_dir = runs_dir or str(Path(out_root) / "runs")
+    ok, failed = [], {}
+    for notebook, folder, params in jobs_for(profile, only):
+        params = dict(params, runs_dir=str(Path(runs_dir).resolve()), profile=profile)
+        if data_root is not None:
+            params["data_root"] = str(Path(data_root).resolve())
+        params.update(overrides or {})
+        final, staging = out_root / folder, out_root / f".staging-{folder}"
+        shutil.rmtree(staging, ignore_errors=True)
+        started = time.perf_counter()
+        print(f"[reproduce:{profile}] {folder} ...", flush=True)
+        try:
+            execute_notebook(notebook, staging, params, kernel)
+        except Exception as e:  # papermill raises PapermillExecutionError with the cell's traceback
+            failed[folder] = f"{type(e).__name__}: {e}"
+            print(f"[reproduce:{profile}] FAILED {folder} (earlier outputs kept in {final}):\n{e}",
+                  file=sys.stderr, flush=True)
+            if not hasattr(e, "ename"):
+                traceback.print_exc()
+            continue
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+        ok.append(folder)
+        print(f"[reproduce:{profile}] ok {folder} ({time.perf_counter() - started:.0f} s)", flush=True)
+    report = write_report(out_root, profile)
+    return {"ok": ok, "failed": failed, "report": str(report)}
+
+
+def write_report(out_root: Path, profile: str) -> Path:
+    """One Markdown file with every table and figure found in the profile's output folders."""
+    lines = [f"# lt-paper reproduction: profile `{profile}`", ""]
+    prov = provenance()
+    lines += ["| provenance | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in prov.items()] + [""]
+    for folder in sorted(p for p in Path(out_root).iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not (folder / "summary.json").is_file():
+            continue
+        summary = load_summary(folder)
+        lines += [f"## {folder.name}", "",
+                  f"Parameters: `{summary['parameters']}`; wall time {summary.get('wall_time_s', 0):.0f} s; "
+                  f"device {summary.get('provenance', {}).get('device', '?')}; "
+                  f"commit {summary.get('provenance', {}).get('commit', '?')}.", ""]
+        for table in summary["tables"]:
+            lines += [(folder / table["markdown"]).read_text(), ""]
+        for figure in summary["figures"]:
+            lines += [f"### {figure['title']}", "", f"![{figure['title']}]({folder.name}/{figure['png']})", ""]
+    path = Path(out_root) / "report.md"
+    atomic_write_bytes(path, lambda f: f.write("\n".join(lines).encode()))
+    return path

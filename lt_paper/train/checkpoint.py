@@ -1,0 +1,80 @@
+"""Atomic checkpoints that carry their architecture (DESIGN decision 8).
+
+A checkpoint is written to a temporary file in the same directory and then renamed over the old one,
+so a run killed at any instant leaves either the previous checkpoint or the new one, never half a
+file. It is loaded with ``torch.load(weights_only=True)`` (no arbitrary pickles) and checked against
+the architecture it is loaded into, so a checkpoint from another model fails with a message that
+names the differing fields instead of a wall of missing-key errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..models import check_signature, model_signature
+
+CHECKPOINT_FORMAT = 1
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """Call ``write(file)`` on a temp file beside ``path``, fsync it, then rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, lambda f: f.write(json.dumps(obj, indent=2, default=str).encode()))
+
+
+def save_checkpoint(path: Path, *, model: nn.Module, optimizer, epoch: int, config: dict,
+                    config_hash: str, history: list, best: dict, wall_time_s: float) -> None:
+    unwrapped = getattr(model, "module", model)
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "config_hash": config_hash,
+        "config": config,
+        "model_spec": model_signature(unwrapped),
+        "epoch": epoch,  # last completed epoch (0-indexed)
+        "model": unwrapped.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "history": history,
+        "best": best,
+        "wall_time_s": wall_time_s,
+        "torch_rng": torch.get_rng_state(),
+    }
+    atomic_write_bytes(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: Path, model: nn.Module | None = None, map_location="cpu") -> dict:
+    """Load a checkpoint; with ``model`` given, check its architecture and load the weights into it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, garbage bytes, foreign pickle
+        raise ValueError(f"checkpoint {path} is unreadable (corrupted or not an lt_paper checkpoint): {e}") from e
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint {path} is not an lt_paper checkpoint (format {CHECKPOINT_FORMAT})")
+    if model is not None:
+        check_signature(model, state["model_spec"], source=f"checkpoint {path}")
+        getattr(model, "module", model).load_state_dict(state["model"])
+    return state

@@ -1,0 +1,290 @@
+"""The training engine: ``train(config)`` turns a config into a finished, evaluated run directory.
+
+One process on the CPU or one GPU::
+
+    python -m lt_paper train --preset cifar10_lt/resnet32/ala --set data_root=data/cifar10-jpeg.tar.gz
+
+Several GPUs on one machine (DDP, NCCL; the global batch stays ``batch_size``)::
+
+    torchrun --standalone --nproc_per_node=8 -m lt_paper train --preset imagenet_lt/resnext50/ala \
+        --set data_root=/data/ImageNet_LT
+
+Several machines: the same on each node with ``--nnodes=N --node_rank=i --rdzv_backend=c10d
+--rdzv_endpoint=HOST:PORT`` instead of ``--standalone`` (the runs directory must be shared).
+
+A run lives in ``runs_dir/<dataset>-<arch>-<loss>[-moeK]-s<seed>-<hash>``, the hash being that of the
+resolved config. The directory holds ``config.json``, ``checkpoint.pt`` (every epoch, atomically) while
+it trains, and once finished ``model.pt``, ``history.json``, ``records.npz`` and ``metrics.json``;
+``metrics.json`` is written last and marks the run finished. Calling ``train`` again with the same
+config returns the finished run without training, resumes an unfinished one from its last
+checkpoint (the epoch order and augmentation are functions of (seed, epoch), so a resumed run ends
+with the same numbers), and ``force=True`` trains anew into a fresh directory: a finished run is never
+overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..data import load_dataset, make_loaders
+from ..losses import LOSS_HEADS, build_loss, class_balanced_weights
+from ..models import build_model
+from ..provenance import provenance
+from . import distributed as D
+from .checkpoint import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
+from .config import Config, apply_overrides, config_hash, from_dict, to_dict
+from .evaluate import gather_records, metrics_from_records, predict
+from .objective import Objective
+from .presets import get_preset
+from .schedule import Schedule
+
+CHECKPOINT = "checkpoint.pt"
+FINAL_MODEL = "model.pt"
+METRICS = "metrics.json"
+
+
+def resolve_config(config: str | Config, overrides: dict) -> Config:
+    """A preset name or a Config, with keyword overrides (unknown keys raise, listing valid ones)."""
+    base = get_preset(config) if isinstance(config, str) else config
+    if not isinstance(base, Config):
+        raise TypeError(f"config must be a preset name or a Config, not {type(config).__name__}")
+    return apply_overrides(base, overrides)
+
+
+def run_dir_for(runs_dir: Path, config: Config, force: bool) -> Path:
+    """The run's directory: named from hashed fields only, so one config always maps to one place."""
+    moe = f"-moe{config.num_experts}{'' if config.router == 'instance' else 'mean'}" if config.num_experts > 1 else ""
+    base = runs_dir / f"{config.dataset}-{config.arch}-{config.loss}{moe}-s{config.seed}-{config_hash(config)}"
+    if not force:
+        return base
+    n = 1
+    while Path(f"{base}-force{n}").exists():
+        n += 1
+    return Path(f"{base}-force{n}")
+
+
+def is_finished(run_dir: Path) -> bool:
+    return (Path(run_dir) / METRICS).is_file()
+
+
+def load_result(run_dir: Path) -> dict:
+    result = json.loads((Path(run_dir) / METRICS).read_text())
+    result["run_dir"] = str(run_dir)
+    return result
+
+
+def build_for(config: Config, num_classes: int) -> nn.Module:
+    """The model a config describes (the head follows the loss: linear for CE/focal/LA, else cosine)."""
+    return build_model(config.arch, num_classes, head=LOSS_HEADS[config.loss], num_experts=config.num_experts,
+                       router=config.router, shared_stages=config.shared_stages, expert_width=config.expert_width)
+
+
+def load_teacher(teacher_dir: str, num_classes: int, device: torch.device) -> nn.Module:
+    """A finished run's model in eval mode, frozen (decision 6: an MoE teacher for distillation)."""
+    teacher_dir = Path(teacher_dir)
+    if not is_finished(teacher_dir):
+        raise FileNotFoundError(f"config key 'teacher': {teacher_dir} is not a finished run (no {METRICS})")
+    teacher_cfg = from_dict(json.loads((teacher_dir / "config.json").read_text()))
+    model = build_for(teacher_cfg, num_classes)
+    load_checkpoint(teacher_dir / FINAL_MODEL, model)
+    if model.spec.num_experts > 1:
+        model.set_router_active(True)
+    return model.to(device).eval().requires_grad_(False)
+
+
+def _resolve_runtime(config: Config, device: torch.device) -> Config:
+    """Fill the device-dependent defaults so the saved config says what actually ran."""
+    on_cuda = device.type == "cuda"
+    return apply_overrides(config, {
+        "device": device.type,
+        "amp": on_cuda if config.amp is None else config.amp,
+        "channels_last": on_cuda if config.channels_last is None else config.channels_last,
+    })
+
+
+def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.PathLike = "runs",
+          force: bool = False, **overrides) -> dict:
+    """Train and evaluate one run; return its metrics (``all``, ``many``, ``medium``, ``few``, ...)
+    plus ``run_dir``. See the module docstring for caching, resuming and ``torchrun``."""
+    config = resolve_config(config, overrides)
+    requested = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    info = D.setup(requested)
+    device = D.resolve_device(config.device, info)
+    config = _resolve_runtime(config, device)
+    if config.distill and not config.teacher:
+        raise ValueError(f"config {config.name!r} distils (distill=True) and needs config key 'teacher': the run "
+                         f"directory of a finished MoE teacher (the paper uses 6 experts: preset "
+                         f"{config.name.replace('ala_distill', 'ala_moe6')!r})")
+
+    run_dir = D.broadcast_object(str(run_dir_for(Path(runs_dir), config, force)), info)
+    run_dir = Path(run_dir)
+    if is_finished(run_dir):
+        result = load_result(run_dir)
+        result["reused"] = True
+        return result
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "config.json", to_dict(config))
+    D.barrier(info)
+
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not config.deterministic
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    data = load_dataset(config.dataset, root=config.data_root, imbalance=config.imbalance,
+                        download=config.download)
+    train_loader, test_loader = make_loaders(
+        data, config.batch_size, device, rank=info.rank, world_size=info.world_size, seed=config.seed,
+        num_workers=config.num_workers, eval_batch_size=config.eval_batch_size)
+
+    torch.manual_seed(config.seed)  # identical initial weights on every rank
+    model = build_for(config, data.num_classes).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss = build_loss(config.loss, data.train_counts).to(device)
+    objective = Objective(loss, config.diversity_weight, config.diversity_temperature,
+                          config.distill_temperature if config.distill else None)
+    teacher = load_teacher(config.teacher, data.num_classes, device) if config.distill else None
+    cb_weights = class_balanced_weights(data.train_counts, config.drw_beta).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    schedule = Schedule.from_config(config)
+    chash = config_hash(config)
+
+    start_epoch, history, best, wall_before = 0, [], {}, 0.0
+    if (run_dir / CHECKPOINT).is_file():
+        state = load_checkpoint(run_dir / CHECKPOINT, model, map_location=device)
+        if state["config_hash"] != chash:
+            raise ValueError(f"checkpoint {run_dir / CHECKPOINT} belongs to config {state['config_hash']}, not {chash}")
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
+        wall_before = state["wall_time_s"]
+
+    unwrapped = model
+    if info.distributed:
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=config.num_experts > 1)  # the router idles until it switches on
+
+    shot_rule = dict(many=config.many_threshold, few=config.few_threshold, few_inclusive=config.few_inclusive)
+    t0 = time.perf_counter()
+    records = None
+    for epoch in range(start_epoch, config.epochs):
+        lr = schedule.lr(epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        router_active = schedule.router_active(epoch)
+        if config.num_experts > 1:
+            unwrapped.set_router_active(router_active)
+        class_weight = cb_weights if schedule.drw_active(epoch) else None
+        train_loader.set_epoch(epoch)
+
+        model.train()
+        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        correct = torch.zeros((), device=device, dtype=torch.float64)
+        seen = torch.zeros((), device=device, dtype=torch.float64)
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+                   disable=not (config.progress and info.is_main))
+        for images, labels, _ in bar:
+            if config.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
+                out = model(images)
+                teacher_logits = teacher(images).logits if teacher is not None else None
+            batch_loss = objective(out, labels, class_weight, router_active, teacher_logits)
+            optimizer.zero_grad(set_to_none=True)
+            batch_loss.backward()
+            optimizer.step()
+            # accumulated on the device: no host synchronisation inside the epoch
+            loss_sum += batch_loss.detach().double() * len(labels)
+            correct += (out.logits.detach().argmax(1) == labels).sum()
+            seen += len(labels)
+        totals = D.all_reduce_sum(torch.stack([loss_sum, correct, seen]), info)
+        train_loss, train_acc = (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
+        if not math.isfinite(train_loss):
+            last = f"the last good checkpoint (epoch {epoch}) is kept at {run_dir / CHECKPOINT}" if epoch > 0 \
+                else "no checkpoint was written"
+            raise FloatingPointError(f"training loss is {train_loss} in epoch {epoch + 1} of run {run_dir}; {last}")
+
+        records = gather_records(predict(model, test_loader, objective.scale, device, config.amp), info)
+        metrics = metrics_from_records(records, data.train_counts, **shot_rule)
+        history.append({"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
+                        "router_active": router_active, "drw": class_weight is not None,
+                        **{f"test_{g}": metrics[g] for g in ("all", "many", "medium", "few")}})
+        if not best or metrics["all"] > best["all"]:
+            best = {"epoch": epoch + 1, **{g: metrics[g] for g in ("all", "many", "medium", "few")}}
+        if info.is_main and config.progress:
+            tqdm.write(f"epoch {epoch + 1}/{config.epochs} lr {lr:.4g} loss {train_loss:.4f} "
+                       f"train acc {train_acc:.3f} test acc {metrics['all']:.3f}")
+        if info.is_main:
+            save_checkpoint(run_dir / CHECKPOINT, model=model, optimizer=optimizer, epoch=epoch,
+                            config=to_dict(config), config_hash=chash, history=history, best=best,
+                            wall_time_s=wall_before + time.perf_counter() - t0)
+        D.barrier(info)
+
+    if records is None:  # resumed after the last epoch's checkpoint but before metrics.json
+        records = gather_records(predict(model, test_loader, objective.scale, device, config.amp), info)
+        metrics = metrics_from_records(records, data.train_counts, **shot_rule)
+    wall = wall_before + time.perf_counter() - t0
+    result = {
+        **{g: metrics[g] for g in ("all", "many", "medium", "few")},
+        "per_class": metrics["per_class"],
+        "epoch": config.epochs,
+        "best": best,
+        "best_note": "best test epoch, reported only beside the last-epoch numbers (decision 7)",
+        "shot_rule": shot_rule,
+        "train_counts": list(data.train_counts),
+        "config_hash": chash,
+        "wall_time_s": wall,
+        "world_size": info.world_size,
+        "provenance": provenance(device, world_size=info.world_size),
+    }
+    if info.is_main:
+        save_checkpoint(run_dir / FINAL_MODEL, model=model, optimizer=None, epoch=config.epochs - 1,
+                        config=to_dict(config), config_hash=chash, history=history, best=best, wall_time_s=wall)
+        atomic_write_json(run_dir / "history.json", history)
+        arrays = {**records, "train_counts": np.asarray(data.train_counts, dtype=np.int64)}
+        atomic_write_bytes(run_dir / "records.npz", lambda f: np.savez_compressed(f, **arrays))
+        atomic_write_json(run_dir / METRICS, result)  # last: marks the run finished
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)
+    D.barrier(info)
+    return {**result, "run_dir": str(run_dir), "reused": False}
+
+
+def evaluate_run(run_dir: str | os.PathLike, device: str = "auto") -> dict:
+    """Re-evaluate a finished run's final model on its test set (``python -m lt_paper evaluate``)."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
+    config = from_dict(json.loads(config_path.read_text()))
+    info = D.DistInfo()
+    dev = D.resolve_device(device if device != "auto" else config.device, info)
+    weights = run_dir / FINAL_MODEL if (run_dir / FINAL_MODEL).is_file() else run_dir / CHECKPOINT
+    data = load_dataset(config.dataset, root=config.data_root, imbalance=config.imbalance, download=False)
+    _, test_loader = make_loaders(data, config.batch_size, dev, seed=config.seed,
+                                  num_workers=config.num_workers, eval_batch_size=config.eval_batch_size)
+    model = build_for(config, data.num_classes)
+    state = load_checkpoint(weights, model)
+    if config.num_experts > 1:
+        model.set_router_active(Schedule.from_config(config).router_active(state["epoch"]))
+    model.to(dev)
+    scale = build_loss(config.loss, data.train_counts).scale
+    records = gather_records(predict(model, test_loader, scale, dev, amp=bool(config.amp) and dev.type == "cuda"), info)
+    metrics = metrics_from_records(records, data.train_counts, many=config.many_threshold,
+                                   few=config.few_threshold, few_inclusive=config.few_inclusive)
+    return {**metrics, "run_dir": str(run_dir), "weights": str(weights), "epoch": state["epoch"] + 1}

@@ -1,0 +1,91 @@
+"""Evaluation: per-sample records on the test set, and the metrics computed from them.
+
+Each rank predicts its contiguous, unpadded shard of the test set; the shards are gathered and put
+back in dataset order, so no sampler padding (a DistributedSampler repeats samples to even out the
+ranks) can bias the numbers. The per-sample records (label, prediction, ground-truth probability,
+target cosine, and for an MoE each expert's view and the router weights) are what Figures 1 and 4
+are drawn from.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import shot_groups
+from .distributed import DistInfo, gather_objects
+
+GROUPS = ("many", "medium", "few")
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader, scale: float, device: torch.device, amp: bool) -> dict[str, np.ndarray]:
+    """Records of this rank's shard, keyed as in ``records.npz`` plus ``index``."""
+    model.eval()
+    parts: dict[str, list] = {}
+    for images, labels, indices in loader:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out = model(images)
+        logits = out.logits.float()  # (B, C), unscaled (cosines for a cosine head)
+        probs = torch.softmax(scale * logits, dim=1)
+        rows = torch.arange(len(labels), device=labels.device)
+        batch = {
+            "index": indices,
+            "label": labels,
+            "pred": logits.argmax(1),
+            "p_gt": probs[rows, labels],
+            "target_logit": logits[rows, labels],
+        }
+        if out.expert_logits is not None:
+            expert = out.expert_logits.float()  # (B, K, C)
+            expert_probs = torch.softmax(scale * expert, dim=2)
+            batch["expert_p_gt"] = expert_probs[rows, :, labels]  # (B, K)
+            batch["expert_pred"] = expert.argmax(2)  # (B, K)
+            batch["router_weights"] = out.router_weights.float()  # (B, K)
+        for key, value in batch.items():
+            parts.setdefault(key, []).append(value.cpu())
+    return {k: torch.cat(v).numpy() for k, v in parts.items()}
+
+
+def gather_records(shard: dict[str, np.ndarray], info: DistInfo) -> dict[str, np.ndarray]:
+    """Concatenate every rank's shard and order the samples by dataset index."""
+    shards = [s for s in gather_objects(shard, info) if s and len(s.get("index", [])) > 0]
+    records = {k: np.concatenate([s[k] for s in shards]) for k in shards[0]}
+    order = np.argsort(records.pop("index"), kind="stable")
+    records = {k: v[order] for k, v in records.items()}
+    records["p_gt"] = records["p_gt"].astype(np.float32)
+    records["target_logit"] = records["target_logit"].astype(np.float32)
+    return records
+
+
+def metrics_from_records(records: dict[str, np.ndarray], train_counts, many: int, few: int,
+                         few_inclusive: bool) -> dict:
+    """Top-1 overall, per class and per shot group (mean of the group's per-class accuracies).
+
+    With balanced test sets a group's mean per-class accuracy equals its sample accuracy; it is the
+    definition of OLTR / LDAM-DRW / RIDE. An empty group is NaN with a warning, never 0.
+    """
+    labels, preds = records["label"], records["pred"]
+    num_classes = len(train_counts)
+    correct = (labels == preds).astype(np.float64)
+    per_class = np.full(num_classes, np.nan)
+    for c in range(num_classes):
+        sel = labels == c
+        if sel.any():
+            per_class[c] = correct[sel].mean()
+    masks = shot_groups(list(train_counts), many=many, few=few, few_inclusive=few_inclusive)
+    result = {"all": float(correct.mean())}
+    for group in GROUPS:
+        values = per_class[masks[group]]
+        values = values[~np.isnan(values)]
+        if len(values) == 0:
+            warnings.warn(f"shot group {group!r} has no classes with test samples; reporting NaN")
+            result[group] = math.nan
+        else:
+            result[group] = float(values.mean())
+    result["per_class"] = [None if math.isnan(v) else float(v) for v in per_class]
+    return result

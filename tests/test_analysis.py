@@ -1,0 +1,462 @@
+"""Tests for lt_paper.analysis on synthetic run directories written in the run-record format.
+
+Expected values are worked out by hand in the test (or with plain numpy), never with the package.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from lt_paper import analysis as A  # noqa: E402
+from lt_paper.analysis.groups import _local_shot_groups  # noqa: E402
+
+# --------------------------------------------------------------------------------------------
+# synthetic run directories, written exactly as INTERFACES.md "run records" describes
+
+# 6 classes: many = {0, 1} (n > 100), medium = {2, 3} (20 <= n <= 100), few = {4, 5} (n < 20);
+# class 3 has n = 20, so it moves to few under the paper's Table 2 rule (n <= 20).
+COUNTS = [200, 150, 50, 20, 10, 5]
+LABELS = np.repeat(np.arange(6), 4)  # 4 test samples per class, N = 24
+# correct per class: 4, 2 | 1, 3 | 0, 1
+CORRECT = np.array([1, 1, 1, 1, 1, 1, 0, 0, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0], dtype=bool)
+PRED = np.where(CORRECT, LABELS, (LABELS + 1) % 6)
+
+
+def metrics_dict(many, medium, few, all_, best=None, epoch=9):
+    best = best or {"epoch": epoch, "all": all_, "many": many, "medium": medium, "few": few}
+    return {"all": all_, "many": many, "medium": medium, "few": few, "per_class": [0.5] * 6, "epoch": epoch,
+            "best": best, "shot_rule": {"many": 100, "few": 20, "few_inclusive": False},
+            "wall_time_s": 1.0, "provenance": {"commit": "abc123"}}
+
+
+def history_list(epochs=3, offset=0.0):
+    return [{"epoch": e, "lr": 0.1 / (e + 1), "train_loss": 2.0 - 0.5 * e + offset, "train_acc": 0.2 * e,
+             "test_all": 0.1 * e + offset, "test_many": 0.2 * e, "test_medium": 0.1 * e, "test_few": 0.05 * e}
+            for e in range(epochs)]
+
+
+def write_run(run_dir: Path, label, pred, p_gt, train_counts, metrics=None, history=None, moe=None,
+              skip=()):
+    run_dir.mkdir(parents=True)
+    files = {"config.json": {"loss": "ce", "seed": 0},
+             "metrics.json": metrics or metrics_dict(0.5, 0.5, 0.5, 0.5),
+             "history.json": history if history is not None else history_list()}
+    for name, content in files.items():
+        if name not in skip:
+            (run_dir / name).write_text(json.dumps(content))
+    if "records.npz" not in skip:
+        arrays = {"label": np.asarray(label, np.int64), "pred": np.asarray(pred, np.int64),
+                  "p_gt": np.asarray(p_gt, np.float32), "target_logit": np.asarray(p_gt, np.float32) * 2 - 1,
+                  "train_counts": np.asarray(train_counts, np.int64)}
+        arrays.update(moe or {})
+        np.savez(run_dir / "records.npz", **arrays)
+    return run_dir
+
+
+@pytest.fixture
+def single_run(tmp_path):
+    p_gt = np.linspace(0.0, 1.0, LABELS.size)
+    return A.load_run(write_run(tmp_path / "run_ce", LABELS, PRED, p_gt, COUNTS))
+
+
+# MoE: 3 classes, one per group (200 many, 50 medium, 5 few), 2 test samples each, K = 3 experts
+MOE_COUNTS = [200, 50, 5]
+MOE_LABELS = np.array([0, 0, 1, 1, 2, 2])
+MOE_EXPERT_PRED = np.array([[0, 0, 1],
+                            [0, 1, 1],   # many: expert accuracies 1.0, 0.5, 0.0
+                            [1, 1, 0],
+                            [0, 1, 1],   # medium: 0.5, 1.0, 0.5
+                            [2, 2, 2],
+                            [0, 2, 2]])  # few: 0.5, 1.0, 1.0
+MOE_WEIGHTS = np.array([[0.6, 0.3, 0.1],
+                        [0.4, 0.4, 0.2],  # many mean: 0.5, 0.35, 0.15
+                        [0.2, 0.5, 0.3],
+                        [0.2, 0.7, 0.1],  # medium mean: 0.2, 0.6, 0.2
+                        [0.1, 0.1, 0.8],
+                        [0.3, 0.3, 0.4]])  # few mean: 0.2, 0.2, 0.6
+EXPERT_ACC = {"many": [1.0, 0.5, 0.0], "medium": [0.5, 1.0, 0.5], "few": [0.5, 1.0, 1.0]}
+ROUTER_MEAN = {"many": [0.5, 0.35, 0.15], "medium": [0.2, 0.6, 0.2], "few": [0.2, 0.2, 0.6]}
+
+
+@pytest.fixture
+def moe_run(tmp_path):
+    moe = {"expert_pred": MOE_EXPERT_PRED, "router_weights": MOE_WEIGHTS.astype(np.float32),
+           "expert_p_gt": np.full(MOE_EXPERT_PRED.shape, 0.5, np.float32)}
+    return A.load_run(write_run(tmp_path / "run_moe", MOE_LABELS, MOE_EXPERT_PRED[:, 1], np.full(6, 0.5),
+                                MOE_COUNTS, moe=moe))
+
+
+# --------------------------------------------------------------------------------------------
+# paper numbers
+
+
+def test_paper_numbers_structure_and_spot_values():
+    assert len(A.TABLE1.rows) == 14 and A.TABLE1.settings == ("resnet50", "resnext50")
+    assert [r.line for r in A.TABLE1.rows] == list(range(1, 15))
+    assert len(A.TABLE3.rows) == 14 and A.TABLE3.settings == ("resnet50",)
+    assert A.TABLE4.keys == ("ce", "ldam", "ains", "acls", "focal_acls", "ldam_ains", "ala")
+    assert A.TABLE4.flag_columns == ("Focal", "LDAM", "A_ins", "A_cls")
+    assert len(A.TABLE5.rows) == 8 and A.TABLE5.flag_columns == ("K", "Style", "Router")
+    assert A.CIFAR_PUBLISHED.keys == ("ce", "focal", "ldam_drw", "la", "ride3")
+    # values read off the paper text by hand
+    assert A.TABLE1.value("ala", "all", "resnext50") == 52.8
+    assert A.TABLE1.value("ce", "few", "resnet50") == 5.8
+    assert A.TABLE1.value("focal", "all", "resnet50") is None  # "-" in the paper
+    assert A.TABLE1.value("ride4", "medium", "resnext50") == 53.8
+    assert A.TABLE3.value("ala_moe4", "all") == 74.5
+    assert A.TABLE3.value("bbn", "many") == 49.4
+    assert A.TABLE3.value("ldam_drw", "many") is None and A.TABLE3.value("ldam_drw", "all") == 68.0
+    assert A.TABLE4.rows[2].numbers["resnext50"]["few"] == 28.6
+    assert A.TABLE4.row("focal_acls").flags == {"Focal": True, "LDAM": False, "A_ins": False, "A_cls": True}
+    assert A.TABLE4.row("ldam_ains").flags == {"Focal": False, "LDAM": True, "A_ins": True, "A_cls": False}
+    assert A.TABLE5.value("moe4_router", "all") == 58.0
+    assert A.TABLE5.row("moe4_router").flags == {"K": 4, "Style": "MoE", "Router": True}
+    assert A.TABLE5.row("ride3_mean").flags == {"K": 3, "Style": "RIDE*", "Router": False}
+    assert A.TABLE5.value("ride3_mean", "many") == 67.3
+    assert A.CIFAR_PUBLISHED.value("la", "all", "cifar10_lt") == 77.9
+    assert A.CIFAR_PUBLISHED.value("ride3", "all", "cifar100_lt") == 48.0
+    assert A.CIFAR_PUBLISHED.value("ride3", "all", "cifar10_lt") is None
+    # frame: "-" stays NaN, never 0
+    frame = A.TABLE1.frame("resnet50")
+    assert list(frame.columns[-4:]) == ["Many", "Medium", "Few", "All"]
+    assert math.isnan(frame.loc["focal", "All"]) and frame.loc["ala_moe4", "All"] == 56.7
+    with pytest.raises(KeyError, match="valid names"):
+        A.paper_table("table2")
+    with pytest.raises(KeyError, match="rows are"):
+        A.TABLE1.row("nope")
+
+
+# --------------------------------------------------------------------------------------------
+# records and groups
+
+
+def test_load_run_reads_all_files(single_run):
+    r = single_run
+    assert r.num_samples == 24 and r.num_classes == 6 and not r.is_moe and r.num_experts == 1
+    assert r.config == {"loss": "ce", "seed": 0} and len(r.history) == 3
+    np.testing.assert_array_equal(r.pred, PRED)
+    assert r.shot_rule == {"many": 100, "few": 20, "few_inclusive": False}
+
+
+@pytest.mark.parametrize("missing", ["config.json", "metrics.json", "history.json", "records.npz"])
+def test_load_run_names_missing_file(tmp_path, missing):
+    run_dir = write_run(tmp_path / "r", LABELS, PRED, np.zeros(24), COUNTS, skip=(missing,))
+    with pytest.raises(FileNotFoundError, match=missing.replace(".", r"\.")):
+        A.load_run(run_dir)
+
+
+def test_load_run_names_missing_array(tmp_path):
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    for name in ("config.json", "metrics.json", "history.json"):
+        (run_dir / name).write_text("{}" if name != "history.json" else "[]")
+    np.savez(run_dir / "records.npz", label=LABELS, pred=PRED, train_counts=np.array(COUNTS))
+    with pytest.raises(ValueError, match="p_gt"):
+        A.load_run(run_dir)
+
+
+def test_shot_rule_boundaries():
+    counts = np.array([101, 100, 20, 19])
+    for fn in (_local_shot_groups, A.shot_groups):
+        g = fn(counts)
+        assert g["many"].tolist() == [True, False, False, False]
+        assert g["medium"].tolist() == [False, True, True, False]
+        assert g["few"].tolist() == [False, False, False, True]
+        assert fn(counts, few_inclusive=True)["few"].tolist() == [False, False, True, True]
+
+
+def test_per_group_accuracy_hand_computed(single_run):
+    acc = A.per_group_accuracy(single_run)
+    assert acc == pytest.approx({"many": 6 / 8, "medium": 4 / 8, "few": 1 / 8, "all": 11 / 24})
+    paper_rule = A.per_group_accuracy(single_run, few_inclusive=True)  # class 3 (n = 20) becomes few
+    assert paper_rule == pytest.approx({"many": 6 / 8, "medium": 1 / 4, "few": 4 / 12, "all": 11 / 24})
+
+
+def test_group_accuracy_is_mean_of_class_accuracies(tmp_path):
+    # unbalanced test set: many = classes 0 (2 samples, both right) and 1 (1 sample, wrong);
+    # few = class 2 (3 samples, 1 right). Group = mean over classes (1.0 + 0.0) / 2, not 2/3 of samples.
+    labels, pred = [0, 0, 1, 2, 2, 2], [0, 0, 0, 2, 0, 0]
+    run = A.load_run(write_run(tmp_path / "r", labels, pred, np.zeros(6), [300, 200, 5, 50]))
+    with pytest.warns(A.EmptyGroupWarning, match="medium"):  # class 3 (medium) has no test sample
+        acc = A.per_group_accuracy(run)
+    assert acc["many"] == pytest.approx(0.5) and acc["few"] == pytest.approx(1 / 3)
+    assert acc["all"] == pytest.approx(3 / 6) and math.isnan(acc["medium"])
+
+
+def test_group_accuracy_agrees_with_the_engine(tmp_path):
+    """metrics.json and the analysis must give the same group numbers (skipped until the engine exists)."""
+    evaluate = pytest.importorskip("lt_paper.train.evaluate")
+    if not hasattr(evaluate, "metrics_from_records"):
+        pytest.skip("lt_paper.train.evaluate.metrics_from_records not available")
+    rng = np.random.default_rng(0)
+    counts = [300, 150, 80, 40, 19, 5]
+    labels = rng.integers(0, 6, 200)  # unbalanced on purpose
+    pred = np.where(rng.random(200) < 0.6, labels, rng.integers(0, 6, 200))
+    run = A.load_run(write_run(tmp_path / "r", labels, pred, np.zeros(200), counts))
+    engine = evaluate.metrics_from_records({"label": labels, "pred": pred}, counts, many=100, few=20,
+                                           few_inclusive=False)
+    ours = A.per_group_accuracy(run)
+    for g in ("many", "medium", "few", "all"):
+        assert ours[g] == pytest.approx(engine[g])
+
+
+def test_empty_group_is_nan_with_warning(tmp_path):
+    run = A.load_run(write_run(tmp_path / "r", [0, 1, 1], [0, 1, 0], [0.9, 0.8, 0.1], [500, 300]))
+    with pytest.warns(A.EmptyGroupWarning) as caught:
+        acc = A.per_group_accuracy(run)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "'few'" in messages and "'medium'" in messages and "NaN" in messages
+    assert math.isnan(acc["few"]) and math.isnan(acc["medium"])
+    assert acc["many"] == pytest.approx((1.0 + 0.5) / 2)  # class 0: 1/1, class 1: 1/2
+
+
+def test_expert_accuracy_and_router_weight_per_group(moe_run):
+    assert moe_run.num_experts == 3
+    acc = A.expert_group_accuracy(moe_run)
+    weights = A.router_weight_by_group(moe_run)
+    assert list(acc.index) == [1, 2, 3]
+    for g in ("many", "medium", "few"):
+        np.testing.assert_allclose(acc[g].to_numpy(), EXPERT_ACC[g])
+        np.testing.assert_allclose(weights[g].to_numpy(), ROUTER_MEAN[g], rtol=1e-6)
+    np.testing.assert_allclose(acc["all"].to_numpy(), [4 / 6, 5 / 6, 3 / 6])
+
+
+def test_expert_functions_reject_single_network(single_run):
+    with pytest.raises(ValueError, match="expert_pred"):
+        A.expert_group_accuracy(single_run)
+
+
+# --------------------------------------------------------------------------------------------
+# tables
+
+SEEDS = {"many": [0.60, 0.62, 0.65], "medium": [0.40, 0.41, 0.45], "few": [0.10, 0.20, 0.15],
+         "all": [0.45, 0.47, 0.50]}
+
+
+def seed_metrics(shift=0.0):
+    return [metrics_dict(*(SEEDS[g][i] + shift for g in ("many", "medium", "few", "all"))) for i in range(3)]
+
+
+def test_mean_std_over_seeds_matches_numpy():
+    frame = A.results_table({"mine": seed_metrics()})
+    for g, label in (("many", "Many"), ("medium", "Medium"), ("few", "Few"), ("all", "All")):
+        pct = 100 * np.array(SEEDS[g])
+        assert frame.loc["mine", label] == pytest.approx(np.mean(pct))
+        assert frame.loc["mine", f"{label} std"] == pytest.approx(np.std(pct, ddof=1))
+    assert frame.loc["mine", "seeds"] == 3
+    one = A.results_table({"mine": seed_metrics()[:1]})
+    assert math.isnan(one.loc["mine", "Many std"]) and one.loc["mine", "Many"] == pytest.approx(60.0)
+
+
+def test_best_epoch_and_percent_guard():
+    metrics = [metrics_dict(0.5, 0.4, 0.3, 0.42, best={"epoch": 5, "many": 0.6, "medium": 0.5, "few": 0.4,
+                                                       "all": 0.52})]
+    assert A.results_table({"x": metrics}, epoch="best").loc["x", "All"] == pytest.approx(52.0)
+    assert A.results_table({"x": metrics}).attrs["epoch"] == "last"
+    assert "many n > 100, few n < 20" in A.results_table({"x": metrics}).attrs["caption"]
+    with pytest.raises(ValueError, match="fractions"):
+        A.results_table({"x": [metrics_dict(64.0, 40.0, 10.0, 45.0)]})
+
+
+def test_table4_frame_rows_columns_and_differences():
+    frame = A.table4_frame({"ala": seed_metrics(), "ce": seed_metrics(-0.05)})
+    assert list(frame.index) == ["ce", "ldam", "ains", "acls", "focal_acls", "ldam_ains", "ala"]
+    assert list(frame.columns[:6]) == ["method", "Focal", "LDAM", "A_ins", "A_cls", "seeds"]
+    for g in ("Many", "Medium", "Few", "All"):
+        assert {f"{g}", f"{g} std", f"{g} paper", f"{g} diff"} <= set(frame.columns)
+    # paper numbers beside ours (Table 4 rows 7 and 3, read off the paper)
+    assert frame.loc["ala", "All paper"] == 52.8 and frame.loc["ains", "Few paper"] == 28.6
+    assert frame.loc["ala", "All diff"] == pytest.approx(100 * np.mean(SEEDS["all"]) - 52.8)
+    assert frame.loc["ce", "Many diff"] == pytest.approx(100 * (np.mean(SEEDS["many"]) - 0.05) - 65.9)
+    assert frame.loc["ala", "A_ins"] is True and frame.loc["ala", "Focal"] is False
+    assert frame.loc["ldam", "seeds"] == 0 and math.isnan(frame.loc["ldam", "All"])
+    assert math.isnan(frame.loc["ldam", "All diff"]) and frame.loc["ldam", "All paper"] == 51.3
+
+
+def test_table5_frame_rows_and_flags():
+    frame = A.table5_frame({"moe4_router": seed_metrics(), "extra_run": seed_metrics()})
+    assert list(frame.index) == ["ride3_mean", "ride3_router", "moe3_mean", "moe3_router", "ride4_mean",
+                                 "ride4_router", "moe4_mean", "moe4_router", "extra_run"]
+    assert frame.loc["moe4_router", "K"] == 4 and frame.loc["moe4_router", "Style"] == "MoE"
+    assert frame.loc["ride3_mean", "Router"] is False and frame.loc["ride3_router", "Router"] is True
+    assert frame.loc["moe4_router", "All paper"] == 58.0
+    assert frame.loc["moe4_router", "All diff"] == pytest.approx(100 * np.mean(SEEDS["all"]) - 58.0)
+    assert math.isnan(frame.loc["extra_run", "All paper"])  # not a paper row
+
+
+def test_table1_uses_the_chosen_backbone():
+    r50 = A.table1_frame({"ala": seed_metrics()}, backbone="resnet50", rows=["ala", "ce"])
+    assert list(r50.index) == ["ala", "ce"] and r50.loc["ala", "All paper"] == 52.3
+    assert A.table1_frame({}, backbone="resnext50").loc["ala", "All paper"] == 52.8
+    cifar = A.cifar_frame({"ce": seed_metrics()}, dataset="cifar10_lt")
+    assert cifar.loc["ce", "All paper"] == 70.4 and math.isnan(cifar.loc["ce", "Many paper"])
+
+
+def test_markdown_has_header_and_one_line_per_row(tmp_path):
+    frame = A.table4_frame({"ala": seed_metrics()})
+    md = A.to_markdown(A.format_results(frame))
+    lines = md.strip().splitlines()
+    assert len(lines) == 2 + len(frame)
+    assert lines[0].startswith("| key |") and "Many" in lines[0] and "All (paper)" in lines[0]
+    assert set(lines[1].replace("|", "")) == {"-"}
+    ala_line = next(line for line in lines if line.startswith("| ala |"))
+    mean, std = 100 * np.mean(SEEDS["all"]), 100 * np.std(SEEDS["all"], ddof=1)
+    assert f"{mean:.1f} ± {std:.1f}" in ala_line and "✓" in ala_line
+    assert f"{mean - 52.8:+.1f}" in ala_line
+    ldam_line = next(line for line in lines if line.startswith("| ldam |"))
+    assert "| - |" in ldam_line  # not run: "-", never 0
+    # files
+    csv_path = A.save_table(frame, tmp_path / "out" / "t4.csv")
+    back = pd.read_csv(csv_path, index_col="key")
+    assert back.loc["ala", "All"] == pytest.approx(frame.loc["ala", "All"])
+    md_path = A.save_table(frame, tmp_path / "out" / "t4.md")
+    assert md_path.read_text().count("\n| ") == len(frame) + 1
+    with pytest.raises(ValueError, match="xlsx"):
+        A.save_table(frame, tmp_path / "t4.xlsx")
+
+
+# --------------------------------------------------------------------------------------------
+# samples
+
+
+def test_sample_like_train_proportional_and_deterministic():
+    counts = [400, 200, 100, 50, 10]  # total 760; size 76 -> exactly 40, 20, 10, 5, 1
+    labels = np.repeat(np.arange(5), 50)
+    idx = A.sample_like_train(labels, counts, size=76, seed=3)
+    assert np.bincount(labels[idx], minlength=5).tolist() == [40, 20, 10, 5, 1]
+    assert len(np.unique(idx)) == idx.size  # without replacement
+    np.testing.assert_array_equal(idx, A.sample_like_train(labels, counts, size=76, seed=3))
+    assert not np.array_equal(idx, A.sample_like_train(labels, counts, size=76, seed=4))
+    tiny = A.sample_like_train(labels, counts, size=10, seed=0)  # quotas 5.3, 2.6, 1.3, 0.7, 0.1
+    assert np.bincount(labels[tiny], minlength=5).tolist() == [5, 3, 1, 1, 1]  # at least 1 per class
+    with pytest.warns(RuntimeWarning, match="fewer test samples"):
+        capped = A.sample_like_train(labels, counts, size=152, seed=0)  # class 0 would need 80 > 50
+    assert np.bincount(labels[capped], minlength=5)[0] == 50
+
+
+def test_hard_easy_shares_exact(tmp_path):
+    # 2 classes: 0 many (300), 1 few (5); p_gt thresholds strict: 0.2 is not hard, 0.8 is not easy
+    labels = [0, 0, 0, 0, 0, 1, 1, 1]
+    p_gt = [0.1, 0.2, 0.5, 0.8, 0.9, 0.05, 0.15, 0.95]
+    run = A.load_run(write_run(tmp_path / "r", labels, labels, p_gt, [300, 5]))
+    with pytest.warns(A.EmptyGroupWarning):
+        shares = A.hard_easy_shares({"CE": run})
+    assert shares.loc[("CE", "many"), "hard"] == pytest.approx(1 / 5)
+    assert shares.loc[("CE", "many"), "easy"] == pytest.approx(1 / 5)
+    assert shares.loc[("CE", "few"), "hard"] == pytest.approx(2 / 3)
+    assert shares.loc[("CE", "few"), "easy"] == pytest.approx(1 / 3)
+    assert shares.loc[("CE", "all"), "hard"] == pytest.approx(3 / 8)
+    assert shares.loc[("CE", "medium"), "samples"] == 0 and math.isnan(shares.loc[("CE", "medium"), "hard"])
+
+
+# --------------------------------------------------------------------------------------------
+# figures and report
+
+
+def assert_png(path: Path):
+    assert path.is_file() and path.stat().st_size > 1000
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figure1_panels(tmp_path, single_run):
+    other = A.load_run(write_run(tmp_path / "run_ldam", LABELS, LABELS, np.full(24, 0.7), COUNTS))
+    fig = A.plot_probability_curves({"CE": single_run, "LDAM": other})
+    assert len(fig.axes) == 3
+    many_ax = fig.axes[0]
+    ce_line = many_ax.get_lines()[0]
+    np.testing.assert_allclose(ce_line.get_ydata(), np.sort(single_run.p_gt[:8]), rtol=1e-6)  # ascending
+    assert "75.0%" in many_ax.get_legend().get_texts()[0].get_text()
+    assert_png(A.save_figure(fig, tmp_path / "fig" / "fig1abc.png"))
+
+    fig_d = A.plot_probability_by_class({"CE": single_run}, size=8, seed=0)
+    offsets = fig_d.axes[0].collections[0].get_offsets()
+    subset = A.sample_like_train(single_run.label, COUNTS, 8, 0)
+    # classes are already in descending size order, so class c sits at x = 5 - c
+    np.testing.assert_array_equal(np.asarray(offsets)[:, 0], 5 - single_run.label[subset])
+    assert_png(A.save_figure(fig_d, tmp_path / "fig" / "fig1d.png"))
+
+
+def test_figure2_panels(tmp_path):
+    sizes = np.array([5, 20, 100, 1280])
+    terms = {"ALA hard": [0.9, 0.5, 0.3, 0.15], "ALA easy": [0.1, 0.05, 0.03, 0.01],
+             "LDAM": [0.5, 0.35, 0.24, 0.13], "A_cls only": [1.0, 0.5, 0.3, 0.1]}
+    x = np.linspace(-10, 10, 41)
+    grads = {"ALA": -1 / (1 + np.exp(x)), "FL": -np.exp(-np.abs(x)), "CE": -1 / (1 + np.exp(x))}
+    fig_a = A.plot_adjusting_terms(sizes, terms)
+    assert len(fig_a.axes[0].get_lines()) == 4
+    assert_png(A.save_figure(fig_a, tmp_path / "fig2a.png"))
+    assert_png(A.save_figure(A.plot_target_gradients(x, grads), tmp_path / "fig2b.png"))
+    both = A.plot_figure2(sizes, terms, x, grads)
+    assert len(both.axes) == 2
+    assert_png(A.save_figure(both, tmp_path / "fig2.png"))
+    with pytest.raises(ValueError, match="LDAM"):
+        A.plot_adjusting_terms(sizes, {"LDAM": [1.0, 2.0]})
+
+
+def test_figure3_diagram(tmp_path):
+    fig = A.draw_moe_diagram(num_experts=4, shapes={"input": "3×32×32", "trunk": "16×32×32"})
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert sum(t.startswith("expert ") for t in texts) == 4
+    assert any("16×32×32" in t for t in texts)
+    assert_png(A.save_figure(fig, tmp_path / "fig3.png"))
+    with pytest.raises(ValueError, match="valid"):
+        A.draw_moe_diagram(shapes={"bogus": "1"})
+
+
+def bar_heights(ax):
+    return [p.get_height() for p in ax.patches]
+
+
+def test_figure4_bars(tmp_path, moe_run):
+    fig = A.plot_router_weights(moe_run, bar="accuracy")
+    assert len(fig.axes) == 3
+    for ax, g in zip(fig.axes, ("many", "medium", "few")):
+        np.testing.assert_allclose(bar_heights(ax), 100 * np.array(EXPERT_ACC[g]))
+    assert_png(A.save_figure(fig, tmp_path / "fig4_acc.png"))
+    # default, as in the paper: bars are mean router weights, accuracy printed on top
+    fig = A.plot_router_weights(moe_run)
+    for ax, g in zip(fig.axes, ("many", "medium", "few")):
+        np.testing.assert_allclose(bar_heights(ax), ROUTER_MEAN[g], rtol=1e-6)
+        assert [t.get_text() for t in ax.texts] == [f"{100 * a:.1f}" for a in EXPERT_ACC[g]]
+    assert_png(A.save_figure(fig, tmp_path / "fig4.png"))
+
+
+def test_training_curves(tmp_path, single_run):
+    fig = A.plot_training_curves({"CE": single_run, "other": history_list(offset=0.1)})
+    assert len([ax for ax in fig.axes if ax.get_visible()]) == 6
+    loss_ax = fig.axes[0]
+    np.testing.assert_allclose(loss_ax.get_lines()[0].get_ydata(), [2.0, 1.5, 1.0])
+    assert_png(A.save_figure(fig, tmp_path / "curves.png"))
+    with pytest.raises(KeyError, match="test_few"):
+        A.plot_training_curves({"bad": [{"epoch": 0, "train_loss": 1.0}]}, panels=("train_loss", "test_few"))
+
+
+def test_report(tmp_path):
+    fig_path = A.save_figure(A.draw_moe_diagram(), tmp_path / "figures" / "fig3.png")
+    table = A.table4_frame({"ala": seed_metrics()})
+    out = A.write_report(tmp_path / "results" / "report.md", [("Table 4", table), ("Figure 3", fig_path)],
+                         title="Smoke", provenance={"commit": "abc", "device": {"name": "cpu", "count": 1}})
+    text = out.read_text()
+    assert text.startswith("# Smoke") and "## Table 4" in text
+    assert "![Figure 3](../figures/fig3.png)" in text
+    assert "| device.name | cpu |" in text and "| commit | abc |" in text
+    assert sum(line.startswith("| ") for line in text.splitlines()) == (len(table) + 1) + (3 + 1)
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        A.write_report(tmp_path / "r.md", [("F", tmp_path / "missing.png")])
+
+
+def test_no_warning_for_nonempty_groups(single_run):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        A.per_group_accuracy(single_run)

@@ -1,0 +1,112 @@
+"""lt_paper.data CIFAR-LT sources: image-folder tree, its tarball, the cache, and the real JPEG tarball."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lt_paper.data import load_dataset, lt_counts
+from lt_paper.data.cifar import read_cifar_source
+
+CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+REAL_TARBALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+
+def _ldam_pick(labels: np.ndarray, counts: list[int]) -> np.ndarray:
+    """LDAM-DRW's gen_imbalanced_data with np.random.seed(0) (global RNG, restored afterwards)."""
+    state = np.random.get_state()
+    try:
+        np.random.seed(0)
+        out = []
+        for c, n in zip(np.unique(labels), counts):
+            idx = np.where(labels == c)[0]
+            np.random.shuffle(idx)
+            out.append(idx[:n])
+        return np.concatenate(out)
+    finally:
+        np.random.set_state(state)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """10 CIFAR-10 class folders (written in scrambled order) x 12 train / 3 test PNGs of 32x32.
+
+    Every image is constant-coloured with a value encoding (split, class, file number), so loaded
+    pixels tell which file they came from.
+    """
+    root = tmp_path_factory.mktemp("cifar_tree") / "cifar10"
+    for split, n in (("train", 12), ("test", 3)):
+        for name in sorted(CIFAR10, reverse=True):
+            (root / split / name).mkdir(parents=True)
+            for k in reversed(range(n)):
+                value = (CIFAR10.index(name) * 20 + k + (200 if split == "test" else 0)) % 256
+                Image.fromarray(np.full((32, 32, 3), value, np.uint8)).save(root / split / name / f"{k:04d}.png")
+    return root
+
+
+def test_image_folder_gives_lt_counts_ldam_selection_and_balanced_test(tree, tmp_path):
+    data = load_dataset("cifar10_lt", root=tree, imbalance=4, cache_dir=tmp_path)
+    expected_counts = [12, 10, 8, 7, 6, 5, 4, 4, 3, 3]  # int(12 * 4 ** (-i / 9))
+    assert data.train_counts == expected_counts == lt_counts(12, 10, 4)
+    assert data.class_names == CIFAR10
+    assert torch.bincount(data.train.labels, minlength=10).tolist() == expected_counts
+    assert torch.bincount(data.test.labels, minlength=10).tolist() == [3] * 10
+    assert data.train.images.shape == (sum(expected_counts), 3, 32, 32) and data.train.images.dtype == torch.uint8
+    # which files: the balanced set ordered (class in CIFAR order, file name), then LDAM's rule
+    balanced_labels = np.repeat(np.arange(10), 12)
+    picked = _ldam_pick(balanced_labels, expected_counts)
+    expected_values = (balanced_labels[picked] * 20 + picked % 12) % 256
+    assert data.train.images[:, :, 0, 0].tolist() == [[v] * 3 for v in expected_values]
+    assert data.kind == "array" and data.augment.crop == 32 and data.augment.pad == 4 and data.augment.flip
+    assert data.mean == (0.4914, 0.4822, 0.4465) and data.std == (0.2023, 0.1994, 0.2010)
+
+
+def test_tarball_with_top_folder_equals_folder_and_is_cached(tree, tmp_path, monkeypatch):
+    tar_path = tmp_path / "tree.tar.gz"
+    with tarfile.open(tar_path, "w:gz") as tar:
+        tar.add(tree, arcname="cifar10-images")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LT_PAPER_CACHE", str(cache))
+    from_tar = load_dataset("cifar10_lt", root=tar_path, imbalance=4)
+    from_folder = load_dataset("cifar10_lt", root=tree, imbalance=4, cache_dir=tmp_path / "other")
+    assert torch.equal(from_tar.train.images, from_folder.train.images)
+    assert torch.equal(from_tar.test.labels, from_folder.test.labels)
+    assert len(list(cache.glob("cifar-tar-*.npz"))) == 1
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again instead of using the cache")
+
+    monkeypatch.setattr("lt_paper.data.cifar._decode", no_decoding)
+    again = load_dataset("cifar10_lt", root=tar_path, imbalance=4)
+    assert torch.equal(again.train.images, from_tar.train.images)
+
+
+def test_wrong_class_count_and_missing_source(tree, tmp_path):
+    with pytest.raises(ValueError, match="cifar100_lt expects 100 classes"):
+        load_dataset("cifar100_lt", root=tree, cache_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"no cifar10_lt source.*cifar10-jpeg.tar.gz.*download=True"):
+        load_dataset("cifar10_lt", root=tmp_path / "empty", cache_dir=tmp_path)
+
+
+@pytest.mark.skipif(not REAL_TARBALL.is_file(), reason=f"real CIFAR-10 JPEG tarball not at {REAL_TARBALL}")
+def test_real_cifar10_jpeg_tarball(tmp_path):
+    """Decodes the 60,000 JPEGs once (about 15 s on 2 cores) into a temporary cache, then reuses it."""
+    arrays, source = read_cifar_source("cifar10_lt", REAL_TARBALL, cache_dir=tmp_path)
+    assert source == f"tarball {REAL_TARBALL}"
+    assert arrays["train_images"].shape == (50_000, 32, 32, 3)
+    assert np.bincount(arrays["train_labels"]).tolist() == [5000] * 10
+    assert np.bincount(arrays["test_labels"]).tolist() == [1000] * 10
+    assert arrays["class_names"].tolist() == CIFAR10
+    mean = arrays["train_images"].reshape(-1, 3).mean(axis=0) / 255
+    assert np.allclose(mean, [0.4913, 0.4821, 0.4465], atol=2e-4)  # data/README's measured mean
+    data = load_dataset("cifar10_lt", root=REAL_TARBALL.parent, imbalance=100, cache_dir=tmp_path)
+    assert len(data.train) == 12_406 and len(data.test) == 10_000
+    assert data.train_counts == [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
+    picked = _ldam_pick(arrays["train_labels"], data.train_counts)
+    assert np.array_equal(data.train.images[::997].permute(0, 2, 3, 1).numpy(),
+                          arrays["train_images"][picked][::997])
