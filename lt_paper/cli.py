@@ -50,6 +50,20 @@ def _verify_data(args) -> int:
     return 0 if ok else 1
 
 
+def _reproduce(args) -> int:
+    from .reproduce import reproduce
+    from .train.config import parse_assignment
+
+    overrides = dict(parse_assignment(s) for s in args.set)
+    result = reproduce(args.profile, out_root=args.out, only=args.only, runs_dir=args.runs_dir,
+                       data_root=args.data_root, kernel=args.kernel, overrides=overrides)
+    print(f"report: {result['report']}")
+    if result["failed"]:
+        print(f"failed notebooks: {', '.join(result['failed'])}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lt_paper", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -70,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", help="list preset names")
     p.add_argument("filter", nargs="?", default="", help="only names containing this text")
     p.set_defaults(func=_presets)
+
+    p = sub.add_parser("reproduce", help="execute every notebook for a profile and write one report")
+    p.add_argument("--profile", default="smoke", choices=["smoke", "cifar", "paper"])
+    p.add_argument("--only", default=None, help="only notebooks whose name contains this text")
+    p.add_argument("--out", default="outputs", help="output root (default: outputs/<profile>)")
+    p.add_argument("--runs-dir", default=None, help="run cache (default: <out>/<profile>/runs)")
+    p.add_argument("--data-root", default=None, help="dataset location for the cifar and paper profiles")
+    p.add_argument("--kernel", default=None, help="Jupyter kernel name (default: python3)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a notebook parameter, e.g. --set epochs=5 --set seeds=[0,1]")
+    p.set_defaults(func=_reproduce)
 
     p = sub.add_parser("verify-data", help="check split files against known line counts, classes, sha256")
     p.add_argument("files", nargs="+")

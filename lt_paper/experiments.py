@@ -38,3 +38,51 @@ def run_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs_dir=
             run_overrides["teacher"] = teachers[seed]
         results[row].append(train(preset_name(prefix, arch, method), runs_dir=runs_dir, **run_overrides))
     return results
+
+
+def main_results_table(dataset: str, arch: str, runs: dict[str, list[dict]], epoch: str = "last"):
+    """The Table 1 / Table 3 analogue for ``dataset``: our rows beside the paper's matching column.
+
+    ImageNet-LT -> Table 1 (the ResNet-50 or ResNeXt-50 block), iNaturalist-2018 -> Table 3, CIFAR-LT ->
+    the published ResNet-32 numbers of DESIGN.md. Other datasets (the smoke digits) are shown beside
+    Table 1's ResNeXt-50 block for layout only: the paper numbers there are ImageNet-LT's.
+    """
+    from .analysis import cifar_frame, table1_frame, table3_frame
+
+    if dataset == "imagenet_lt":
+        return table1_frame(runs, backbone=arch, epoch=epoch)
+    if dataset == "inat2018":
+        return table3_frame(runs, epoch=epoch)
+    if dataset.startswith("cifar"):
+        return cifar_frame(runs, dataset=dataset, epoch=epoch)
+    return table1_frame(runs, backbone="resnext50", epoch=epoch)
+
+
+# dataset -> (classes, image side the models see); known without loading the data (Figure 3)
+DATASET_SHAPES = {"digits_lt": (10, 8), "cifar10_lt": (10, 32), "cifar100_lt": (100, 32),
+                  "imagenet_lt": (1000, 224), "inat2018": (8142, 224), "places_lt": (365, 224)}
+
+
+def num_classes(dataset: str) -> int:
+    return DATASET_SHAPES[dataset][0]
+
+
+def input_size(dataset: str) -> tuple[int, int, int]:
+    """(C, H, W) of the images the dataset's models see."""
+    side = DATASET_SHAPES[dataset][1]
+    return (3, side, side)
+
+
+def moe_shapes(model, dataset: str) -> dict[str, str]:
+    """Tensor shapes through an MoE for one sample (Figure 3's labels), measured by a forward pass."""
+    import torch
+
+    x = torch.zeros(1, *input_size(dataset))
+    model.eval()
+    with torch.no_grad():
+        trunk = model.shared(model.stem(x))
+        expert = model.experts[0].stages(trunk)
+        out = model(x)
+    fmt = lambda t: "×".join(str(s) for s in tuple(t.shape)[1:])  # noqa: E731
+    return {"input": fmt(x), "trunk": fmt(trunk), "expert": fmt(expert), "logits": fmt(out.logits),
+            "weights": fmt(out.router_weights)}

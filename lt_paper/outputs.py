@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis import save_figure, to_markdown
+from .analysis import save_figure, table_markdown
 from .provenance import provenance
 from .train.checkpoint import atomic_write_json
 
@@ -26,15 +26,17 @@ class NotebookOutputs:
         self.summary = {"notebook": notebook, "parameters": parameters, "tables": [], "figures": [],
                         "records": {}}
 
-    def table(self, name: str, frame: pd.DataFrame, title: str) -> pd.DataFrame:
-        """Save ``frame`` as ``name.md`` and ``name.csv``; return it (a notebook's last line shows it)."""
-        markdown = to_markdown(frame)
-        (self.dir / f"{name}.md").write_text(f"### {title}\n\n{markdown}\n")
+    def table(self, name: str, frame: pd.DataFrame, title: str, decimals: int = 1):
+        """Save ``frame`` as ``name.md`` and ``name.csv``; return it rendered, for Jupyter to show."""
+        from IPython.display import Markdown
+
+        markdown = f"### {title}\n\n{table_markdown(frame, decimals=decimals)}\n"
+        (self.dir / f"{name}.md").write_text(markdown)
         frame.to_csv(self.dir / f"{name}.csv")
         self.summary["tables"].append({"name": name, "title": title, "markdown": f"{name}.md",
                                        "csv": f"{name}.csv"})
         self._flush()
-        return frame
+        return Markdown(markdown)
 
     def figure(self, name: str, fig, title: str):
         """Save ``fig`` as ``name.png`` and return it so Jupyter shows it inline."""

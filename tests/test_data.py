@@ -19,6 +19,7 @@ from lt_paper.data import (KNOWN_SPLITS, ArrayDataset, Augment, LongTailData, ch
                            long_tail_indices, lt_counts, make_loaders, read_split, shot_groups, verify_split)
 from lt_paper.data.augment import crop_flip
 from lt_paper.data.verify import KNOWN_ARCHIVES_SHA256, SHIPPED_FILES_SHA256, sha256_file
+from ldam_reference import ldam_pick
 
 REPO = Path(__file__).resolve().parents[1]
 SPLITS = REPO / "data" / "splits"
@@ -89,19 +90,6 @@ def test_shot_groups_boundaries_partition():
 
 
 # ------------------------------------------------------------------------------------ LDAM sampling
-def _ldam_reference(targets: np.ndarray, img_num_per_cls: list[int]) -> np.ndarray:
-    """LDAM-DRW's IMBALANCECIFAR10.gen_imbalanced_data, literally (global numpy RNG, seed 0)."""
-    state = np.random.get_state()
-    try:
-        np.random.seed(0)
-        picked = []
-        for the_class, the_img_num in zip(np.unique(targets), img_num_per_cls):
-            idx = np.where(targets == the_class)[0]
-            np.random.shuffle(idx)
-            picked.append(idx[:the_img_num])
-        return np.concatenate(picked)
-    finally:
-        np.random.set_state(state)
 
 
 def test_long_tail_indices_equal_ldam_drw_code():
@@ -110,7 +98,7 @@ def test_long_tail_indices_equal_ldam_drw_code():
     before = np.random.get_state()[1].copy()
     ours = long_tail_indices(targets, counts, seed=0)
     assert np.array_equal(np.random.get_state()[1], before)  # global RNG untouched
-    assert np.array_equal(ours, _ldam_reference(targets, counts))
+    assert np.array_equal(ours, ldam_pick(targets, counts))
     assert np.bincount(targets[ours]).tolist() == counts
 
 
@@ -242,7 +230,7 @@ def test_digits_lt_counts_and_balanced_test(digits):
     assert np.array_equal(digits.test.labels.numpy(), source.target[first40])
     # train = LDAM's rule on the remaining images
     pool = np.setdiff1d(np.arange(len(source.target)), first40)
-    picked = pool[_ldam_reference(source.target[pool], expected_counts)]
+    picked = pool[ldam_pick(source.target[pool], expected_counts)]
     assert np.array_equal(digits.train.images[:, 0].numpy(), np.rint(source.images[picked] * 255 / 16))
     assert digits.augment == Augment(crop=8, pad=1, flip=False)
     pixels = digits.train.images.double() / 255

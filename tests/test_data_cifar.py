@@ -12,24 +12,12 @@ from PIL import Image
 
 from lt_paper.data import load_dataset, lt_counts
 from lt_paper.data.cifar import read_cifar_source
+from ldam_reference import ldam_pick
 
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 REAL_TARBALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 
-def _ldam_pick(labels: np.ndarray, counts: list[int]) -> np.ndarray:
-    """LDAM-DRW's gen_imbalanced_data with np.random.seed(0) (global RNG, restored afterwards)."""
-    state = np.random.get_state()
-    try:
-        np.random.seed(0)
-        out = []
-        for c, n in zip(np.unique(labels), counts):
-            idx = np.where(labels == c)[0]
-            np.random.shuffle(idx)
-            out.append(idx[:n])
-        return np.concatenate(out)
-    finally:
-        np.random.set_state(state)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +47,7 @@ def test_image_folder_gives_lt_counts_ldam_selection_and_balanced_test(tree, tmp
     assert data.train.images.shape == (sum(expected_counts), 3, 32, 32) and data.train.images.dtype == torch.uint8
     # which files: the balanced set ordered (class in CIFAR order, file name), then LDAM's rule
     balanced_labels = np.repeat(np.arange(10), 12)
-    picked = _ldam_pick(balanced_labels, expected_counts)
+    picked = ldam_pick(balanced_labels, expected_counts)
     expected_values = (balanced_labels[picked] * 20 + picked % 12) % 256
     assert data.train.images[:, :, 0, 0].tolist() == [[v] * 3 for v in expected_values]
     assert data.kind == "array" and data.augment.crop == 32 and data.augment.pad == 4 and data.augment.flip
@@ -107,6 +95,6 @@ def test_real_cifar10_jpeg_tarball(tmp_path):
     data = load_dataset("cifar10_lt", root=REAL_TARBALL.parent, imbalance=100, cache_dir=tmp_path)
     assert len(data.train) == 12_406 and len(data.test) == 10_000
     assert data.train_counts == [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
-    picked = _ldam_pick(arrays["train_labels"], data.train_counts)
+    picked = ldam_pick(arrays["train_labels"], data.train_counts)
     assert np.array_equal(data.train.images[::997].permute(0, 2, 3, 1).numpy(),
                           arrays["train_images"][picked][::997])

@@ -1,0 +1,211 @@
+"""The notebooks: committed stripped, executed with small smoke parameters, served by Jupyter."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lt_paper.analysis import TABLE1, TABLE4, TABLE5
+from lt_paper.reproduce import NOTEBOOK_DIR, NOTEBOOKS, reproduce
+
+REPO = Path(__file__).resolve().parent.parent
+# 6 epochs: the router switches on at round(0.9 * 6) = 5, so the last epoch trains it
+SMALL = {"epochs": 6}
+
+
+def _load(name: str) -> dict:
+    return json.loads((NOTEBOOK_DIR / f"{name}.ipynb").read_text())
+
+
+def test_every_notebook_exists_is_stripped_and_has_a_typed_parameters_cell():
+    assert sorted(p.stem for p in NOTEBOOK_DIR.glob("*.ipynb")) == sorted(NOTEBOOKS)
+    for name in NOTEBOOKS:
+        nb = _load(name)
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), name
+        assert "papermill" not in nb["metadata"], name
+        tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, name
+        for line in "".join(tagged[0]["source"]).splitlines():
+            assignment, _, comment = line.partition("#")
+            target, _, value = assignment.partition("=")
+            assert target.strip().isidentifier() and comment.strip(), f"{name}: {line!r}"
+            ast.literal_eval(value.strip())  # a literal, not an expression
+
+
+def test_nbstripout_would_not_change_the_committed_notebooks():
+    nbstripout = Path(sys.executable).with_name("nbstripout")
+    paths = [str(NOTEBOOK_DIR / f"{n}.ipynb") for n in NOTEBOOKS]
+    cmd = [str(nbstripout), "--verify", "--extra-keys",
+           "metadata.papermill cell.metadata.papermill"] + paths
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    root = tmp_path_factory.mktemp("outputs")
+    result = reproduce("smoke", out_root=root, overrides=SMALL)
+    assert result["failed"] == {}, result["failed"]
+    return root / "smoke", result
+
+
+def _summary(smoke, folder):
+    return json.loads((smoke[0] / folder / "summary.json").read_text())
+
+
+def _table(smoke, folder, name):
+    return pd.read_csv(smoke[0] / folder / f"{name}.csv", index_col=0)
+
+
+def test_reproduce_runs_every_notebook_and_writes_one_report(smoke):
+    out, result = smoke
+    assert sorted(result["ok"]) == sorted(NOTEBOOKS)
+    report = Path(result["report"]).read_text()
+    for folder in NOTEBOOKS:
+        summary = _summary(smoke, folder)
+        assert summary["parameters"]["epochs"] == SMALL["epochs"]
+        assert summary["provenance"]["commit"]
+        assert (out / folder / f"{folder}.ipynb").is_file()  # the executed copy
+        for figure in summary["figures"]:
+            assert (out / folder / figure["png"]).stat().st_size > 1000
+            assert f"({folder}/{figure['png']})" in report
+        for table in summary["tables"]:
+            assert (out / folder / table["markdown"]).read_text() in report
+
+
+def _check_results_table(frame: pd.DataFrame, ours: dict, paper_table, setting):
+    assert {"Many", "Medium", "Few", "All", "All paper", "All diff"} <= set(frame.columns)
+    for row, groups in ours.items():
+        for group, label in (("all", "All"), ("many", "Many"), ("medium", "Medium"), ("few", "Few")):
+            assert frame.loc[row, label] == pytest.approx(100 * np.mean(groups[group]))
+        paper = paper_table.value(row, "all", setting) if row in paper_table.keys else None
+        if paper is not None:
+            assert frame.loc[row, "All paper"] == pytest.approx(paper)
+            assert frame.loc[row, "All diff"] == pytest.approx(frame.loc[row, "All"] - paper)
+
+
+def test_main_results_table(smoke):
+    ours = _summary(smoke, "table1_3_main_results")["records"]["top1"]
+    assert set(ours) == {"ce", "focal", "ldam_drw", "la", "ala", "ala_distill", "ala_moe3", "ala_moe4"}
+    frame = _table(smoke, "table1_3_main_results", "main_results")
+    assert list(frame.index[: len(TABLE1.keys)]) == list(TABLE1.keys)  # the paper's rows, in order
+    _check_results_table(frame, ours, TABLE1, "resnext50")
+    accuracies = [np.mean(v["all"]) for v in ours.values()]
+    assert min(accuracies) > 0.1 and np.mean(accuracies) > 0.3  # 10 classes: chance is 0.1
+
+
+def test_table4_has_the_seven_ablation_rows(smoke):
+    ours = _summary(smoke, "table4_ala_ablation")["records"]["top1"]
+    frame = _table(smoke, "table4_ala_ablation", "table4")
+    assert list(frame.index) == list(TABLE4.keys) == ["ce", "ldam", "ains", "acls", "focal_acls", "ldam_ains", "ala"]
+    assert {"Focal", "LDAM", "A_ins", "A_cls"} <= set(frame.columns)
+    _check_results_table(frame, ours, TABLE4, None)
+    # the rows shared with Table 1 are the same cached runs
+    main = _summary(smoke, "table1_3_main_results")["records"]["top1"]
+    assert ours["ala"] == main["ala"] and ours["ldam"] == main["ldam_drw"]
+
+
+def test_table5_has_the_eight_router_rows(smoke):
+    ours = _summary(smoke, "table5_router_ablation")["records"]["top1"]
+    frame = _table(smoke, "table5_router_ablation", "table5")
+    assert list(frame.index) == list(TABLE5.keys)
+    assert {"K", "Style", "Router"} <= set(frame.columns)
+    _check_results_table(frame, ours, TABLE5, None)
+
+
+def test_figure1_records_and_shares(smoke):
+    summary = _summary(smoke, "figure1_hard_samples")
+    assert {f["name"] for f in summary["figures"]} == {"figure1_abc", "figure1_d"}
+    main = _summary(smoke, "table1_3_main_results")["records"]["top1"]
+    assert summary["records"]["accuracy"]["CE"]["many"] == pytest.approx(main["ce"]["many"][0])
+    shares = _table(smoke, "figure1_hard_samples", "hard_easy_shares")
+    assert list(shares["method"].unique()) == ["CE", "LDAM"]
+    assert ((shares["hard %"] >= 0) & (shares["hard %"] + shares["easy %"] <= 100)).all()
+    recorded = summary["records"]["hard_easy"]["CE/all"]
+    assert shares.query("method == 'CE' and group == 'all'")["hard %"].item() == pytest.approx(100 * recorded["hard"])
+
+
+def test_figure2_is_the_analytic_curves(smoke):
+    records = _summary(smoke, "figure2_adjusting_terms")["records"]
+    assert records["acls_rarest"] == pytest.approx(1.0)  # eq. 4 at the rarest class
+    assert records["ldam_max"] == pytest.approx(0.5)
+    assert records["focal_gradient_monotonic_on_minus5_0"] is False  # the paper's point about FL
+
+
+def test_figure3_shapes_come_from_the_model(smoke):
+    summary = _summary(smoke, "figure3_moe_architecture")
+    assert summary["records"]["shapes"] == {"input": "3×8×8", "trunk": "16×8×8", "expert": "48×2×2",
+                                            "logits": "10", "weights": "3"}
+    sizes = summary["records"]["sizes"]
+    assert sizes["single"]["parameters (M)"] < sizes["MoE-3"]["parameters (M)"] < sizes["MoE-4"]["parameters (M)"]
+
+
+def test_figure4_router_weights_moved_and_match_expert_count(smoke):
+    records = _summary(smoke, "figure4_router_weights")["records"]
+    for name, k in (("MoE-3", 3), ("MoE-4", 4)):
+        weights = records[name]["router_weight"]
+        for group, per_expert in weights.items():
+            assert len(per_expert) == k and sum(per_expert.values()) == pytest.approx(1.0, abs=1e-5)
+        assert max(abs(w - 1 / k) for w in weights["all"].values()) > 1e-4  # trained after the switch-on
+
+
+def test_a_failing_notebook_is_named_and_earlier_outputs_are_kept(tmp_path, capsys):
+    good = reproduce("smoke", out_root=tmp_path, only="figure3")
+    assert good["ok"] == ["figure3_moe_architecture"]
+    folder = tmp_path / "smoke" / "figure3_moe_architecture"
+    before = (folder / "figure3.png").read_bytes()
+    bad = reproduce("smoke", out_root=tmp_path, only="figure3", overrides={"arch": "no_such_arch"})
+    assert list(bad["failed"]) == ["figure3_moe_architecture"]
+    assert "no_such_arch" in bad["failed"]["figure3_moe_architecture"]
+    assert "FAILED figure3_moe_architecture" in capsys.readouterr().err
+    assert (folder / "figure3.png").read_bytes() == before
+    assert json.loads((folder / "summary.json").read_text())["parameters"]["arch"] == "resnet8"
+    with pytest.raises(ValueError, match="unknown profile"):
+        reproduce("nope", out_root=tmp_path)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_jupyter_serves_every_notebook(tmp_path):
+    port = _free_port()
+    jupyter = Path(sys.executable).with_name("jupyter")
+    cmd = [str(jupyter), "lab", "--allow-root", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+           "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={REPO}"]
+    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"), JUPYTER_DATA_DIR=str(tmp_path / "data"))
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        base = f"http://127.0.0.1:{port}/api/contents/notebooks"
+        deadline, listing = time.time() + 60, None
+        while time.time() < deadline and listing is None:
+            try:
+                listing = json.load(urllib.request.urlopen(base, timeout=5))
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                time.sleep(0.5)
+        assert listing is not None, "Jupyter did not answer within 60 s"
+        assert {c["name"] for c in listing["content"]} >= {f"{n}.ipynb" for n in NOTEBOOKS}
+        for name in NOTEBOOKS:
+            model = json.load(urllib.request.urlopen(f"{base}/{name}.ipynb", timeout=10))
+            assert model["type"] == "notebook"
+            assert any("parameters" in c["metadata"].get("tags", []) for c in model["content"]["cells"])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    shutil.rmtree(tmp_path, ignore_errors=True)

@@ -1,0 +1,60 @@
+"""The project's set-up files agree with each other and with the README."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_environment_yml_lists_the_packages_of_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    conda, pip, section = set(), set(), None
+    for line in (REPO / "environment.yml").read_text().splitlines():
+        stripped = line.split("#")[0].strip()
+        if not line.startswith(" ") and stripped.endswith(":"):
+            section = stripped[:-1]  # top-level key: name, channels, dependencies
+        elif section == "dependencies" and stripped == "- pip:":
+            section = "pip"
+        elif section == "pip" and line.startswith("      - "):
+            pip.add(stripped[2:])
+        elif section in ("dependencies", "pip") and line.startswith("  - "):
+            section = "dependencies"
+            conda.add(stripped[2:])
+    conda_names = {_name(c) for c in conda} - {"python", "pip"}
+    pip_names = {_name(p) for p in pip if not p.startswith("-e")}
+    assert "-e ." in pip  # the package itself
+    assert conda_names | pip_names == wanted
+    assert not conda_names & pip_names
+
+
+def test_readme_opens_with_the_two_commands_and_ci_runs_the_same_tests():
+    readme = (REPO / "README.md").read_text()
+    first_block = re.search(r"```(?:bash|sh)?\n(.*?)```", readme, re.S).group(1)
+    commands = [line for line in first_block.splitlines() if line.strip() and not line.startswith("#")]
+    assert len(commands) == 2, commands
+    main, tests = commands
+    assert "reproduce --profile smoke" in main and "bash .ci/setup" in main
+    ci = (REPO / ".ci" / "run").read_text()
+    assert ci.strip().splitlines()[-1] == tests.strip()
+
+
+def test_nbstripout_is_configured_for_the_repository():
+    attributes = (REPO / ".gitattributes").read_text()
+    assert "*.ipynb filter=nbstripout" in attributes
+    setup = (REPO / ".ci" / "setup").read_text()
+    assert "nbstripout --install" in setup and "metadata.papermill cell.metadata.papermill" in setup
+
+
+def test_run_outputs_are_ignored_but_results_and_figures_are_not():
+    ignored = [line.strip() for line in (REPO / ".gitignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    assert "runs/" in ignored and "outputs/" in ignored
+    assert not any(p.startswith(("results", "figures")) for p in ignored)
