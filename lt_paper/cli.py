@@ -1,4 +1,7 @@
-"""The ``python -m lt_paper`` command line; each subcommand is a thin call into the package."""
+"""The ``python -m lt_paper`` command line; each subcommand is a thin call into the package.
+
+Subcommands: train, evaluate, presets, reproduce, publish, bench, verify-data.
+"""
 
 from __future__ import annotations
 
@@ -64,6 +67,13 @@ def _reproduce(args) -> int:
     return 0
 
 
+def _publish(args) -> int:
+    from .reproduce import publish
+
+    print(json.dumps(publish(args.profile_dir, args.name, force=args.force), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lt_paper", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a notebook parameter, e.g. --set epochs=5 --set seeds=[0,1]")
     p.set_defaults(func=_reproduce)
 
+    p = sub.add_parser("publish", help="copy a complete reproduce output into results/NAME and figures/NAME")
+    p.add_argument("profile_dir", help="e.g. outputs/smoke")
+    p.add_argument("name", help="folder name under results/ and figures/")
+    p.add_argument("--force", action="store_true", help="replace existing results of that name")
+    p.set_defaults(func=_publish)
+
+    # bench parses its own options (lt_paper.bench imports torch at import time: keep it out of the
+    # other commands' start-up); `python -m lt_paper bench --help` lists them
+    sub.add_parser("bench", add_help=False, help="speed benchmark (python -m lt_paper bench --help)")
+
     p = sub.add_parser("verify-data", help="check split files against known line counts, classes, sha256")
     p.add_argument("files", nargs="+")
     p.set_defaults(func=_verify_data)
@@ -103,10 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "bench":
+        from . import bench
+
+        sys.exit(bench.main(extra))
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         sys.exit(args.func(args))
-    except (KeyError, ValueError, FileNotFoundError, FloatingPointError) as e:
+    except (KeyError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)

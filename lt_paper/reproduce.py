@@ -16,6 +16,7 @@ Profiles:
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -118,9 +119,10 @@ def reproduce(profile: str = "smoke", out_root: str | Path = "outputs", only: st
 
 def write_report(out_root: Path, profile: str) -> Path:
     """One Markdown file with every table and figure found in the profile's output folders."""
-    lines = [f"# lt-paper reproduction: profile `{profile}`", ""]
+    lines = [f"# lt-paper reproduction: profile `{profile}`", "", "Written by `python -m lt_paper reproduce`; "
+             "each section names the parameters, device and commit of its notebook run.", ""]
     prov = provenance()
-    lines += ["| provenance | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in prov.items()] + [""]
+    lines += ["| report provenance | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in prov.items()] + [""]
     for folder in sorted(p for p in Path(out_root).iterdir() if p.is_dir() and not p.name.startswith(".")):
         if not (folder / "summary.json").is_file():
             continue
@@ -136,3 +138,52 @@ def write_report(out_root: Path, profile: str) -> Path:
     path = Path(out_root) / "report.md"
     atomic_write_bytes(path, lambda f: f.write("\n".join(lines).encode()))
     return path
+
+
+def publish(profile_dir: str | Path, name: str, repo_root: str | Path = REPO_ROOT, force: bool = False) -> dict:
+    """Copy a complete ``reproduce`` output into ``results/<name>/`` and ``figures/<name>/``.
+
+    Tables (Markdown, CSV), each notebook's ``summary.json`` (parameters, provenance, wall time) and
+    every run's ``config.json`` / ``metrics.json`` / ``history.json`` go to ``results/<name>/``; the PNGs
+    to ``figures/<name>/``; the report is rewritten there with links into ``figures/``. An incomplete
+    output (a notebook without its summary) is refused, and existing results are replaced only with
+    ``force``, after the new copy is complete.
+    """
+    profile_dir, repo_root = Path(profile_dir), Path(repo_root)
+    folders = sorted(p for p in profile_dir.iterdir() if p.is_dir() and p.name not in ("runs",)
+                     and not p.name.startswith("."))
+    incomplete = [f.name for f in folders if not (f / "summary.json").is_file()]
+    if not folders or incomplete or not (profile_dir / "report.md").is_file():
+        raise ValueError(f"{profile_dir} is not a complete reproduce output (missing report.md or the "
+                         f"summary.json of {incomplete or 'every notebook'})")
+    results, figures = repo_root / "results" / name, repo_root / "figures" / name
+    if (results.exists() or figures.exists()) and not force:
+        raise FileExistsError(f"{results} or {figures} exists; pass force=True (--force) to replace it")
+    staging_results, staging_figures = Path(f"{results}.staging"), Path(f"{figures}.staging")
+    for path in (staging_results, staging_figures):
+        shutil.rmtree(path, ignore_errors=True)
+    for folder in folders:
+        for item in folder.iterdir():
+            if item.suffix == ".png":
+                target = staging_figures / folder.name / item.name
+            elif item.suffix in (".md", ".csv") or item.name == "summary.json":
+                target = staging_results / folder.name / item.name
+            else:
+                continue  # the executed notebook copies stay in outputs/
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(item, target)
+    runs = sorted(p for p in (profile_dir / "runs").glob("*") if (p / "metrics.json").is_file())
+    for run in runs:
+        for fname in ("config.json", "metrics.json", "history.json"):
+            (staging_results / "runs" / run.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(run / fname, staging_results / "runs" / run.name / fname)
+    # the report as reproduce wrote it (its provenance is that of the run), images linked into figures/
+    figures_link = os.path.relpath(figures, results) + "/"
+    report = (profile_dir / "report.md").read_text()
+    for folder in folders:
+        report = report.replace(f"]({folder.name}/", f"]({figures_link}{folder.name}/")
+    (staging_results / "report.md").write_text(report)
+    for staging, final in ((staging_results, results), (staging_figures, figures)):
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+    return {"results": str(results), "figures": str(figures), "runs": len(runs), "notebooks": len(folders)}

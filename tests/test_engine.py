@@ -222,3 +222,21 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path):
     assert len(rec["label"]) == 400  # every test sample once: no sampler padding
     assert ddp["all"] > 0.5
     assert abs(ddp["all"] - single["all"]) <= 0.08
+
+
+def test_evaluate_reproduces_the_recorded_metrics_and_the_cli_trains(ala_run, tmp_path, capsys):
+    from lt_paper.cli import main
+    from lt_paper.train import evaluate_run
+
+    again = evaluate_run(ala_run["run_dir"], device="cpu")
+    for key in ("all", "many", "medium", "few"):
+        assert again[key] == pytest.approx(ala_run[key])
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--preset", "smoke/resnet8/ce", "--runs-dir", str(tmp_path), "--set", "epochs=2",
+              "--set", "progress=false"])
+    assert done.value.code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["reused"] is False and 0 <= printed["all"] <= 1
+    with pytest.raises(SystemExit) as bad:
+        main(["train", "--preset", "smoke/resnet8/ce", "--runs-dir", str(tmp_path), "--set", "epoch=2"])
+    assert bad.value.code == 2 and "valid keys are" in capsys.readouterr().err

@@ -209,3 +209,26 @@ def test_jupyter_serves_every_notebook(tmp_path):
         server.terminate()
         server.wait(timeout=30)
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_publish_copies_a_complete_output_into_results_and_figures(smoke, tmp_path):
+    from lt_paper.reproduce import publish
+
+    out, _ = smoke
+    done = publish(out, "smoke", repo_root=tmp_path)
+    results, figures = tmp_path / "results" / "smoke", tmp_path / "figures" / "smoke"
+    assert done["notebooks"] == len(NOTEBOOKS) and done["runs"] >= 19
+    report = (results / "report.md").read_text()
+    for link in __import__("re").findall(r"\]\((\.\./\.\./figures/[^)]+\.png)\)", report):
+        assert (results / link).resolve().is_file(), link
+    for run in (results / "runs").iterdir():
+        assert json.loads((run / "metrics.json").read_text())["provenance"]["commit"]
+    assert not list(results.rglob("*.ipynb")) and list(figures.rglob("*.png"))
+    with pytest.raises(FileExistsError):
+        publish(out, "smoke", repo_root=tmp_path)
+    partial = tmp_path / "partial"
+    shutil.copytree(out, partial)
+    (partial / "table4_ala_ablation" / "summary.json").unlink()
+    with pytest.raises(ValueError, match="table4_ala_ablation"):
+        publish(partial, "smoke", repo_root=tmp_path, force=True)
+    assert (results / "table4_ala_ablation" / "summary.json").is_file()  # the good copy stays

@@ -38,13 +38,17 @@ class ClassificationLoss(nn.Module):
 
     scale: float = 1.0
     num_classes: int | None = None
+    # Per-call check that every target is in [0, C): one host sync per call. The training engine
+    # checks the dataset's labels once (``check_label_range``) and sets this to False, so that an
+    # epoch runs without host synchronisation; direct users keep the clear error.
+    validate_labels: bool = True
 
     def _per_sample(self, logits: Tensor, targets: Tensor) -> Tensor:
         raise NotImplementedError
 
     def per_sample_loss(self, logits: Tensor, targets: Tensor) -> Tensor:
         """Unreduced loss (N,) in float32, after the input checks."""
-        check_logits_targets(logits, targets, self.num_classes)
+        check_logits_targets(logits, targets, self.num_classes, check_range=self.validate_labels)
         return self._per_sample(logits.float(), targets.long())
 
     def forward(self, logits: Tensor, targets: Tensor, weight: Tensor | None = None) -> Tensor:

@@ -41,11 +41,15 @@ def _compiling() -> bool:
     return torch.compiler.is_compiling()
 
 
-def check_logits_targets(logits: Tensor, targets: Tensor, num_classes: int | None = None) -> None:
+def check_logits_targets(logits: Tensor, targets: Tensor, num_classes: int | None = None,
+                         check_range: bool = True) -> None:
     """Shapes (N, C) / (N,), integer targets, every label in [0, C); ValueError naming the bad label.
 
-    The range check costs one host sync (a ``bool(...)`` on a reduced tensor); in a launch-bound step
-    the GPU is idle at that point anyway.
+    The range check costs one host sync (a ``bool(...)`` on a reduced tensor), which stalls the CPU
+    until the GPU has caught up and so empties the launch queue every step. ``check_range=False`` skips
+    it; the training engine does that after checking every label of the dataset once with
+    :func:`check_label_range` (see ``ClassificationLoss.validate_labels``). The shape and dtype checks
+    read only metadata and always run.
     """
     if logits.ndim != 2:
         raise ValueError(f"logits must be (N, C), got shape {tuple(logits.shape)}")
@@ -56,12 +60,27 @@ def check_logits_targets(logits: Tensor, targets: Tensor, num_classes: int | Non
     c = logits.shape[1]
     if num_classes is not None and c != num_classes:
         raise ValueError(f"logits have {c} classes but the loss was built for {num_classes} classes")
-    if _compiling() or targets.numel() == 0:
+    if not check_range or _compiling() or targets.numel() == 0:
         return
     bad = (targets < 0) | (targets >= c)
     if bool(bad.any()):
         i = int(bad.nonzero()[0, 0])
         raise ValueError(f"target label {int(targets[i])} (sample {i}) is out of range [0, {c})")
+
+
+def check_label_range(labels, num_classes: int, source: str = "labels") -> None:
+    """Every label of a whole split in [0, C) (one check per dataset instead of one per batch).
+
+    ``labels`` (N,) integers (tensor, array or list); ValueError naming ``source``, the first bad label
+    and its sample index.
+    """
+    labels = torch.as_tensor(np.asarray(labels)).reshape(-1).cpu()  # (N,)
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ValueError(f"{source}: labels must be integers, got dtype {labels.dtype}")
+    bad = (labels < 0) | (labels >= num_classes)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(f"{source}: label {int(labels[i])} (sample {i}) is out of range [0, {num_classes})")
 
 
 def check_weight(weight: Tensor | None, num_classes: int) -> None:

@@ -23,11 +23,19 @@ GROUPS = ("many", "medium", "few")
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader, scale: float, device: torch.device, amp: bool) -> dict[str, np.ndarray]:
-    """Records of this rank's shard, keyed as in ``records.npz`` plus ``index``."""
+def predict(model: nn.Module, loader, scale: float, device: torch.device, amp: bool,
+            compiled: bool = False) -> dict[str, np.ndarray]:
+    """Records of this rank's shard, keyed as in ``records.npz`` plus ``index``.
+
+    The records stay on the device until the loop ends (one copy to the host, not one sync per batch).
+    Every stored tensor is a fresh one: a compiled model's CUDA-graph outputs are overwritten by the
+    next replay. ``compiled``: ``model`` is ``torch.compile``'d (marks each batch as a new iteration).
+    """
     model.eval()
     parts: dict[str, list] = {}
     for images, labels, indices in loader:
+        if compiled:
+            torch.compiler.cudagraph_mark_step_begin()  # a new iteration for CUDA graphs
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out = model(images)
         logits = out.logits.float()  # (B, C), unscaled (cosines for a cosine head)
@@ -45,10 +53,10 @@ def predict(model: nn.Module, loader, scale: float, device: torch.device, amp: b
             expert_probs = torch.softmax(scale * expert, dim=2)
             batch["expert_p_gt"] = expert_probs[rows, :, labels]  # (B, K)
             batch["expert_pred"] = expert.argmax(2)  # (B, K)
-            batch["router_weights"] = out.router_weights.float()  # (B, K)
+            batch["router_weights"] = out.router_weights.float().clone()  # (B, K); .float() may alias
         for key, value in batch.items():
-            parts.setdefault(key, []).append(value.cpu())
-    return {k: torch.cat(v).numpy() for k, v in parts.items()}
+            parts.setdefault(key, []).append(value)
+    return {k: torch.cat(v).cpu().numpy() for k, v in parts.items()}
 
 
 def gather_records(shard: dict[str, np.ndarray], info: DistInfo) -> dict[str, np.ndarray]:

@@ -1,0 +1,124 @@
+"""The benchmark (tiny, CPU), runs side by side, and the fast path's config on the CPU."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lt_paper import bench
+from lt_paper.data.containers import ArrayDataset
+from lt_paper.losses import CrossEntropyLoss
+from lt_paper.losses.validation import check_label_range
+from lt_paper.train import get_preset, train
+from lt_paper.train.config import config_hash, fast_path_overrides
+from lt_paper.train.engine import build_run
+from lt_paper.train.parallel import SideBySideError, train_side_by_side
+
+ROW_LABELS = ("reference-style loop", "our default path", "our fast path", "sequential", "side by side",
+              "fp32", "bf16 + channels_last") + bench.TABLE4_METHODS
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread, restored after: on a shared 2-core machine a 2-thread CPU step slows down
+    many times over whenever another process holds a core, and the comparisons below need the same
+    thread count in every process anyway."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _numbers(report: str, label: str) -> list[float]:
+    """The numeric cells of the table row whose first cell starts with ``label``."""
+    rows = [line for line in report.splitlines() if line.startswith(f"| {label}")]
+    assert rows, f"no row {label!r} in the report"
+    cells = [c.strip() for c in rows[0].strip("|").split("|")[1:]]
+    return [float(c) for c in cells]
+
+
+def test_tiny_bench_reports_every_row_with_provenance(tmp_path):
+    out = tmp_path / "results" / "bench-cpu.md"
+    assert bench.main(["--size", "tiny", "--device", "cpu", "--out", str(out)]) == 0
+    report = out.read_text()
+    for label in ROW_LABELS:
+        values = _numbers(report, label)
+        assert values and all(math.isfinite(v) and v > 0 for v in values), (label, values)
+    # each path's row: warm-up, train s, test s, images/s, projected 200 epochs
+    tiny = bench.SIZES["tiny"]
+    our_images = (199 // tiny.batch_size) * tiny.batch_size  # drop_last, as the engine trains
+    for label, images in (("reference-style loop", 199), ("our default path", our_images),
+                          ("our fast path", our_images)):
+        _, train_s, test_s, images_per_s, projected = _numbers(report, label)
+        assert projected == pytest.approx(200 * (train_s + test_s), rel=0.01, abs=0.2)
+        assert images_per_s * train_s == pytest.approx(images, rel=0.01, abs=1)
+    assert _numbers(report, "fp32")[:2] == [tiny.resnext_batch, tiny.resnext_px]
+    assert "re-creation" in report and "compile off" in report  # labelled; no compile on the CPU
+    assert "## Provenance" in report
+    for key in ("commit", "device", "torch", "torchvision", "utc"):
+        assert re.search(rf"^- {key}: \S", report, re.M), key
+
+
+def test_side_by_side_runs_equal_sequential_runs_and_failures_name_the_run(tmp_path):
+    threads = torch.get_num_threads()
+    presets = ["smoke/resnet8/ce", "smoke/resnet8/ala", "smoke/resnet8/ala_distill"]  # the last lacks a teacher
+    with pytest.raises(SideBySideError, match=r"ala_distill.*exit code 1(.|\n)*teacher") as failed:
+        train_side_by_side(presets, tmp_path / "side", epochs=2, threads_per_process=threads)
+    assert [f.index for f in failed.value.failures] == [2] and failed.value.results[2] is None
+    for preset, together in zip(presets[:2], failed.value.results[:2]):
+        alone = train(preset, runs_dir=tmp_path / "alone", epochs=2, progress=False)
+        assert Path(together["run_dir"]).name == Path(alone["run_dir"]).name  # the same config hash
+        for key in ("all", "many", "medium", "few", "per_class"):
+            assert together[key] == alone[key], (preset, key)
+        a, b = (np.load(Path(r["run_dir"]) / "records.npz") for r in (together, alone))
+        np.testing.assert_array_equal(a["p_gt"], b["p_gt"])
+    # finished runs are reused, and one config twice is refused before anything starts
+    again = train_side_by_side(presets[:1], tmp_path / "side", epochs=2, threads_per_process=threads)
+    assert again[0]["reused"]
+    with pytest.raises(ValueError, match="same run"):
+        train_side_by_side([presets[0], presets[0]], tmp_path / "side", epochs=2)
+
+
+def test_fast_path_fields_keep_old_hashes_and_cpu_fast_path_matches_default(tmp_path):
+    # the run hash of a default config is the one recorded before compile/fused_optimizer existed
+    assert config_hash(get_preset("smoke/resnet8/ala")) == "bcfcf0008e9a"
+    fast = fast_path_overrides("cpu")
+    assert fast == {"compile": False, "fused_optimizer": True, "amp": False, "channels_last": False}
+    assert fast_path_overrides("cuda") == {"compile": True, "fused_optimizer": True, "amp": True,
+                                           "channels_last": True}
+    default = train("smoke/resnet8/ce", runs_dir=tmp_path, epochs=2, progress=False)
+    quick = train("smoke/resnet8/ce", runs_dir=tmp_path, epochs=2, progress=False, **fast)
+    assert quick["run_dir"] != default["run_dir"]  # hashed: a fast run never reuses a default one
+    # Same metrics. Not the same bits: the fused SGD kernel rounds differently from the per-parameter
+    # loop (about 1e-6 in a probability after 2 epochs), which is why the field is hashed.
+    for key in ("all", "many", "medium", "few", "per_class"):
+        assert quick[key] == default[key], key
+    a, b = (np.load(Path(r["run_dir"]) / "records.npz") for r in (quick, default))
+    np.testing.assert_allclose(a["p_gt"], b["p_gt"], atol=1e-4)
+
+
+def test_labels_are_checked_once_per_dataset_not_per_step():
+    from lt_paper.data import load_dataset
+
+    data = load_dataset("digits_lt", imbalance=20)
+    parts = build_run(get_preset("smoke/resnet8/ce"), data, torch.device("cpu"))
+    assert parts.objective.loss.validate_labels is False  # the engine's loss skips the per-call sync
+    with pytest.raises(ValueError, match=r"digits_lt test split: label 10 \(sample 3\)"):
+        labels = data.test.labels.clone()
+        labels[3] = 10
+        data.test = ArrayDataset(data.test.images, labels)
+        build_run(get_preset("smoke/resnet8/ce"), data, torch.device("cpu"))
+    with pytest.raises(ValueError, match="integers"):
+        check_label_range([0.5, 1.0], 3)
+    # direct users of a loss keep the clear error; with the check off the bad label reaches cross_entropy
+    loss = CrossEntropyLoss()
+    with pytest.raises(ValueError, match="target label 7"):
+        loss(torch.zeros(2, 3), torch.tensor([7, 0]))
+    loss.validate_labels = False
+    with pytest.raises(IndexError):
+        loss(torch.zeros(2, 3), torch.tensor([7, 0]))
