@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import platform
 import subprocess
 from pathlib import Path
@@ -12,12 +13,19 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str:
-    """The checkout's commit, with '+dirty' when tracked files differ from it; 'unknown' outside git."""
+    """The checkout's commit, with '+dirty' when tracked files differ from it; 'unknown' outside git.
+
+    Asked once per process, and with the nbstripout clean filter replaced by ``cat``: through the real
+    filter ``git status`` starts Python once per notebook (18 s in a fresh clone, past the timeout).
+    A notebook saved with outputs therefore counts as a change, which it is.
+    """
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+        dirty = subprocess.run(["git", "-c", "filter.nbstripout.clean=cat", "status", "--porcelain",
+                                "--untracked-files=no"], cwd=REPO_ROOT,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

@@ -58,3 +58,16 @@ def test_run_outputs_are_ignored_but_results_and_figures_are_not():
                if line.strip() and not line.startswith("#")]
     assert "runs/" in ignored and "outputs/" in ignored
     assert not any(p.startswith(("results", "figures")) for p in ignored)
+
+
+def test_provenance_names_this_checkout_commit():
+    import subprocess
+
+    from lt_paper.provenance import git_commit, provenance
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    if not head:
+        import pytest
+        pytest.skip("not a git checkout")
+    assert git_commit().split("+")[0] == head
+    assert {"commit", "device", "torch", "torchvision", "python", "utc"} <= set(provenance())
