@@ -10,6 +10,7 @@ from __future__ import annotations
 from tqdm.auto import tqdm
 
 from .train import train
+from .train.engine import resolve_config
 from .train.presets import get_preset
 
 # Decision 6: the paper distils from a 6-expert MoE trained with the ALA loss.
@@ -24,19 +25,32 @@ def preset_name(prefix: str, arch: str, method: str) -> str:
 
 
 def run_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs_dir="runs",
-             progress: bool = True, **overrides) -> dict[str, list[dict]]:
-    """Train (or reuse) every row for every seed; ``overrides`` apply to every run (and the teacher)."""
+             progress: bool = True, parallel: int = 1, **overrides) -> dict[str, list[dict]]:
+    """Train (or reuse) every row for every seed; ``overrides`` apply to every run (and the teacher).
+
+    ``parallel`` > 1 trains up to that many runs side by side on the one device (separate processes,
+    :func:`lt_paper.train.parallel.train_side_by_side`): a ResNet-32 run leaves a GPU mostly idle.
+    Distillation teachers are trained first in either case.
+    """
     jobs = [(row, method, seed) for row, method in rows.items() for seed in seeds]
+    names = {job: preset_name(prefix, arch, job[1]) for job in jobs}
+    distilled = [job for job in jobs if get_preset(names[job]).distill]
+    teachers = {seed: train(preset_name(prefix, arch, TEACHER_METHOD), runs_dir=runs_dir,
+                            **dict(overrides, seed=seed, progress=False))["run_dir"]
+                for seed in sorted({seed for _, _, seed in distilled})}
+    job_overrides = {job: dict(overrides, seed=job[2], progress=False,
+                               **({"teacher": teachers[job[2]]} if job in distilled else {})) for job in jobs}
+    if parallel > 1:
+        from .train.parallel import train_side_by_side
+
+        configs = [resolve_config(names[job], job_overrides[job]) for job in jobs]
+        finished = train_side_by_side(configs, runs_dir=runs_dir, max_parallel=parallel)
+    else:
+        finished = [train(names[job], runs_dir=runs_dir, **job_overrides[job])
+                    for job in tqdm(jobs, desc=f"{prefix}/{arch} runs", disable=not progress)]
     results: dict[str, list[dict]] = {row: [] for row in rows}
-    teachers: dict[int, str] = {}
-    for row, method, seed in tqdm(jobs, desc=f"{prefix}/{arch} runs", disable=not progress):
-        run_overrides = dict(overrides, seed=seed, progress=False)
-        if get_preset(preset_name(prefix, arch, method)).distill:
-            if seed not in teachers:
-                teacher = train(preset_name(prefix, arch, TEACHER_METHOD), runs_dir=runs_dir, **run_overrides)
-                teachers[seed] = teacher["run_dir"]
-            run_overrides["teacher"] = teachers[seed]
-        results[row].append(train(preset_name(prefix, arch, method), runs_dir=runs_dir, **run_overrides))
+    for (row, _, _), result in zip(jobs, finished):
+        results[row].append(result)
     return results
 
 

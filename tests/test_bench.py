@@ -122,3 +122,17 @@ def test_labels_are_checked_once_per_dataset_not_per_step():
     loss.validate_labels = False
     with pytest.raises(IndexError):
         loss(torch.zeros(2, 3), torch.tensor([7, 0]))
+
+
+def test_side_by_side_rows_start_from_a_script_read_on_stdin(tmp_path):
+    """Fork-server children must not try to re-run a main script that has no file (``python -``)."""
+    script = (f"from lt_paper.experiments import run_rows\n"
+              f"r = run_rows('smoke', 'resnet8', {{'ce': 'ce', 'ala': 'ala'}}, runs_dir={str(tmp_path)!r}, "
+              f"epochs=1, parallel=2)\n"
+              f"print(sorted(r), all(not x[0]['reused'] for x in r.values()))\n")
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("['ala', 'ce'] True")

@@ -232,3 +232,13 @@ def test_publish_copies_a_complete_output_into_results_and_figures(smoke, tmp_pa
     with pytest.raises(ValueError, match="table4_ala_ablation"):
         publish(partial, "smoke", repo_root=tmp_path, force=True)
     assert (results / "table4_ala_ablation" / "summary.json").is_file()  # the good copy stays
+
+
+def test_a_notebook_trains_its_rows_side_by_side(tmp_path):
+    """parallel=2: the runs start as separate processes from inside the Jupyter kernel."""
+    result = reproduce("smoke", out_root=tmp_path, only="figure1", overrides={"epochs": 2, "parallel": 2})
+    assert result["failed"] == {} and result["ok"] == ["figure1_hard_samples"]
+    summary = json.loads((tmp_path / "smoke" / "figure1_hard_samples" / "summary.json").read_text())
+    assert summary["parameters"]["parallel"] == 2
+    assert set(summary["records"]["accuracy"]) == {"CE", "LDAM"}
+    assert len(list((tmp_path / "smoke" / "runs").glob("*/metrics.json"))) == 2

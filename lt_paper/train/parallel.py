@@ -35,8 +35,10 @@ really overlap.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import sys
 import tempfile
 from dataclasses import dataclass
 from multiprocessing import connection, get_context
@@ -81,6 +83,29 @@ def process_context():
     ctx = get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
     return ctx
+
+
+@contextlib.contextmanager
+def _main_module_not_from_a_path():
+    """Let children start when ``__main__`` is no importable file (``python - <<EOF``, ``python -c``).
+
+    A fork-server child re-runs the parent's main script from its path before it unpickles ``fn``; a
+    main module read from stdin has the path ``<stdin>``, which does not exist, and the child dies.
+    Without ``__file__`` the child skips that step (the functions it runs live in this package). A
+    main module started with ``-m`` (Jupyter's kernel, ``python -m lt_paper``) is imported by name and
+    is left alone.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    hide = main is not None and getattr(main, "__spec__", None) is None and path is not None \
+        and not os.path.isfile(path)
+    if hide:
+        del main.__file__
+    try:
+        yield
+    finally:
+        if hide:
+            main.__file__ = path
 
 
 def default_threads(concurrent: int) -> int:
@@ -150,7 +175,7 @@ def run_side_by_side(fn: Callable, payloads: Sequence[Any], *, max_parallel: int
     ctx = process_context()
     barrier = ctx.Barrier(n) if start_together else None
 
-    with tempfile.TemporaryDirectory(prefix="side-by-side-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="side-by-side-") as tmp, _main_module_not_from_a_path():
         logs = Path(log_dir) if log_dir is not None else Path(tmp)
         logs.mkdir(parents=True, exist_ok=True)
         results: list[Any] = [None] * n
