@@ -88,9 +88,17 @@ def execute_notebook(notebook: str, output_dir: Path, parameters: dict, kernel: 
 def reproduce(profile: str = "smoke", out_root: str | Path = "outputs", only: str | None = None,
               runs_dir: str | None = None, data_root: str | None = None, kernel: str | None = None,
               overrides: dict | None = None) -> dict:
-    """Execute the profile's notebooks; returns {"ok": [...], "failed": {folder: error}, "report": path}."""
+    """Execute the profile's notebooks; returns {"ok": [...], "failed": {folder: error}, "report": path}.
+
+    Under ``torchrun`` every rank executes the same notebooks (their kernels inherit RANK / WORLD_SIZE,
+    so each ``train`` call joins the process group); rank 0 alone writes the outputs and the report,
+    the other ranks write into a scratch folder ``<out>/<profile>/.rank<N>`` that nothing reads.
+    """
+    rank = int(os.environ.get("RANK", "0"))
     out_root = Path(out_root) / profile
     runs_dir = runs_dir or str(Path(out_root) / "runs")
+    if rank > 0:
+        out_root = out_root / f".rank{rank}"
     ok, failed = [], {}
     for notebook, folder, params in jobs_for(profile, only):
         params = dict(params, runs_dir=str(Path(runs_dir).resolve()), profile=profile)
@@ -114,7 +122,7 @@ def reproduce(profile: str = "smoke", out_root: str | Path = "outputs", only: st
         staging.rename(final)
         ok.append(folder)
         print(f"[reproduce:{profile}] ok {folder} ({time.perf_counter() - started:.0f} s)", flush=True)
-    report = write_report(out_root, profile)
+    report = write_report(out_root, profile) if rank == 0 else None
     return {"ok": ok, "failed": failed, "report": str(report)}
 
 

@@ -242,3 +242,16 @@ def test_a_notebook_trains_its_rows_side_by_side(tmp_path):
     assert summary["parameters"]["parallel"] == 2
     assert set(summary["records"]["accuracy"]) == {"CE", "LDAM"}
     assert len(list((tmp_path / "smoke" / "runs").glob("*/metrics.json"))) == 2
+
+
+def test_reproduce_under_torchrun_trains_with_ddp_and_rank0_writes(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "lt_paper",
+           "reproduce", "--profile", "smoke", "--only", "figure1", "--out", str(tmp_path), "--set", "epochs=1"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = tmp_path / "smoke"
+    runs = sorted(out.glob("runs/*/metrics.json"))
+    assert len(runs) == 2 and all(json.loads(r.read_text())["world_size"] == 2 for r in runs)
+    assert (out / "report.md").is_file() and (out / "figure1_hard_samples" / "summary.json").is_file()
+    assert not (out / ".rank1" / "report.md").exists()  # the other rank's outputs are scratch
