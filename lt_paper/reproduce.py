@@ -23,6 +23,7 @@ import time
 import traceback
 from pathlib import Path
 
+from .analysis import provenance_markdown
 from .outputs import load_summary
 from .provenance import REPO_ROOT, provenance
 from .train.checkpoint import atomic_write_bytes
@@ -130,8 +131,7 @@ def write_report(out_root: Path, profile: str) -> Path:
     """One Markdown file with every table and figure found in the profile's output folders."""
     lines = [f"# lt-paper reproduction: profile `{profile}`", "", "Written by `python -m lt_paper reproduce`; "
              "each section names the parameters, device and commit of its notebook run.", ""]
-    prov = provenance()
-    lines += ["| report provenance | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in prov.items()] + [""]
+    lines += ["Report provenance:", "", provenance_markdown(provenance()), ""]
     for folder in sorted(p for p in Path(out_root).iterdir() if p.is_dir() and not p.name.startswith(".")):
         if not (folder / "summary.json").is_file():
             continue

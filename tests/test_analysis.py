@@ -442,18 +442,11 @@ def test_training_curves(tmp_path, single_run):
         A.plot_training_curves({"bad": [{"epoch": 0, "train_loss": 1.0}]}, panels=("train_loss", "test_few"))
 
 
-def test_report(tmp_path):
-    fig_path = A.save_figure(A.draw_moe_diagram(), tmp_path / "figures" / "fig3.png")
-    table = A.table4_frame({"ala": seed_metrics()})
-    out = A.write_report(tmp_path / "results" / "report.md", [("Table 4", table), ("Figure 3", fig_path)],
-                         title="Smoke", provenance={"commit": "abc", "device": {"name": "cpu", "count": 1}})
-    text = out.read_text()
-    assert text.startswith("# Smoke") and "## Table 4" in text
-    assert "![Figure 3](../figures/fig3.png)" in text
-    assert "| device.name | cpu |" in text and "| commit | abc |" in text
-    assert sum(line.startswith("| ") for line in text.splitlines()) == (len(table) + 1) + (3 + 1)
-    with pytest.raises(FileNotFoundError, match="missing.png"):
-        A.write_report(tmp_path / "r.md", [("F", tmp_path / "missing.png")])
+def test_provenance_markdown_flattens_nested_keys():
+    text = A.provenance_markdown({"commit": "abc", "device": {"name": "cpu", "count": 1}, "seeds": [0, 1]})
+    lines = text.strip().splitlines()
+    assert lines[0].startswith("| key | value |") and len(lines) == 2 + 4
+    assert "| device.name | cpu |" in text and "| commit | abc |" in text and "| seeds | [0, 1] |" in text
 
 
 def test_no_warning_for_nonempty_groups(single_run):

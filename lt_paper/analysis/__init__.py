@@ -23,7 +23,7 @@ from .groups import (GROUPS_WITH_ALL, SHOT_GROUPS, EmptyGroupWarning, class_grou
 from .paper_numbers import (CIFAR_PUBLISHED, GROUPS, PAPER_TABLES, TABLE1, TABLE3, TABLE4, TABLE5, PaperRow,
                             PaperTable, paper_table)
 from .records import RunRecord, load_metrics, load_run, metrics_by_key
-from .report import provenance_markdown, write_report
+from .report import provenance_markdown
 from .samples import hard_easy_shares, sample_like_train, train_like_counts
 from .tables import (cifar_frame, format_results, results_table, save_table, summarize_seeds, table1_frame,
                      table3_frame, table4_frame, table5_frame, table_markdown, to_markdown)
@@ -47,5 +47,5 @@ __all__ = [
     "plot_target_gradients", "plot_figure2", "plot_router_weights", "plot_training_curves",
     "draw_moe_diagram", "SHAPE_KEYS",
     # report
-    "write_report", "provenance_markdown",
+    "provenance_markdown",
 ]
