@@ -62,10 +62,15 @@ def check_logits_targets(logits: Tensor, targets: Tensor, num_classes: int | Non
         raise ValueError(f"logits have {c} classes but the loss was built for {num_classes} classes")
     if not check_range or _compiling() or targets.numel() == 0:
         return
-    bad = (targets < 0) | (targets >= c)
-    if bool(bad.any()):
-        i = int(bad.nonzero()[0, 0])
+    i = _first_out_of_range(targets, c)
+    if i is not None:
         raise ValueError(f"target label {int(targets[i])} (sample {i}) is out of range [0, {c})")
+
+
+def _first_out_of_range(labels: Tensor, num_classes: int) -> int | None:
+    """Index of the first label outside [0, C), or None (one host sync)."""
+    bad = (labels < 0) | (labels >= num_classes)
+    return int(bad.nonzero()[0, 0]) if bool(bad.any()) else None
 
 
 def check_label_range(labels, num_classes: int, source: str = "labels") -> None:
@@ -77,9 +82,8 @@ def check_label_range(labels, num_classes: int, source: str = "labels") -> None:
     labels = torch.as_tensor(np.asarray(labels)).reshape(-1).cpu()  # (N,)
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise ValueError(f"{source}: labels must be integers, got dtype {labels.dtype}")
-    bad = (labels < 0) | (labels >= num_classes)
-    if bool(bad.any()):
-        i = int(bad.nonzero()[0, 0])
+    i = _first_out_of_range(labels, num_classes)
+    if i is not None:
         raise ValueError(f"{source}: label {int(labels[i])} (sample {i}) is out of range [0, {num_classes})")
 
 

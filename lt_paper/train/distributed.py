@@ -42,9 +42,15 @@ def setup(device_type: str) -> DistInfo:
     return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size)
 
 
-def resolve_device(requested: str, info: DistInfo) -> torch.device:
+def device_type(requested: str) -> str:
+    """"cuda" or "cpu" for a config's ``device`` ("auto": cuda when available)."""
     if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def resolve_device(requested: str, info: DistInfo) -> torch.device:
+    requested = device_type(requested)
     if requested == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError("config key 'device' is 'cuda' but no CUDA device is available")

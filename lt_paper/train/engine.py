@@ -251,8 +251,7 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
     """Train and evaluate one run; return its metrics (``all``, ``many``, ``medium``, ``few``, ...)
     plus ``run_dir``. See the module docstring for caching, resuming and ``torchrun``."""
     config = resolve_config(config, overrides)
-    requested = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    info = D.setup(requested)
+    info = D.setup(D.device_type(config.device))
     device = D.resolve_device(config.device, info)
     config = resolve_runtime(config, device)
     if config.distill and not config.teacher:
