@@ -49,6 +49,36 @@ def test_presets_cover_the_paper_tables_and_smoke():
     assert get_preset("cifar10_lt/resnet32/ce").drw is False
 
 
+def test_ride_presets_are_vanilla_ride_and_the_moes_supervise_their_aggregate():
+    from lt_paper.train.engine import resolve_config
+
+    for prefix, arch in (("smoke", "resnet8"), ("cifar10_lt", "resnet32"), ("imagenet_lt", "resnext50")):
+        for k in (3, 4):
+            assert resolve_config(f"{prefix}/{arch}/ride{k}", {}).aggregate_loss is False
+            assert resolve_config(f"{prefix}/{arch}/ride{k}_router", {}).aggregate_loss is True
+            assert resolve_config(f"{prefix}/{arch}/ala_moe{k}", {}).aggregate_loss is True
+            assert resolve_config(f"{prefix}/{arch}/ala_moe{k}_mean", {}).aggregate_loss is True
+    # the field keeps the hashes of configs at its default: only vanilla RIDE changes name
+    base = get_preset("smoke/resnet8/ala_moe3")
+    assert config_hash(base) == config_hash(apply_overrides(base, {"aggregate_loss": True}))
+    assert config_hash(base) != config_hash(apply_overrides(base, {"aggregate_loss": False}))
+
+
+def test_router_switches_on_at_08_on_cifar_and_smoke_and_at_the_last_decay_on_imagenet_and_inat():
+    for name in presets():
+        config = get_preset(name)
+        if config.num_experts == 1:
+            continue
+        schedule = Schedule.from_config(config)
+        if config.dataset in ("imagenet_lt", "inat2018"):
+            assert config.router_at is None and schedule.router_epoch == schedule.decay_epochs[-1], name
+        else:
+            assert config.router_at == 0.8, name
+            assert schedule.router_epoch == round(0.8 * config.epochs), name
+        assert schedule.lr(schedule.router_epoch) == pytest.approx(1e-3 * config.lr / 0.1), name
+    assert Schedule.from_config(get_preset("cifar100_lt/resnet32/ala_moe3")).router_epoch == 160
+
+
 def test_unknown_preset_and_key_list_the_valid_ones(tmp_path):
     with pytest.raises(KeyError, match="smoke/resnet8/ala"):
         train("no/such/preset", runs_dir=tmp_path)
@@ -185,6 +215,20 @@ def test_router_is_uniform_before_switch_on_and_moves_after(tmp_path):
     assert rec["expert_p_gt"].shape == (400, 3) and rec["expert_pred"].shape == (400, 3)
     history = json.loads((Path(switched["run_dir"]) / "history.json").read_text())
     assert [h["router_active"] for h in history] == [False, False, True, True]
+
+
+def test_smoke_moe_router_learns_with_the_recipe_switch_on(tmp_path):
+    """With the smoke recipe's own router_at (0.8, lr 1e-3 from then on) the router's weights leave zero
+    and its output leaves 1/K: it is trained, not left at the mean."""
+    result = train("smoke/resnet8/ala_moe3", runs_dir=tmp_path, epochs=10, progress=False)
+    history = json.loads((Path(result["run_dir"]) / "history.json").read_text())
+    assert [h["router_active"] for h in history] == [False] * 8 + [True] * 2
+    state = torch.load(Path(result["run_dir"]) / "model.pt", weights_only=True)["model"]
+    assert torch.count_nonzero(state["router.fc.weight"]) > 0 and torch.count_nonzero(state["router.fc.bias"]) > 0
+    weights = np.load(Path(result["run_dir"]) / "records.npz")["router_weights"]  # (N, K)
+    np.testing.assert_allclose(weights.sum(1), 1.0, atol=1e-5)
+    assert np.abs(weights - 1 / 3).max() > 1e-3
+    assert weights.std(axis=0).max() > 0  # instance-dependent, not one weight vector for every sample
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path):

@@ -394,6 +394,57 @@ def test_ride_diversity_loss():
     assert float(got) == pytest.approx(expected, rel=1e-5)
 
 
+# ----------------------------------------------------------------------------- the training objective
+def moe_case(seed: int, n: int = 9, k: int = 3, c: int = 6):
+    """Expert cosines (N, K, C) in [-1, 1], router weights (N, K) on the simplex, labels, counts."""
+    rng = np.random.default_rng(seed)
+    experts = rng.uniform(-1.0, 1.0, size=(n, k, c))
+    weights = np_softmax_rows(rng.normal(0, 1, size=(n, k)))
+    y = rng.integers(0, c, size=n)
+    counts = rng.integers(5, 1000, size=c)
+    return experts, weights, y, counts
+
+
+def moe_output(experts, weights):
+    from lt_paper.models import ModelOutput
+
+    logits = (weights[:, :, None] * experts).sum(axis=1)  # (N, C), eq. 7
+    return ModelOutput(t32(logits), t32(experts), t32(weights), torch.zeros(len(experts), 1))
+
+
+@pytest.mark.parametrize("router_active", [False, True])
+def test_vanilla_ride_objective_is_per_expert_ldam_plus_diversity(router_active):
+    """Table 5 RIDE*: sum_k LDAM(l^k) - 0.2 sum_k KL(ref || expert_k), no term on the aggregate; the
+    diversity reference is the model output (the routed logits once the router is on, else the mean)."""
+    from lt_paper.train.objective import Objective
+
+    experts, weights, y, counts = moe_case(21)
+    if not router_active:
+        weights = np.full_like(weights, 1.0 / weights.shape[1])
+    objective = Objective(L.build_loss("ldam", counts.tolist()), diversity_weight=-0.2, aggregate_loss=False)
+    got = objective(moe_output(experts, weights), torch.tensor(y), None, router_active=router_active)
+    ldam = sum(np_ala_per_sample(experts[:, j], y, counts, instance=False, class_term="ldam").mean()
+               for j in range(experts.shape[1]))
+    output = (weights[:, :, None] * experts).sum(axis=1)  # (N, C)
+    diversity = sum(np_kl(S * output, S * experts[:, j]).mean() for j in range(experts.shape[1]))
+    assert float(got) == pytest.approx(ldam - 0.2 * diversity, rel=1e-5)
+
+
+def test_moe_objective_adds_the_aggregate_term_of_eq8_once_the_router_is_on():
+    from lt_paper.train.objective import Objective
+
+    experts, weights, y, counts = moe_case(22)
+    out, targets = moe_output(experts, weights), torch.tensor(y)
+    objective = Objective(L.build_loss("ala", counts.tolist()))  # aggregate_loss defaults to True
+    per_expert = sum(np_ala_per_sample(experts[:, j], y, counts).mean() for j in range(experts.shape[1]))
+    aggregate = np_ala_per_sample((weights[:, :, None] * experts).sum(axis=1), y, counts).mean()
+    assert float(objective(out, targets, None, router_active=False)) == pytest.approx(per_expert, rel=1e-5)
+    assert float(objective(out, targets, None, router_active=True)) == pytest.approx(per_expert + aggregate,
+                                                                                      rel=1e-5)
+    without = Objective(L.build_loss("ala", counts.tolist()), aggregate_loss=False)
+    assert float(without(out, targets, None, router_active=True)) == pytest.approx(per_expert, rel=1e-5)
+
+
 # ----------------------------------------------------------------------------- dtype, registry, buffers
 def test_bfloat16_logits_give_float32_loss():
     cos, y, counts = rng_case(17)

@@ -27,7 +27,7 @@ from typing import Any
 # Fields that never change what a run computes: they are left out of the run hash.
 RUNTIME_ONLY_FIELDS = ("num_workers", "eval_batch_size", "data_root", "download", "progress")
 # Fields added after the first recorded runs, with their defaults: hashed only when set otherwise.
-ADDED_FIELDS = {"compile": False, "fused_optimizer": False}
+ADDED_FIELDS = {"compile": False, "fused_optimizer": False, "aggregate_loss": True}
 
 VALID_CHOICES = {
     "dataset": ("digits_lt", "cifar10_lt", "cifar100_lt", "imagenet_lt", "inat2018", "places_lt"),
@@ -62,6 +62,9 @@ class Config:
     drw: bool = True  # deferred re-weighting with class-balanced weights (LDAM-DRW)
     drw_at: float = 0.8  # fraction of epochs where DRW starts (160/200 CIFAR, 80/100 ImageNet-LT)
     drw_beta: float = 0.9999
+    # eq. 8's L(sum_k w^k l^k) on the aggregate once the router is on; False for vanilla RIDE, whose
+    # loss is per expert only (paper 4.4.2, Table 5 RIDE*)
+    aggregate_loss: bool = True
     diversity_weight: float = 0.0  # RIDE's distribution-aware diversity term (RIDE uses -0.2)
     diversity_temperature: float = 1.0
     distill: bool = False  # knowledge distillation from ``teacher`` (decision 6)

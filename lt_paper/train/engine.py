@@ -199,7 +199,7 @@ def build_run(config: Config, data, device: torch.device, info: D.DistInfo = D.D
     loss = build_loss(config.loss, data.train_counts).to(device)
     loss.validate_labels = False  # checked once above
     objective = Objective(loss, config.diversity_weight, config.diversity_temperature,
-                          config.distill_temperature if config.distill else None)
+                          config.distill_temperature if config.distill else None, config.aggregate_loss)
     teacher = load_teacher(config.teacher, data.num_classes, device) if config.distill else None
     optimizer = build_optimizer(config, network.parameters())
     model = network
