@@ -19,7 +19,6 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from lt_paper import analysis as A  # noqa: E402
-from lt_paper.analysis.groups import _local_shot_groups  # noqa: E402
 
 # --------------------------------------------------------------------------------------------
 # synthetic run directories, written exactly as INTERFACES.md "run records" describes
@@ -168,12 +167,11 @@ def test_load_run_names_missing_array(tmp_path):
 
 def test_shot_rule_boundaries():
     counts = np.array([101, 100, 20, 19])
-    for fn in (_local_shot_groups, A.shot_groups):
-        g = fn(counts)
-        assert g["many"].tolist() == [True, False, False, False]
-        assert g["medium"].tolist() == [False, True, True, False]
-        assert g["few"].tolist() == [False, False, False, True]
-        assert fn(counts, few_inclusive=True)["few"].tolist() == [False, False, True, True]
+    g = A.shot_groups(counts)
+    assert g["many"].tolist() == [True, False, False, False]
+    assert g["medium"].tolist() == [False, True, True, False]
+    assert g["few"].tolist() == [False, False, False, True]
+    assert A.shot_groups(counts, few_inclusive=True)["few"].tolist() == [False, False, True, True]
 
 
 def test_per_group_accuracy_hand_computed(single_run):
@@ -324,6 +322,49 @@ def test_markdown_has_header_and_one_line_per_row(tmp_path):
     assert md_path.read_text().count("\n| ") == len(frame) + 1
     with pytest.raises(ValueError, match="xlsx"):
         A.save_table(frame, tmp_path / "t4.xlsx")
+
+
+PER_CLASS = [1.0, 0.5, 0.25, 0.75, 0.0, 0.25]  # CORRECT per class (4 test samples each)
+
+
+def table2_metrics():
+    """A run of ours grouped by Table 2 (class 3, n = 20, is few): many {0, 1}, medium {2}, few {3, 4, 5}."""
+    m = metrics_dict(0.75, 0.25, 1 / 3, CORRECT.mean())
+    m.update(per_class=PER_CLASS, train_counts=COUNTS, shot_rule={"many": 100, "few": 20, "few_inclusive": True})
+    return m
+
+
+def test_table2_runs_get_the_oltr_rule_medium_and_few_beside_them(tmp_path):
+    frame = A.table4_frame({"ala": [table2_metrics()] * 2})
+    assert frame.loc["ala", "Medium"] == pytest.approx(25.0) and frame.loc["ala", "Few"] == pytest.approx(100 / 3)
+    # OLTR's rule (few n < 20): medium {2, 3}, few {4, 5}, by hand from the per-class accuracies
+    assert frame.loc["ala", "Medium (OLTR rule)"] == pytest.approx(50.0)
+    assert frame.loc["ala", "Few (OLTR rule)"] == pytest.approx(12.5)
+    assert frame.loc["ala", "Few (OLTR rule) std"] == pytest.approx(0.0)
+    assert "Many (OLTR rule)" not in frame.columns  # both rules share many n > 100
+    assert "many n > 100, few n <= 20" in frame.attrs["caption"] and "few n < 20" in frame.attrs["caption"]
+    rendered = A.table_markdown(frame)
+    assert "Medium (OLTR rule)" in rendered and "50.0 ± 0.0" in rendered
+    # the engine's own numbers under Table 2's rule are what the records give under that rule
+    run = A.load_run(write_run(tmp_path / "r", LABELS, PRED, np.zeros(24), COUNTS,
+                               metrics=table2_metrics()))
+    assert A.per_group_accuracy(run) == pytest.approx({"many": 0.75, "medium": 0.25, "few": 1 / 3,
+                                                      "all": CORRECT.mean()})
+    oltr = A.per_group_accuracy(run, few_inclusive=False)
+    assert (oltr["medium"], oltr["few"]) == pytest.approx((0.5, 0.125))
+
+
+def test_oltr_runs_and_best_epoch_tables_keep_one_rule():
+    cifar_like = metrics_dict(0.75, 0.5, 0.125, CORRECT.mean())
+    cifar_like.update(per_class=PER_CLASS, train_counts=COUNTS)
+    frame = A.table4_frame({"ala": [cifar_like]})
+    assert not any("rule" in c for c in frame.columns)
+    assert "shot groups many n > 100, few n < 20" in frame.attrs["caption"]
+    assert not any("rule" in c for c in A.table4_frame({"ala": [table2_metrics()]}, epoch="best").columns)
+    with pytest.raises(ValueError, match="last epoch"):
+        A.results_table({"ala": [table2_metrics()]}, epoch="best", other_rule={"few_inclusive": False})
+    explicit = A.results_table({"ala": [cifar_like]}, other_rule={"few_inclusive": True})
+    assert explicit.loc["ala", "Few (Table 2 rule)"] == pytest.approx(100 / 3)
 
 
 # --------------------------------------------------------------------------------------------

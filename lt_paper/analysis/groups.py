@@ -1,9 +1,10 @@
 """Shot groups and per-group statistics over the per-sample test records.
 
-Shot groups (DESIGN decision 2): many ``n > 100``, medium ``20 <= n <= 100``, few ``n < 20`` train
-samples per class; the paper's Table 2 writes few as ``n <= 20`` (``few_inclusive=True``). The rule a
-run used is in its ``metrics.json`` (``RunRecord.shot_rule``) and is the default here, so that numbers
-recomputed from ``records.npz`` agree with the engine's.
+Shot groups (README decision 2): many ``n > 100``, medium ``20 <= n <= 100``, few ``n < 20`` train
+samples per class (OLTR's rule); the paper's Table 2 writes few as ``n <= 20`` (``few_inclusive=True``).
+The rule a run used is in its ``metrics.json`` (``RunRecord.shot_rule``) and is the default here, so
+that numbers recomputed from ``records.npz`` agree with the engine's; ``regroup_metrics`` gives a
+run's group accuracies under the other rule.
 
 A group's accuracy is the mean of its classes' accuracies (the definition of OLTR / LDAM-DRW / RIDE
 and of the engine's ``metrics.json``; equal to the sample accuracy on the balanced test sets of the
@@ -23,29 +24,15 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from ..data import SHOT_GROUPS, shot_groups
+from ..train.evaluate import group_means
+from .paper_numbers import GROUPS as GROUPS_WITH_ALL
 from .records import RunRecord
 
-SHOT_GROUPS = ("many", "medium", "few")
-GROUPS_WITH_ALL = (*SHOT_GROUPS, "all")
 
 
 class EmptyGroupWarning(RuntimeWarning):
     """A statistic was asked for a group with no samples; the result is NaN."""
-
-
-def _local_shot_groups(train_counts, many: int = 100, few: int = 20,
-                       few_inclusive: bool = False) -> dict[str, np.ndarray]:
-    """Boolean class masks {"many", "medium", "few"}; same contract as ``lt_paper.data.shot_groups``."""
-    counts = np.asarray(train_counts)  # (C,)
-    is_many = counts > many
-    is_few = counts <= few if few_inclusive else counts < few
-    return {"many": is_many, "medium": ~is_many & ~is_few, "few": is_few}
-
-
-try:  # one definition of the rule for the whole package when the data package provides it
-    from lt_paper.data import shot_groups  # noqa: F401
-except ImportError:  # lt_paper.data not importable (e.g. analysis installed alone): same rule, locally
-    shot_groups = _local_shot_groups
 
 
 def _rule(record: RunRecord, rule: dict) -> dict:
@@ -129,6 +116,20 @@ def group_accuracy(correct: np.ndarray, labels: np.ndarray,
 def per_group_accuracy(record: RunRecord, **rule) -> dict[str, float]:
     """{"many", "medium", "few", "all"} -> top-1 accuracy in [0, 1] recomputed from records.npz."""
     return group_accuracy(record.pred == record.label, record.label, class_groups(record, **rule))
+
+
+def regroup_metrics(metrics: Mapping, many: int, few: int, few_inclusive: bool) -> dict[str, float]:
+    """{"many", "medium", "few"} of a run's ``metrics.json`` recomputed under another shot rule.
+
+    From the run's per-class accuracies (``per_class``, last epoch) and ``train_counts``, with the
+    engine's definition (``lt_paper.train.evaluate.group_means``); the same numbers
+    ``per_group_accuracy(load_run(run_dir), ...)`` recomputes from ``records.npz``.
+    """
+    missing = [k for k in ("per_class", "train_counts") if k not in metrics]
+    if missing:
+        raise KeyError(f"metrics have no {missing} (keys: {sorted(metrics)}); a run's metrics.json holds both")
+    per_class = np.array([np.nan if v is None else v for v in metrics["per_class"]], dtype=float)  # (C,)
+    return group_means(per_class, metrics["train_counts"], many=many, few=few, few_inclusive=few_inclusive)
 
 
 def _require_moe(record: RunRecord, what: str) -> None:

@@ -12,8 +12,8 @@ has one or more column blocks called *settings* (a backbone for Tables 1, 3-5, a
 CIFAR table), each holding the groups ``many``/``medium``/``few``/``all``.
 
 Shot groups: the paper's Table 2 writes few as ``n <= 20``; the published codebases the paper compares
-with (and ours by default, DESIGN decision 2) use ``n < 20``. The rule used by a result of ours is
-recorded in its ``metrics.json`` (``shot_rule``).
+with use ``n < 20`` (both rules: ``lt_paper.data.longtail``, README decision 2). The rule used by a
+result of ours is recorded in its ``metrics.json`` (``shot_rule``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from typing import Mapping
 
 import pandas as pd
 
-GROUPS = ("many", "medium", "few", "all")
+from ..data import SHOT_GROUPS
+
+GROUPS = (*SHOT_GROUPS, "all")
 """Group keys, in table order."""
 
 GROUP_LABELS = MappingProxyType({"many": "Many", "medium": "Medium", "few": "Few", "all": "All"})

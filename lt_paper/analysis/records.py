@@ -19,10 +19,11 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..data import OLTR_SHOT_RULE
+
 RUN_FILES = ("config.json", "metrics.json", "history.json", "records.npz")
 REQUIRED_ARRAYS = ("label", "pred", "p_gt", "target_logit", "train_counts")
 EXPERT_ARRAYS = ("expert_p_gt", "expert_pred", "router_weights")
-DEFAULT_SHOT_RULE = {"many": 100, "few": 20, "few_inclusive": False}  # DESIGN decision 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,7 +68,7 @@ class RunRecord:
     @property
     def shot_rule(self) -> dict[str, Any]:
         """The shot-group rule the run's metrics used (``metrics.json`` ``shot_rule``), else the default."""
-        rule = dict(DEFAULT_SHOT_RULE)
+        rule = dict(OLTR_SHOT_RULE)
         rule.update(self.metrics.get("shot_rule") or {})
         return rule
 

@@ -13,6 +13,11 @@ DESIGN decision 7: the headline is the last epoch (``epoch="last"``); ``epoch="b
 best-test-epoch numbers, which is how the published CIFAR baselines were picked. The choice is kept
 in ``frame.attrs["epoch"]`` and shown in the Markdown caption.
 
+Shot rules (README decision 2): the group columns use the rule each run recorded (the caption names
+it). Runs grouped by the paper's Table 2 (few ``n <= 20``: the ImageNet-LT and iNaturalist presets)
+also get ``Medium (OLTR rule)`` / ``Few (OLTR rule)`` columns, the same runs grouped by the published
+codebases' ``n < 20``, recomputed from each run's per-class accuracies (``other_rule``).
+
 Rendering is our own (``to_markdown``), so the package does not depend on ``tabulate``.
 """
 
@@ -25,6 +30,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..data import OLTR_SHOT_RULE, SHOT_GROUPS, TABLE2_SHOT_RULE
+from .groups import regroup_metrics
 from .paper_numbers import (CIFAR_PUBLISHED, GROUP_LABELS, GROUPS, TABLE1, TABLE3, TABLE4, TABLE5,
                             PaperTable, paper_table)
 
@@ -69,14 +76,17 @@ def summarize_seeds(metrics: Sequence[Mapping[str, Any]], epoch: str = "last", r
 
 def results_table(runs: Mapping[str, Sequence[Mapping[str, Any]]], paper: PaperTable | str | None = None,
                   setting: str | None = None, epoch: str = "last",
-                  rows: Sequence[str] | None = None) -> pd.DataFrame:
+                  rows: Sequence[str] | None = None,
+                  other_rule: Mapping[str, Any] | str | None = "auto") -> pd.DataFrame:
     """Our runs beside a paper table (Table 1/3 analogue, and the base of the Table 4/5 builders).
 
     runs: {row key: [metrics dict per seed]}. paper: a ``PaperTable`` or its name ("table1", "table3",
     "table4", "table5", "cifar"), or None for ours only. setting: the paper's column block
     ("resnet50", "resnext50", "cifar10_lt", ...; default the table's last one). rows: keys to show, in
     order; default the paper's rows in paper order (rows we did not run show NaN and ``seeds`` 0),
-    then our keys that the paper lacks.
+    then our keys that the paper lacks. other_rule: a shot rule ({"many", "few", "few_inclusive"})
+    whose group accuracies are added as ``<Group> (<rule name> rule)`` columns (last epoch only);
+    "auto": OLTR's rule when every run recorded Table 2's, else none; None: none.
     """
     table = paper_table(paper) if isinstance(paper, str) else paper
     if table is not None:
@@ -85,6 +95,9 @@ def results_table(runs: Mapping[str, Sequence[Mapping[str, Any]]], paper: PaperT
         paper_keys = list(table.keys) if table is not None else []
         rows = paper_keys + [k for k in runs if k not in paper_keys]
     flag_columns = list(table.flag_columns) if table is not None else []
+    rules = shot_rules(runs)
+    other = _other_rule(runs, other_rule, epoch)
+    same_many = other is not None and all(r["many"] == other["many"] for r in _recorded_rules(runs))
 
     records = []
     for key in rows:
@@ -104,21 +117,72 @@ def results_table(runs: Mapping[str, Sequence[Mapping[str, Any]]], paper: PaperT
                 printed = paper_row.numbers[setting][g] if paper_row else None
                 rec[f"{label} paper"] = float("nan") if printed is None else float(printed)
                 rec[f"{label} diff"] = rec[label] - rec[f"{label} paper"]
+        if other is not None:
+            rec.update(_other_rule_columns(runs.get(key, ()), other, key, with_many=not same_many))
         records.append(rec)
     frame = pd.DataFrame.from_records(records, index=pd.Index(list(rows), name="key"))
     for c in flag_columns:  # keep ints/bools as printed (a None for a row outside the paper would make K float)
         frame[c] = pd.Series([r[c] for r in records], index=frame.index, dtype=object)
-    rules = shot_rules(runs)
     frame.attrs.update({
         "epoch": epoch,
         "paper_table": table.name if table is not None else None,
         "setting": setting,
         "shot_rules": rules,
+        "other_rule": None if other is None else dict(other),
         "caption": (table.caption if table is not None else "Our results")
         + f" Ours: {'last' if epoch == 'last' else 'best test'} epoch, mean ± std over seeds, percent"
-        + (f"; shot groups {'; '.join(rules)}." if rules else "."),
+        + (f"; shot groups {'; '.join(rules)}" if rules else "")
+        + ("" if other is None else f"; '({rule_name(other)} rule)' columns: the same runs grouped by "
+           f"{describe_shot_rule(other)}") + ".",
     })
     return frame
+
+
+def rule_name(rule: Mapping[str, Any]) -> str:
+    """"Table 2" (few n <= 20, the paper), "OLTR" (few n < 20, the codebases) or the rule in words."""
+    rule = {k: rule.get(k, OLTR_SHOT_RULE[k]) for k in OLTR_SHOT_RULE}
+    if rule == dict(TABLE2_SHOT_RULE):
+        return "Table 2"
+    if rule == dict(OLTR_SHOT_RULE):
+        return "OLTR"
+    return describe_shot_rule(rule)
+
+
+def _recorded_rules(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[dict]:
+    rules = []
+    for metrics in runs.values():
+        for m in metrics:
+            rule = {**OLTR_SHOT_RULE, **(m.get("shot_rule") or {})}
+            if rule not in rules:
+                rules.append(rule)
+    return rules
+
+
+def _other_rule(runs, other_rule, epoch: str) -> Mapping[str, Any] | None:
+    """The rule of the extra columns (see ``results_table``), or None."""
+    if other_rule is None:
+        return None
+    if isinstance(other_rule, str):
+        if other_rule != "auto":
+            raise ValueError(f"other_rule must be a shot rule dict, 'auto' or None, got {other_rule!r}")
+        recorded = _recorded_rules(runs)
+        use = recorded == [dict(TABLE2_SHOT_RULE)]
+        return OLTR_SHOT_RULE if use and epoch == "last" else None
+    if epoch != "last":
+        raise ValueError("other_rule needs the last epoch: runs record per-class accuracies only there")
+    return {**OLTR_SHOT_RULE, **other_rule}
+
+
+def _other_rule_columns(metrics: Sequence[Mapping[str, Any]], other: Mapping[str, Any], row: str,
+                        with_many: bool) -> dict[str, float]:
+    """``<Group> (<name> rule)`` mean and std columns of one row (Many only where its threshold differs)."""
+    regrouped = [{**m, **regroup_metrics(m, **other)} for m in metrics]
+    ours = summarize_seeds(regrouped, row=row)
+    out = {}
+    for g in SHOT_GROUPS if with_many else SHOT_GROUPS[1:]:
+        label, column = GROUP_LABELS[g], f"{GROUP_LABELS[g]} ({rule_name(other)} rule)"
+        out[column], out[f"{column} std"] = ours[label], ours[f"{label} std"]
+    return out
 
 
 def describe_shot_rule(rule: Mapping[str, Any]) -> str:

@@ -6,16 +6,24 @@ images, and the images are chosen as LDAM-DRW's ``IMBALANCECIFAR10`` chooses the
 ``np.random.shuffle`` and keep the first ``n_i``. Every published CIFAR-LT number was measured on this
 exact subset, so matching the RNG stream (not just the sizes) keeps our runs comparable with them.
 
-DESIGN decision 2 (shot groups): many ``n > 100``, medium ``20 <= n <= 100``, few ``n < 20``, as every
-published long-tailed codebase computes it (ImageNet-LT: 385 / 479 / 136 classes). The paper's Table 2
-writes ``n <= 20`` for few; ``few_inclusive=True`` gives that variant, and results say which one they used.
+README decision 2 (shot groups): many ``n > 100``, medium ``20 <= n <= 100``, few ``n < 20``, as every
+published long-tailed codebase computes it (OLTR's rule; ImageNet-LT: 385 / 479 / 136 classes). The
+paper's Table 2 writes ``n <= 20`` for few (385 / 469 / 146); ``few_inclusive=True`` gives that rule,
+and results say which one they used. The two rules are named here, once, for the whole package.
 """
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Sequence
 
 import numpy as np
+
+SHOT_GROUPS = ("many", "medium", "few")
+OLTR_SHOT_RULE = MappingProxyType({"many": 100, "few": 20, "few_inclusive": False})
+"""many n > 100, few n < 20: the published codebases' rule and the default of ``shot_groups``."""
+TABLE2_SHOT_RULE = MappingProxyType({"many": 100, "few": 20, "few_inclusive": True})
+"""many n > 100, few n <= 20: the paper's Table 2 (the ImageNet-LT and iNaturalist presets)."""
 
 
 def lt_counts(n_max: int, num_classes: int, imbalance: float) -> list[int]:
@@ -32,9 +40,10 @@ def lt_counts(n_max: int, num_classes: int, imbalance: float) -> list[int]:
     return [int(n_max * imbalance ** (-i / (num_classes - 1))) for i in range(num_classes)]
 
 
-def shot_groups(train_counts: Sequence[int], many: int = 100, few: int = 20,
-                few_inclusive: bool = False) -> dict[str, np.ndarray]:
-    """Boolean class masks ``{"many", "medium", "few"}`` by training-set size (DESIGN decision 2).
+def shot_groups(train_counts: Sequence[int], many: int = OLTR_SHOT_RULE["many"],
+                few: int = OLTR_SHOT_RULE["few"],
+                few_inclusive: bool = OLTR_SHOT_RULE["few_inclusive"]) -> dict[str, np.ndarray]:
+    """Boolean class masks ``{"many", "medium", "few"}`` by training-set size (README decision 2).
 
     many: ``n > many``; few: ``n < few`` (``n <= few`` with ``few_inclusive``, the paper's Table 2
     wording); medium: every other class. The three masks partition the classes.

@@ -16,10 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import shot_groups
+from ..data import SHOT_GROUPS, shot_groups
 from .distributed import DistInfo, gather_objects
-
-GROUPS = ("many", "medium", "few")
 
 
 @torch.no_grad()
@@ -70,30 +68,39 @@ def gather_records(shard: dict[str, np.ndarray], info: DistInfo) -> dict[str, np
     return records
 
 
-def metrics_from_records(records: dict[str, np.ndarray], train_counts, many: int, few: int,
-                         few_inclusive: bool) -> dict:
-    """Top-1 overall, per class and per shot group (mean of the group's per-class accuracies).
+def per_class_accuracy(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C,) top-1 accuracy of each class over its test samples; NaN for a class without test samples."""
+    tested = np.bincount(labels, minlength=num_classes)  # (C,)
+    hits = np.bincount(labels, weights=(labels == preds).astype(np.float64), minlength=num_classes)  # (C,)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(tested > 0, hits / np.maximum(tested, 1), np.nan)
 
-    With balanced test sets a group's mean per-class accuracy equals its sample accuracy; it is the
-    definition of OLTR / LDAM-DRW / RIDE. An empty group is NaN with a warning, never 0.
+
+def group_means(per_class: np.ndarray, train_counts, many: int, few: int, few_inclusive: bool) -> dict:
+    """{"many", "medium", "few"}: the mean of each shot group's per-class accuracies (NaN classes skipped).
+
+    The definition of OLTR / LDAM-DRW / RIDE; with balanced test sets it equals the group's sample
+    accuracy. An empty group is NaN with a warning, never 0.
     """
-    labels, preds = records["label"], records["pred"]
-    num_classes = len(train_counts)
-    correct = (labels == preds).astype(np.float64)
-    per_class = np.full(num_classes, np.nan)
-    for c in range(num_classes):
-        sel = labels == c
-        if sel.any():
-            per_class[c] = correct[sel].mean()
+    per_class = np.asarray(per_class, dtype=np.float64)  # (C,)
     masks = shot_groups(list(train_counts), many=many, few=few, few_inclusive=few_inclusive)
-    result = {"all": float(correct.mean())}
-    for group in GROUPS:
-        values = per_class[masks[group]]
-        values = values[~np.isnan(values)]
+    result = {}
+    for group in SHOT_GROUPS:
+        values = per_class[masks[group] & ~np.isnan(per_class)]
         if len(values) == 0:
             warnings.warn(f"shot group {group!r} has no classes with test samples; reporting NaN")
             result[group] = math.nan
         else:
             result[group] = float(values.mean())
+    return result
+
+
+def metrics_from_records(records: dict[str, np.ndarray], train_counts, many: int, few: int,
+                         few_inclusive: bool) -> dict:
+    """Top-1 overall, per class and per shot group (``group_means``) from the per-sample records."""
+    labels, preds = records["label"], records["pred"]
+    per_class = per_class_accuracy(labels, preds, len(train_counts))  # (C,)
+    result = {"all": float((labels == preds).mean())}
+    result.update(group_means(per_class, train_counts, many, few, few_inclusive))
     result["per_class"] = [None if math.isnan(v) else float(v) for v in per_class]
     return result
