@@ -282,6 +282,14 @@ def test_table4_frame_rows_columns_and_differences():
     assert math.isnan(frame.loc["ldam", "All diff"]) and frame.loc["ldam", "All paper"] == 51.3
 
 
+def test_our_row_without_drw_follows_table4_and_says_it_is_ours():
+    frame = A.table4_frame({"ala": seed_metrics(), "ala_nodrw": seed_metrics(-0.1)})
+    assert list(frame.index)[-2:] == ["ala", "ala_nodrw"]
+    assert frame.loc["ala_nodrw", "method"] == "ALA without DRW (ours, not in the paper)"
+    assert math.isnan(frame.loc["ala_nodrw", "All paper"]) and frame.loc["ala_nodrw", "A_ins"] is None
+    assert frame.loc["ldam", "method"] == "LDAM-DRW"  # Table 4 #2 prints Table 1's LDAM + DRW numbers
+
+
 def test_table5_frame_rows_and_flags():
     frame = A.table5_frame({"moe4_router": seed_metrics(), "extra_run": seed_metrics()})
     assert list(frame.index) == ["ride3_mean", "ride3_router", "moe3_mean", "moe3_router", "ride4_mean",
@@ -379,8 +387,9 @@ def test_sample_like_train_proportional_and_deterministic():
     assert len(np.unique(idx)) == idx.size  # without replacement
     np.testing.assert_array_equal(idx, A.sample_like_train(labels, counts, size=76, seed=3))
     assert not np.array_equal(idx, A.sample_like_train(labels, counts, size=76, seed=4))
-    tiny = A.sample_like_train(labels, counts, size=10, seed=0)  # quotas 5.3, 2.6, 1.3, 0.7, 0.1
-    assert np.bincount(labels[tiny], minlength=5).tolist() == [5, 3, 1, 1, 1]  # at least 1 per class
+    tiny = A.sample_like_train(labels, counts, size=10, seed=0)  # quotas 5.26, 2.63, 1.32, 0.66, 0.13
+    # floors 5, 2, 1, 0, 0; the 2 left go to the largest remainders (0.66, 0.63): the rarest class gets none
+    assert np.bincount(labels[tiny], minlength=5).tolist() == [5, 3, 1, 1, 0] and tiny.size == 10
     with pytest.warns(RuntimeWarning, match="fewer test samples"):
         capped = A.sample_like_train(labels, counts, size=152, seed=0)  # class 0 would need 80 > 50
     assert np.bincount(labels[capped], minlength=5)[0] == 50

@@ -64,6 +64,18 @@ def test_ride_presets_are_vanilla_ride_and_the_moes_supervise_their_aggregate():
     assert config_hash(base) != config_hash(apply_overrides(base, {"aggregate_loss": False}))
 
 
+def test_ala_nodrw_is_ala_without_drw_and_imagenet_inat_group_by_table2():
+    import dataclasses
+
+    for prefix, arch in (("smoke", "resnet8"), ("cifar10_lt", "resnet32"), ("imagenet_lt", "resnext50")):
+        ala, nodrw = get_preset(f"{prefix}/{arch}/ala"), get_preset(f"{prefix}/{arch}/ala_nodrw")
+        assert nodrw.drw is False and ala.drw is True
+        assert dataclasses.replace(nodrw, name=ala.name, drw=True) == ala
+    # shot groups: the paper's Table 2 (few n <= 20) on ImageNet-LT / iNaturalist, n < 20 elsewhere
+    assert get_preset("imagenet_lt/resnet50/ce").few_inclusive and get_preset("inat2018/resnet50/ala").few_inclusive
+    assert not get_preset("cifar100_lt/resnet32/ala").few_inclusive and not get_preset("smoke/resnet8/ala").few_inclusive
+
+
 def test_router_switches_on_at_08_on_cifar_and_smoke_and_at_the_last_decay_on_imagenet_and_inat():
     for name in presets():
         config = get_preset(name)

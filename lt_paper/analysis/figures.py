@@ -85,7 +85,7 @@ def plot_probability_curves(records: Mapping[str, RunRecord], groups: Sequence[s
                             hard: float = 0.2, easy: float = 0.8) -> Figure:
     """Figure 1 (a)-(c): per shot group, the sorted ground-truth probabilities of each method.
 
-    records: {method label: RunRecord}, e.g. {"CE": ce_run, "LDAM": ldam_run} as in the paper. One
+    records: {method label: RunRecord}, e.g. {"CE": ce_run, "LDAM-DRW": ldam_run} (the paper's "LDAM"). One
     panel per group; x = sample index after sorting the group's ``p_gt`` ascending; the legend gives
     each method's accuracy on the group. Dashed lines mark the paper's hard (< 0.2) and easy (> 0.8)
     thresholds.

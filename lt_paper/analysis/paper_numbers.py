@@ -201,7 +201,8 @@ TABLE4 = PaperTable(
     rows=(
         #          key           #L method               Focal  LDAM   A_ins  A_cls  Many  Medium Few   All
         _ablation("ce", 1, "CE", False, False, False, False, (65.9, 37.5, 7.7, 44.4)),
-        _ablation("ldam", 2, "LDAM", False, True, False, False, (62.9, 47.5, 31.9, 51.3)),
+        # #2 prints Table 1 #4's LDAM + DRW numbers: it is LDAM-DRW, and so is our run of it
+        _ablation("ldam", 2, "LDAM-DRW", False, True, False, False, (62.9, 47.5, 31.9, 51.3)),
         _ablation("ains", 3, "A_ins", False, False, True, False, (64.7, 47.3, 28.6, 51.5)),
         _ablation("acls", 4, "A_cls", False, False, False, True, (61.4, 47.7, 33.0, 51.0)),
         _ablation("focal_acls", 5, "Focal + A_cls", True, False, False, True, (63.0, 48.6, 27.9, 51.3)),

@@ -36,6 +36,8 @@ from .paper_numbers import (CIFAR_PUBLISHED, GROUP_LABELS, GROUPS, TABLE1, TABLE
                             PaperTable, paper_table)
 
 CHECK = "✓"
+# Rows of ours that no paper table has, by row key: the method column says so.
+OUR_ROWS = {"ala_nodrw": "ALA without DRW (ours, not in the paper)"}
 
 
 def _fraction(value: Any, where: str) -> float:
@@ -105,7 +107,7 @@ def results_table(runs: Mapping[str, Sequence[Mapping[str, Any]]], paper: PaperT
         if paper_row is None and key not in runs:
             raise KeyError(f"row {key!r} is neither in the runs {sorted(runs)} nor in "
                            f"{table.name if table else 'a paper table'}")
-        rec: dict[str, Any] = {"method": paper_row.method if paper_row else key}
+        rec: dict[str, Any] = {"method": paper_row.method if paper_row else OUR_ROWS.get(key, key)}
         rec.update({c: (paper_row.flags[c] if paper_row else None) for c in flag_columns})
         ours = summarize_seeds(runs.get(key, ()), epoch=epoch, row=key)
         rec["seeds"] = int(ours["seeds"])
