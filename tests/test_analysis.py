@@ -395,6 +395,20 @@ def test_sample_like_train_proportional_and_deterministic():
     assert np.bincount(labels[capped], minlength=5)[0] == 50
 
 
+def test_figure1d_subset_of_imagenet_lt_is_proportional_not_raised_to_one_per_class():
+    """The paper draws the subset "according to the label distribution of training set": proportional
+    counts, so the rarest ImageNet-LT classes get no dot and few-shot dots keep their train share."""
+    repo = Path(__file__).resolve().parent.parent
+    counts = np.array(json.loads((repo / "data" / "splits" / "ImageNet_LT_train_cls_freq.json").read_text()))
+    assert counts.sum() == 115846 and counts.max() == 1280
+    size = 50 * counts.sum() // counts.max()  # the largest subset the 50-per-class test set allows
+    n = A.train_like_counts(counts, size)
+    assert n.sum() == size and (n == 0).sum() == 73
+    np.testing.assert_array_less(np.abs(n - size * counts / counts.sum()), 1.0)  # within rounding
+    few = counts < 20
+    assert n[few].sum() / size == pytest.approx(counts[few].sum() / counts.sum(), abs=0.002)  # 1.4 %, not 3.0 %
+
+
 def test_hard_easy_shares_exact(tmp_path):
     # 2 classes: 0 many (300), 1 few (5); p_gt thresholds strict: 0.2 is not hard, 0.8 is not easy
     labels = [0, 0, 0, 0, 0, 1, 1, 1]

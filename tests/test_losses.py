@@ -283,6 +283,17 @@ def test_figure2b_paper_claims():
     assert np.all(np.abs(g["ala"][x < 10.0]) > 0.5) and np.all(np.abs(g["focal"][x > 2.0]) < 0.01)
 
 
+def test_focal_gamma_is_1_for_training_and_2_for_figure2b():
+    """README decision 10: the trained Focal baseline and Table 4 #5 use LDAM-DRW's gamma = 1; Figure 2(b)
+    plots "the commonly used formulation" (gamma = 2)."""
+    assert L.build_loss("focal").gamma == 1.0
+    assert L.build_loss("focal_acls", IMAGENET_LT_LIKE).focal_gamma == 1.0
+    x = np.linspace(-30.0, 30.0, 61)
+    np.testing.assert_array_equal(L.target_logit_gradients(x)["focal"],
+                                  L.target_logit_gradients(x, gamma=2.0)["focal"])
+    assert not np.allclose(L.target_logit_gradients(x)["focal"], L.target_logit_gradients(x, gamma=1.0)["focal"])
+
+
 # ----------------------------------------------------------------------------- baselines
 def test_focal_loss():
     rng = np.random.default_rng(11)
