@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 
 def _train(args) -> int:
@@ -41,12 +42,16 @@ def _presets(args) -> int:
 
 
 def _verify_data(args) -> int:
-    from .data import verify_split
+    from .data import KNOWN_SPLITS, verify_checksum, verify_split
 
     ok = True
     for path in args.files:
-        try:
-            print(f"{path}: ok {verify_split(path)}")
+        try:  # split files: entries, classes and sha256; other known files (archives): sha256
+            if Path(path).name in KNOWN_SPLITS:
+                report = verify_split(path)
+            else:
+                report = {"sha256": verify_checksum(path)}
+            print(f"{path}: ok {report}")
         except (ValueError, FileNotFoundError) as e:
             ok = False
             print(f"{path}: FAILED {e}", file=sys.stderr)

@@ -165,6 +165,22 @@ def test_verify_split_unknown_name(tmp_path):
         verify_split(path)
 
 
+def test_verify_data_cli_checks_split_files_and_other_known_files(tmp_path, capsys):
+    from lt_paper.cli import main
+
+    freq = SPLITS / "ImageNet_LT_train_cls_freq.json"  # a known file that is not a split file: sha256 only
+    with pytest.raises(SystemExit) as done:
+        main(["verify-data", str(SPLITS / "ImageNet_LT_val.txt"), str(freq)])
+    out = capsys.readouterr().out
+    assert done.value.code == 0
+    assert "ImageNet_LT_val.txt: ok" in out and SHIPPED_FILES_SHA256[freq.name] in out
+    edited = tmp_path / freq.name
+    edited.write_text(freq.read_text() + " ")
+    with pytest.raises(SystemExit) as done:
+        main(["verify-data", str(edited)])
+    assert done.value.code == 1 and "FAILED" in capsys.readouterr().err
+
+
 def test_sha256sums_file_matches_table_and_files():
     sums = {}
     for line in (REPO / "data" / "SHA256SUMS").read_text().splitlines():

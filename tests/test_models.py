@@ -17,7 +17,7 @@ from torch import nn
 
 from lt_paper.models import (
     CosineHead,
-    LinearHead,
+    build_head,
     MixtureOfExperts,
     ModelOutput,
     ZeroPadShortcut,
@@ -147,8 +147,8 @@ def test_cosine_head_init_rows_unit_norm():
 
 
 def test_linear_head_is_plain_linear():
-    head = LinearHead(8, 3)
-    assert isinstance(head, nn.Linear) and head.weight.shape == (3, 8) and head.bias.shape == (3,)
+    head = build_head("linear", 8, 3)
+    assert type(head) is nn.Linear and head.weight.shape == (3, 8) and head.bias.shape == (3,)
 
 
 @pytest.mark.parametrize("num_experts", [1, 3])

@@ -22,7 +22,7 @@ from .groups import (GROUPS_WITH_ALL, SHOT_GROUPS, EmptyGroupWarning, class_grou
                      shot_groups)
 from .paper_numbers import (CIFAR_PUBLISHED, GROUPS, PAPER_TABLES, TABLE1, TABLE3, TABLE4, TABLE5, PaperRow,
                             PaperTable, paper_table)
-from .records import RunRecord, load_metrics, load_run, metrics_by_key
+from .records import RunRecord, load_metrics, load_run
 from .report import provenance_markdown
 from .samples import hard_easy_shares, sample_like_train, train_like_counts
 from .tables import (cifar_frame, format_results, results_table, save_table, summarize_seeds, table1_frame,
@@ -33,7 +33,7 @@ __all__ = [
     "PaperRow", "PaperTable", "PAPER_TABLES", "TABLE1", "TABLE3", "TABLE4", "TABLE5", "CIFAR_PUBLISHED",
     "GROUPS", "paper_table",
     # records and groups
-    "RunRecord", "load_run", "load_metrics", "metrics_by_key",
+    "RunRecord", "load_run", "load_metrics",
     "SHOT_GROUPS", "GROUPS_WITH_ALL", "EmptyGroupWarning", "shot_groups", "class_groups", "sample_groups",
     "record_groups",
     "group_accuracy", "per_group_accuracy", "expert_group_accuracy", "router_weight_by_group",

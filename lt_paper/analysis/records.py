@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -138,8 +138,3 @@ def load_metrics(run_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist (is the run in {Path(run_dir)} finished?)")
     return _read_json(path)
-
-
-def metrics_by_key(run_dirs: dict[str, Iterable[str | Path]]) -> dict[str, list[dict[str, Any]]]:
-    """``{row key: [run dir per seed]}`` -> ``{row key: [metrics dict per seed]}``, the tables' input."""
-    return {key: [load_metrics(d) for d in dirs] for key, dirs in run_dirs.items()}

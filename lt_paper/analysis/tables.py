@@ -1,7 +1,7 @@
 """Result tables: our runs (mean ± std over seeds) beside the paper's numbers, as pandas DataFrames.
 
 Input is ``{row key: [metrics dict per seed]}`` where a metrics dict is a run's ``metrics.json``
-(top-1 in [0, 1]; see ``records.metrics_by_key``). Row keys are those of ``paper_numbers`` so that our
+(top-1 in [0, 1]; what ``train`` and ``experiments.run_rows`` return). Row keys are those of ``paper_numbers`` so that our
 row lands beside the paper's. Output columns (numbers in percent):
 
     method, <flag columns of the paper table>, seeds,

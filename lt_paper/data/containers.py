@@ -81,10 +81,3 @@ class LongTailData:
     def groups(self, few_inclusive: bool = False) -> dict[str, np.ndarray]:
         """Shot-group class masks of this training set (``shot_groups`` with this data's thresholds)."""
         return shot_groups(self.train_counts, many=self.many, few=self.few, few_inclusive=few_inclusive)
-
-    @property
-    def test_labels(self) -> np.ndarray:
-        """(N_test,) int64 labels of the test set in dataset order (for records and group accuracies)."""
-        if self.kind == "array":
-            return self.test.labels.numpy()
-        return np.asarray(self.test.labels, dtype=np.int64)

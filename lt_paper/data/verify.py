@@ -2,8 +2,7 @@
 
 One source of truth: ``KNOWN_SPLITS`` (split files: entry count, number of classes, sha256) and
 ``SHIPPED_FILES_SHA256`` (the other small files in ``data/splits``) are the only place the checksums are
-written; ``data/SHA256SUMS`` is generated from them by ``sha256sums_text()`` and a test keeps the two
-equal. Large files we cannot ship (the ImageNet-LT and iNaturalist-2018 train lists) are checked against
+written in code; a test keeps ``data/SHA256SUMS`` (for ``sha256sum -c``) equal to them. Large files we cannot ship (the ImageNet-LT and iNaturalist-2018 train lists) are checked against
 the same table when a user brings them, so a different list (another release, an edited copy) is caught
 before it silently changes the class counts and therefore every shot-group number.
 """
@@ -80,18 +79,6 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def shipped_sha256() -> dict[str, str]:
-    """``{file name: sha256}`` of every file shipped in ``data/splits``."""
-    table = {name: KNOWN_SPLITS[name].sha256 for name in SHIPPED_SPLITS}
-    table.update(SHIPPED_FILES_SHA256)
-    return dict(sorted(table.items()))
-
-
-def sha256sums_text() -> str:
-    """The content of ``data/SHA256SUMS`` (``cd data && sha256sum -c SHA256SUMS``), from the tables."""
-    return "".join(f"{sha}  splits/{name}\n" for name, sha in shipped_sha256().items())
-
-
 def verify_split(path: str | Path, expected: SplitFacts | None = None) -> dict:
     """Check a split file against ``KNOWN_SPLITS`` (by file name) or ``expected``.
 
@@ -124,7 +111,10 @@ def verify_split(path: str | Path, expected: SplitFacts | None = None) -> dict:
 
 
 def verify_checksum(path: str | Path) -> str:
-    """Check any known file (split, shipped file or archive) against its recorded sha256; returns it."""
+    """Check any known file (split, shipped file or archive) against its recorded sha256; returns it.
+
+    ``python -m lt_paper verify-data`` uses it for the known files that are not split files (e.g. the
+    CIFAR-10 JPEG archive)."""
     path = Path(path)
     known = {name: facts.sha256 for name, facts in KNOWN_SPLITS.items()}
     known.update(SHIPPED_FILES_SHA256)

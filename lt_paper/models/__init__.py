@@ -14,7 +14,7 @@ Modules: ``output`` (ModelOutput), ``heads``, ``stages`` (StagePlan: a ResNet as
 
 from .build import ARCHITECTURES, ModelSpec, build_model, check_signature, model_signature
 from .complexity import count_flops, count_parameters
-from .heads import HEAD_NAMES, CosineHead, LinearHead, build_head
+from .heads import HEAD_NAMES, CosineHead, build_head
 from .moe import Expert, MixtureOfExperts
 from .output import ModelOutput
 from .plain import PlainNetwork
@@ -30,7 +30,6 @@ __all__ = [
     "CosineHead",
     "Expert",
     "InstanceRouter",
-    "LinearHead",
     "MeanRouter",
     "MixtureOfExperts",
     "ModelOutput",

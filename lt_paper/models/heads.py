@@ -14,13 +14,6 @@ from torch import Tensor, nn
 HEAD_NAMES = ("linear", "cosine")
 
 
-class LinearHead(nn.Linear):
-    """Plain affine classifier ``x W^T + b`` (the CE / focal / logit-adjustment baselines)."""
-
-    def __init__(self, in_features: int, num_classes: int) -> None:
-        super().__init__(in_features, num_classes)
-
-
 class CosineHead(nn.Module):
     """Cosine classifier: cos(theta_j) = <x / |x|, w_j / |w_j|>, no bias, no scale.
 
@@ -53,7 +46,8 @@ class CosineHead(nn.Module):
         return f"in_features={self.in_features}, num_classes={self.num_classes}"
 
 
-_HEADS = {"linear": LinearHead, "cosine": CosineHead}
+# "linear": the plain affine classifier x W^T + b of the CE / focal / logit-adjustment baselines
+_HEADS = {"linear": nn.Linear, "cosine": CosineHead}
 
 
 def build_head(name: str, in_features: int, num_classes: int) -> nn.Module:

@@ -1,8 +1,7 @@
 """Named configurations: one per cell of the paper's tables, plus CIFAR-LT and smoke analogues.
 
 A preset name is ``<dataset>/<arch>/<method>``, e.g. ``cifar10_lt/resnet32/ala``,
-``imagenet_lt/resnext50/ala_moe3``, ``inat2018/resnet50/ala_distill``. The MoE presets are also
-reachable as ``<dataset>/<arch>_moe<K>/<loss>`` (``cifar100_lt/resnet32_moe3/ala``). The smoke presets
+``imagenet_lt/resnext50/ala_moe3``, ``inat2018/resnet50/ala_distill``. The smoke presets
 (``smoke/resnet8/<method>``) train on scikit-learn's digits on the CPU in seconds.
 
 Methods (rows of Tables 1, 3, 4 and 5):
@@ -36,8 +35,6 @@ Table 2 (few ``n <= 20``); CIFAR-LT keeps the codebases' ``n < 20``.
 """
 
 from __future__ import annotations
-
-import re
 
 from .config import Config, validate
 
@@ -101,7 +98,6 @@ def _build_table() -> dict[str, Config]:
 
 
 _PRESETS = _build_table()
-_MOE_ALIAS = re.compile(r"^(?P<prefix>[^/]+)/(?P<arch>[^/]+)_moe(?P<k>\d+)/(?P<loss>[^/]+)$")
 
 
 def presets() -> list[str]:
@@ -113,9 +109,4 @@ def get_preset(name: str) -> Config:
     """The config of preset ``name``; an unknown name raises and lists the valid ones."""
     if name in _PRESETS:
         return _PRESETS[name]
-    alias = _MOE_ALIAS.match(name)
-    if alias:
-        canonical = f"{alias['prefix']}/{alias['arch']}/{alias['loss']}_moe{alias['k']}"
-        if canonical in _PRESETS:
-            return _PRESETS[canonical]
     raise KeyError(f"unknown preset {name!r}; valid presets are:\n  " + "\n  ".join(presets()))

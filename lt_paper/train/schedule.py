@@ -54,10 +54,3 @@ class Schedule:
 
     def router_active(self, epoch: int) -> bool:
         return self.router_epoch is not None and epoch >= self.router_epoch
-
-    def as_dict(self) -> dict:
-        return {
-            "epochs": self.epochs, "warmup_epochs": self.warmup_epochs,
-            "lr_decay_epochs": list(self.decay_epochs), "lr_decay_factors": list(self.decay_factors),
-            "drw_epoch": self.drw_epoch, "router_epoch": self.router_epoch,
-        }
