@@ -72,18 +72,18 @@ def main_results_table(dataset: str, arch: str, runs: dict[str, list[dict]], epo
     return table1_frame(runs, backbone="resnext50", epoch=epoch)
 
 
-# dataset -> (classes, image side the models see); known without loading the data (Figure 3)
-DATASET_SHAPES = {"digits_lt": (10, 8), "cifar10_lt": (10, 32), "cifar100_lt": (100, 32),
-                  "imagenet_lt": (1000, 224), "inat2018": (8142, 224), "places_lt": (365, 224)}
-
-
 def num_classes(dataset: str) -> int:
-    return DATASET_SHAPES[dataset][0]
+    """Classes of ``dataset``, known without loading it (Figure 3)."""
+    from .data import DATASETS
+
+    return DATASETS[dataset].num_classes
 
 
 def input_size(dataset: str) -> tuple[int, int, int]:
-    """(C, H, W) of the images the dataset's models see."""
-    side = DATASET_SHAPES[dataset][1]
+    """(C, H, W) of the images the dataset's models see, known without loading it (Figure 3)."""
+    from .data import DATASETS
+
+    side = DATASETS[dataset].image_size
     return (3, side, side)
 
 

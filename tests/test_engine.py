@@ -101,6 +101,19 @@ def test_unknown_preset_and_key_list_the_valid_ones(tmp_path):
     assert parse_assignment("data_root=/x/y.tar.gz") == ("data_root", "/x/y.tar.gz")
 
 
+def test_config_choices_are_the_registries_names():
+    from lt_paper.data import DATASETS
+    from lt_paper.losses import LOSS_NAMES
+    from lt_paper.models import ARCHITECTURES, ROUTER_NAMES
+    from lt_paper.train.config import VALID_CHOICES
+
+    assert VALID_CHOICES["dataset"] == tuple(DATASETS) and VALID_CHOICES["arch"] == tuple(ARCHITECTURES)
+    assert VALID_CHOICES["loss"] == LOSS_NAMES and VALID_CHOICES["router"] == ROUTER_NAMES
+    for key in ("dataset", "arch", "loss", "router"):  # every registered name makes a valid config
+        for name in VALID_CHOICES[key]:
+            assert getattr(apply_overrides(Config(), {key: name}), key) == name
+
+
 def test_config_hash_ignores_runtime_knobs_only():
     base = get_preset("smoke/resnet8/ala")
     assert config_hash(base) == config_hash(apply_overrides(base, {"num_workers": 0, "progress": False}))

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .longtail import shot_groups
+from .longtail import OLTR_SHOT_RULE, shot_groups
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,8 @@ class LongTailData:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     augment: Augment
-    many: int = 100
-    few: int = 20
+    many: int = OLTR_SHOT_RULE["many"]
+    few: int = OLTR_SHOT_RULE["few"]
     info: dict = field(default_factory=dict)
 
     def groups(self, few_inclusive: bool = False) -> dict[str, np.ndarray]:

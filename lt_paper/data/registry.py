@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from .cifar import load_cifar_lt
 from .containers import LongTailData
 from .digits import load_digits_lt
 from .file_datasets import load_file_dataset
+from .longtail import OLTR_SHOT_RULE
 
 
 def default_data_root() -> Path:
@@ -42,18 +43,27 @@ def _files(name: str) -> Callable[..., LongTailData]:
     return load
 
 
-DATASETS: dict[str, Callable[..., LongTailData]] = {
-    "digits_lt": _digits,
-    "cifar10_lt": _cifar("cifar10_lt"),
-    "cifar100_lt": _cifar("cifar100_lt"),
-    "imagenet_lt": _files("imagenet_lt"),
-    "inat2018": _files("inat2018"),
-    "places_lt": _files("places_lt"),
+class DatasetEntry(NamedTuple):
+    """One registered dataset: its loader, and what is known without loading it (Figure 3's shapes)."""
+
+    load: Callable[..., LongTailData]
+    num_classes: int
+    image_size: int  # side of the square images the models see (after cropping)
+
+
+# The one table of datasets.
+DATASETS: dict[str, DatasetEntry] = {
+    "digits_lt": DatasetEntry(_digits, 10, 8),
+    "cifar10_lt": DatasetEntry(_cifar("cifar10_lt"), 10, 32),
+    "cifar100_lt": DatasetEntry(_cifar("cifar100_lt"), 100, 32),
+    "imagenet_lt": DatasetEntry(_files("imagenet_lt"), 1000, 224),
+    "inat2018": DatasetEntry(_files("inat2018"), 8142, 224),
+    "places_lt": DatasetEntry(_files("places_lt"), 365, 224),
 }
 
 
 def load_dataset(name: str, root: str | Path | None = None, imbalance: float = 100, download: bool = False,
-                 many: int = 100, few: int = 20, *, cache_dir: str | Path | None = None,
+                 many: int = OLTR_SHOT_RULE["many"], few: int = OLTR_SHOT_RULE["few"], *, cache_dir: str | Path | None = None,
                  split_dir: str | Path | None = None, test_split: str | None = None,
                  verify: bool = True) -> LongTailData:
     """Load a long-tailed dataset by name (see INTERFACES.md, "lt_paper.data").
@@ -67,5 +77,5 @@ def load_dataset(name: str, root: str | Path | None = None, imbalance: float = 1
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {sorted(DATASETS)}")
-    return DATASETS[name](root, imbalance, download, many, few, cache_dir=cache_dir, split_dir=split_dir,
-                          test_split=test_split, verify=verify)
+    return DATASETS[name].load(root, imbalance, download, many, few, cache_dir=cache_dir,
+                               split_dir=split_dir, test_split=test_split, verify=verify)

@@ -1,4 +1,4 @@
-"""Losses by name: the one string -> constructor table (a plain dict, no reflection).
+"""Losses by name: the one table ``LOSSES`` of name -> (head, constructor), a plain dict (no reflection).
 
 =============  ==========================================  ======  ==================================
 name           loss                                        head    paper
@@ -22,7 +22,7 @@ Figure 2(b)'s analytic curve uses gamma = 2, "the commonly used formulation" (RE
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from torch import nn
 
@@ -30,36 +30,36 @@ from .ala import ALALoss
 from .baselines import CrossEntropyLoss, FocalLoss, LogitAdjustedLoss
 from .validation import ClassCounts
 
-_FACTORIES: dict[str, Callable[..., nn.Module]] = {
-    "ce": lambda counts, **kw: CrossEntropyLoss(**kw),
-    "focal": lambda counts, **kw: FocalLoss(**{"gamma": 1.0, **kw}),
-    "la": lambda counts, **kw: LogitAdjustedLoss(counts, **kw),
-    "ldam": lambda counts, **kw: ALALoss(counts, **{"instance_term": False, "class_term": "ldam", **kw}),
-    "ala": lambda counts, **kw: ALALoss(counts, **{"instance_term": True, "class_term": "ala", **kw}),
-    "ains": lambda counts, **kw: ALALoss(counts, **{"instance_term": True, "class_term": None, **kw}),
-    "acls": lambda counts, **kw: ALALoss(counts, **{"instance_term": False, "class_term": "ala", **kw}),
-    "focal_acls": lambda counts, **kw: ALALoss(
-        counts, **{"instance_term": False, "class_term": "ala", "focal_gamma": 1.0, **kw}
-    ),
-    "ldam_ains": lambda counts, **kw: ALALoss(counts, **{"instance_term": True, "class_term": "ldam", **kw}),
-    "cos_ce": lambda counts, **kw: ALALoss(counts, **{"instance_term": False, "class_term": None, **kw}),
+
+class LossEntry(NamedTuple):
+    """One registered loss: the head its model needs and how to build it from the class counts."""
+
+    head: str  # "linear" or "cosine"
+    build: Callable[..., nn.Module]  # (class_counts, **options) -> loss
+    needs_counts: bool = True
+
+
+def _ala(**fixed: Any) -> Callable[..., nn.Module]:
+    """An ``ALALoss`` with ``fixed`` options (a Table 4 variant); the caller's options override them."""
+    return lambda counts, **kw: ALALoss(counts, **{**fixed, **kw})
+
+
+# The one table of losses (name -> head, constructor), in the order of the docstring's table.
+LOSSES: dict[str, LossEntry] = {
+    "ce": LossEntry("linear", lambda counts, **kw: CrossEntropyLoss(**kw), needs_counts=False),
+    "focal": LossEntry("linear", lambda counts, **kw: FocalLoss(**{"gamma": 1.0, **kw}), needs_counts=False),
+    "la": LossEntry("linear", lambda counts, **kw: LogitAdjustedLoss(counts, **kw)),
+    "ldam": LossEntry("cosine", _ala(instance_term=False, class_term="ldam")),
+    "ala": LossEntry("cosine", _ala(instance_term=True, class_term="ala")),
+    "ains": LossEntry("cosine", _ala(instance_term=True, class_term=None)),
+    "acls": LossEntry("cosine", _ala(instance_term=False, class_term="ala")),
+    "focal_acls": LossEntry("cosine", _ala(instance_term=False, class_term="ala", focal_gamma=1.0)),
+    "ldam_ains": LossEntry("cosine", _ala(instance_term=True, class_term="ldam")),
+    "cos_ce": LossEntry("cosine", _ala(instance_term=False, class_term=None)),
 }
 
-LOSS_HEADS: dict[str, str] = {
-    "ce": "linear",
-    "focal": "linear",
-    "la": "linear",
-    "ldam": "cosine",
-    "ala": "cosine",
-    "ains": "cosine",
-    "acls": "cosine",
-    "focal_acls": "cosine",
-    "ldam_ains": "cosine",
-    "cos_ce": "cosine",
-}
-
-LOSS_NAMES = tuple(_FACTORIES)
-_NEEDS_COUNTS = frozenset(name for name in LOSS_NAMES if name not in ("ce", "focal"))
+LOSS_NAMES = tuple(LOSSES)
+LOSS_HEADS: dict[str, str] = {name: entry.head for name, entry in LOSSES.items()}
 
 
 def build_loss(name: str, class_counts: ClassCounts | None = None, **options: Any) -> nn.Module:
@@ -69,8 +69,8 @@ def build_loss(name: str, class_counts: ClassCounts | None = None, **options: An
     an unknown option raises TypeError from the constructor. The head the model needs is
     ``LOSS_HEADS[name]``.
     """
-    if name not in _FACTORIES:
+    if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; valid names: {', '.join(LOSS_NAMES)}")
-    if class_counts is None and name in _NEEDS_COUNTS:
+    if class_counts is None and LOSSES[name].needs_counts:
         raise ValueError(f"loss {name!r} needs class_counts (the per-class training sample counts)")
-    return _FACTORIES[name](class_counts, **options)
+    return LOSSES[name].build(class_counts, **options)

@@ -11,8 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-HEAD_NAMES = ("linear", "cosine")
-
 
 class CosineHead(nn.Module):
     """Cosine classifier: cos(theta_j) = <x / |x|, w_j / |w_j|>, no bias, no scale.
@@ -48,6 +46,7 @@ class CosineHead(nn.Module):
 
 # "linear": the plain affine classifier x W^T + b of the CE / focal / logit-adjustment baselines
 _HEADS = {"linear": nn.Linear, "cosine": CosineHead}
+HEAD_NAMES = tuple(_HEADS)
 
 
 def build_head(name: str, in_features: int, num_classes: int) -> nn.Module:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-ROUTER_NAMES = ("instance", "mean")
-
 
 def uniform_weights(features: Tensor, num_experts: int) -> Tensor:
     """(N, D) -> (N, K) float32 weights, every entry exactly 1 / K."""
@@ -54,6 +52,7 @@ class MeanRouter(nn.Module):
 
 
 _ROUTERS = {"instance": InstanceRouter, "mean": MeanRouter}
+ROUTER_NAMES = tuple(_ROUTERS)
 
 
 def build_router(name: str, in_features: int, num_experts: int) -> nn.Module:

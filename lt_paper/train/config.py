@@ -24,16 +24,21 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..data import DATASETS, OLTR_SHOT_RULE
+from ..losses import LOSS_NAMES
+from ..models import ARCHITECTURES, ROUTER_NAMES
+
 # Fields that never change what a run computes: they are left out of the run hash.
 RUNTIME_ONLY_FIELDS = ("num_workers", "eval_batch_size", "data_root", "download", "progress")
 # Fields added after the first recorded runs, with their defaults: hashed only when set otherwise.
 ADDED_FIELDS = {"compile": False, "fused_optimizer": False, "aggregate_loss": True}
 
+# The names a config may use, from the registries that define them (one source each).
 VALID_CHOICES = {
-    "dataset": ("digits_lt", "cifar10_lt", "cifar100_lt", "imagenet_lt", "inat2018", "places_lt"),
-    "arch": ("resnet8", "resnet20", "resnet32", "resnet50", "resnext50"),
-    "router": ("instance", "mean"),
-    "loss": ("ce", "focal", "la", "ldam", "ala", "ains", "acls", "focal_acls", "ldam_ains", "cos_ce"),
+    "dataset": tuple(DATASETS),
+    "arch": tuple(ARCHITECTURES),
+    "router": ROUTER_NAMES,
+    "loss": LOSS_NAMES,
     "device": ("auto", "cpu", "cuda"),
 }
 
@@ -48,9 +53,9 @@ class Config:
     data_root: str | None = None  # image-folder tree, its .tar.gz, or torchvision's CIFAR files
     download: bool = False  # let torchvision download CIFAR (only when asked)
     imbalance: float = 100.0  # imbalance factor n_max / n_min of the train split (CIFAR-LT, digits)
-    many_threshold: int = 100  # many-shot: n > 100 (decision 2)
-    few_threshold: int = 20  # few-shot: n < 20, or n <= 20 with few_inclusive (paper Table 2)
-    few_inclusive: bool = False
+    many_threshold: int = OLTR_SHOT_RULE["many"]  # many-shot: n > 100 (README decision 2)
+    few_threshold: int = OLTR_SHOT_RULE["few"]  # few-shot: n < 20, or n <= 20 with few_inclusive (Table 2)
+    few_inclusive: bool = OLTR_SHOT_RULE["few_inclusive"]
     # model
     arch: str = "resnet32"
     num_experts: int = 1  # 1: the plain network; >= 2: the MoE of section 3.2
