@@ -13,22 +13,11 @@ import pandas as pd
 from .tables import to_markdown
 
 
-def flatten_provenance(provenance: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested dict -> {"a.b": "value"}; lists and other values as compact JSON / str."""
-    flat: dict[str, str] = {}
-    for key, value in provenance.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_provenance(value, prefix=f"{name}."))
-        elif isinstance(value, (list, tuple)):
-            flat[name] = json.dumps(list(value), default=str)
-        else:
-            flat[name] = str(value)
-    return flat
-
-
 def provenance_markdown(provenance: Mapping[str, Any]) -> str:
-    """The provenance dict as a two-column Markdown table (key, value)."""
-    flat = flatten_provenance(provenance)
-    frame = pd.DataFrame({"value": list(flat.values())}, index=pd.Index(list(flat), name="key"))
+    """The provenance dict as a two-column Markdown table (key, value); nested keys joined by ".",
+    lists as compact JSON."""
+    flat = pd.json_normalize(dict(provenance), sep=".") if provenance else pd.DataFrame(index=[0])
+    values = [json.dumps(list(v), default=str) if isinstance(v, (list, tuple)) else str(v)
+              for v in flat.iloc[0]]
+    frame = pd.DataFrame({"value": values}, index=pd.Index(list(flat.columns), name="key"))
     return to_markdown(frame)

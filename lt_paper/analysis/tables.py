@@ -300,6 +300,7 @@ def _escape(text: str) -> str:
 
 def to_markdown(frame: pd.DataFrame, index: bool = True, decimals: int = 1) -> str:
     """A GitHub-Markdown table: header row, separator row, one line per row (no ``tabulate`` needed)."""
+    # hand-written: DataFrame.to_markdown needs the optional ``tabulate`` package for these few lines
     header = ([str(frame.index.name or "")] if index else []) + [str(c) for c in frame.columns]
     lines = ["| " + " | ".join(_escape(h) for h in header) + " |",
              "|" + "|".join("---" for _ in header) + "|"]

@@ -172,6 +172,8 @@ def run_side_by_side(fn: Callable, payloads: Sequence[Any], *, max_parallel: int
         raise ValueError(f"start_together needs all {n} processes at once, but max_parallel is {max_parallel}")
     labels = [str(i) for i in range(n)] if labels is None else [str(x) for x in labels]
     threads = threads_per_process or default_threads(min(max_parallel, n))
+    # Our own pool of Process objects, not ProcessPoolExecutor: one child killed by the OOM killer or a
+    # segfault breaks an executor (BrokenProcessPool fails every pending run); here it fails only its own.
     ctx = process_context()
     barrier = ctx.Barrier(n) if start_together else None
 

@@ -41,6 +41,8 @@ class Schedule:
 
     def lr(self, epoch: int) -> float:
         """Linear warm-up to ``base_lr`` over ``warmup_epochs`` (LDAM: lr * (e + 1) / 5), then steps."""
+        # a pure function of the epoch rather than a torch LR scheduler: a resumed run needs no
+        # scheduler state, so exact resume is trivial
         if epoch < self.warmup_epochs:
             return self.base_lr * (epoch + 1) / self.warmup_epochs
         factor = 1.0
