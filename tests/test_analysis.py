@@ -338,13 +338,15 @@ PER_CLASS = [1.0, 0.5, 0.25, 0.75, 0.0, 0.25]  # CORRECT per class (4 test sampl
 def table2_metrics():
     """A run of ours grouped by Table 2 (class 3, n = 20, is few): many {0, 1}, medium {2}, few {3, 4, 5}."""
     m = metrics_dict(0.75, 0.25, 1 / 3, CORRECT.mean())
-    m.update(per_class=PER_CLASS, train_counts=COUNTS, shot_rule={"many": 100, "few": 20, "few_inclusive": True})
+    m.update(per_class=PER_CLASS, train_counts=COUNTS,
+             shot_rule={"many": 100, "few": 20, "few_inclusive": True})
     return m
 
 
 def test_table2_runs_get_the_oltr_rule_medium_and_few_beside_them(tmp_path):
     frame = A.table4_frame({"ala": [table2_metrics()] * 2})
-    assert frame.loc["ala", "Medium"] == pytest.approx(25.0) and frame.loc["ala", "Few"] == pytest.approx(100 / 3)
+    assert frame.loc["ala", "Medium"] == pytest.approx(25.0)
+    assert frame.loc["ala", "Few"] == pytest.approx(100 / 3)
     # OLTR's rule (few n < 20): medium {2, 3}, few {4, 5}, by hand from the per-class accuracies
     assert frame.loc["ala", "Medium (OLTR rule)"] == pytest.approx(50.0)
     assert frame.loc["ala", "Few (OLTR rule)"] == pytest.approx(12.5)
@@ -406,7 +408,8 @@ def test_figure1d_subset_of_imagenet_lt_is_proportional_not_raised_to_one_per_cl
     assert n.sum() == size and (n == 0).sum() == 73
     np.testing.assert_array_less(np.abs(n - size * counts / counts.sum()), 1.0)  # within rounding
     few = counts < 20
-    assert n[few].sum() / size == pytest.approx(counts[few].sum() / counts.sum(), abs=0.002)  # 1.4 %, not 3.0 %
+    # the few-shot share of dots is the train share (1.4 %), not 3.0 % as with one dot per class
+    assert n[few].sum() / size == pytest.approx(counts[few].sum() / counts.sum(), abs=0.002)
 
 
 def test_hard_easy_shares_exact(tmp_path):

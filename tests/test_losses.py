@@ -291,7 +291,8 @@ def test_focal_gamma_is_1_for_training_and_2_for_figure2b():
     x = np.linspace(-30.0, 30.0, 61)
     np.testing.assert_array_equal(L.target_logit_gradients(x)["focal"],
                                   L.target_logit_gradients(x, gamma=2.0)["focal"])
-    assert not np.allclose(L.target_logit_gradients(x)["focal"], L.target_logit_gradients(x, gamma=1.0)["focal"])
+    gamma_one = L.target_logit_gradients(x, gamma=1.0)["focal"]
+    assert not np.allclose(L.target_logit_gradients(x)["focal"], gamma_one)
 
 
 # ----------------------------------------------------------------------------- baselines

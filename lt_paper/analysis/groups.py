@@ -127,7 +127,8 @@ def regroup_metrics(metrics: Mapping, many: int, few: int, few_inclusive: bool) 
     """
     missing = [k for k in ("per_class", "train_counts") if k not in metrics]
     if missing:
-        raise KeyError(f"metrics have no {missing} (keys: {sorted(metrics)}); a run's metrics.json holds both")
+        raise KeyError(f"metrics have no {missing} (keys: {sorted(metrics)}); "
+                       f"a run's metrics.json holds both")
     per_class = np.array([np.nan if v is None else v for v in metrics["per_class"]], dtype=float)  # (C,)
     return group_means(per_class, metrics["train_counts"], many=many, few=few, few_inclusive=few_inclusive)
 

@@ -1,8 +1,8 @@
 """Result tables: our runs (mean ± std over seeds) beside the paper's numbers, as pandas DataFrames.
 
 Input is ``{row key: [metrics dict per seed]}`` where a metrics dict is a run's ``metrics.json``
-(top-1 in [0, 1]; what ``train`` and ``experiments.run_rows`` return). Row keys are those of ``paper_numbers`` so that our
-row lands beside the paper's. Output columns (numbers in percent):
+(top-1 in [0, 1]; what ``train`` and ``experiments.run_rows`` return). Row keys are those of
+``paper_numbers`` so that our row lands beside the paper's. Output columns (numbers in percent):
 
     method, <flag columns of the paper table>, seeds,
     Many, Many std, Many paper, Many diff, Medium ..., Few ..., All ...

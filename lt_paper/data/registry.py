@@ -63,8 +63,9 @@ DATASETS: dict[str, DatasetEntry] = {
 
 
 def load_dataset(name: str, root: str | Path | None = None, imbalance: float = 100, download: bool = False,
-                 many: int = OLTR_SHOT_RULE["many"], few: int = OLTR_SHOT_RULE["few"], *, cache_dir: str | Path | None = None,
-                 split_dir: str | Path | None = None, test_split: str | None = None,
+                 many: int = OLTR_SHOT_RULE["many"], few: int = OLTR_SHOT_RULE["few"], *,
+                 cache_dir: str | Path | None = None, split_dir: str | Path | None = None,
+                 test_split: str | None = None,
                  verify: bool = True) -> LongTailData:
     """Load a long-tailed dataset by name (see INTERFACES.md, "lt_paper.data").
 

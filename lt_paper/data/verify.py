@@ -2,9 +2,10 @@
 
 One source of truth: ``KNOWN_SPLITS`` (split files: entry count, number of classes, sha256) and
 ``SHIPPED_FILES_SHA256`` (the other small files in ``data/splits``) are the only place the checksums are
-written in code; a test keeps ``data/SHA256SUMS`` (for ``sha256sum -c``) equal to them. Large files we cannot ship (the ImageNet-LT and iNaturalist-2018 train lists) are checked against
-the same table when a user brings them, so a different list (another release, an edited copy) is caught
-before it silently changes the class counts and therefore every shot-group number.
+written in code; a test keeps ``data/SHA256SUMS`` (for ``sha256sum -c``) equal to them. Large files we
+cannot ship (the ImageNet-LT and iNaturalist-2018 train lists) are checked against the same table when a
+user brings them, so a different list (another release, an edited copy) is caught before it silently
+changes the class counts and therefore every shot-group number.
 """
 
 from __future__ import annotations
