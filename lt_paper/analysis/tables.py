@@ -151,7 +151,8 @@ def rule_name(rule: Mapping[str, Any]) -> str:
 
 
 def _recorded_rules(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[dict]:
-    rules = []
+    """The distinct shot rules of the runs, as full dicts (a run without ``shot_rule`` used OLTR's)."""
+    rules: list[dict] = []
     for metrics in runs.values():
         for m in metrics:
             rule = {**OLTR_SHOT_RULE, **(m.get("shot_rule") or {})}
@@ -194,17 +195,11 @@ def describe_shot_rule(rule: Mapping[str, Any]) -> str:
 
 
 def shot_rules(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
-    """The distinct shot rules recorded in the runs' metrics (``shot_rule``), described in words.
+    """The distinct shot rules of the runs (``metrics.json`` ``shot_rule``, else OLTR's), in words.
 
     More than one means rows of a table were grouped differently; the caption then lists them all.
     """
-    seen: list[str] = []
-    for metrics in runs.values():
-        for m in metrics:
-            rule = m.get("shot_rule")
-            if isinstance(rule, Mapping) and describe_shot_rule(rule) not in seen:
-                seen.append(describe_shot_rule(rule))
-    return seen
+    return [describe_shot_rule(rule) for rule in _recorded_rules(runs)]
 
 
 def table1_frame(runs: Mapping[str, Sequence[Mapping[str, Any]]], backbone: str = "resnext50",
