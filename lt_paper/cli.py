@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     # other commands' start-up); `python -m lt_paper bench --help` lists them
     sub.add_parser("bench", add_help=False, help="speed benchmark (python -m lt_paper bench --help)")
 
-    p = sub.add_parser("verify-data", help="check split files against known line counts, classes, sha256")
+    p = sub.add_parser("verify-data", help="check split files (line counts, classes, sha256) and other "
+                                           "known files (sha256)")
     p.add_argument("files", nargs="+")
     p.set_defaults(func=_verify_data)
     return parser
