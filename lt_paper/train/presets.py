@@ -29,7 +29,8 @@ and off for the linear baselines, whose published numbers were trained without i
 Router switch-on (README decision 9): ImageNet-LT and iNaturalist keep the paper's "last learning
 rate decay" (epoch 80 of 100, lr 1e-3); the CIFAR-LT and smoke recipes switch it on at 0.8 of the
 epochs (160 of 200, lr 1e-3), the same share of training and lr, because their last decay (180 of
-200) leaves the router 20 epochs at lr 1e-5, too little to move it from uniform.
+200) leaves the router 20 epochs at lr 1e-5, too little to move it from uniform. Only the MoE presets
+carry ``router_at``: a plain network has no router, and its run hash stays what it was.
 Shot groups (README decision 2): the ImageNet-LT and iNaturalist presets report by the paper's
 Table 2 (few ``n <= 20``); CIFAR-LT keeps the codebases' ``n < 20``.
 """
@@ -93,7 +94,10 @@ def _build_table() -> dict[str, Config]:
         for arch in archs:
             for method, fields in METHODS.items():
                 name = f"{prefix}/{arch}/{method}"
-                table[name] = validate(Config(name=name, arch=arch, **recipe, **fields))
+                fields = {**recipe, **fields}
+                if fields.get("num_experts", 1) == 1:  # no router: keep the plain networks' run hashes
+                    fields.pop("router_at", None)
+                table[name] = validate(Config(name=name, arch=arch, **fields))
     return table
 
 
