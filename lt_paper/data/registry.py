@@ -28,9 +28,11 @@ def _digits(root, imbalance, download, many, few, **_options) -> LongTailData:
 
 
 def _cifar(name: str) -> Callable[..., LongTailData]:
-    def load(root, imbalance, download, many, few, cache_dir=None, **_options) -> LongTailData:
+    def load(root, imbalance, download, many, few, cache_dir=None, allow_incomplete=False,
+             **_options) -> LongTailData:
         return load_cifar_lt(name, root if root is not None else default_data_root(), imbalance=imbalance,
-                             download=download, many=many, few=few, cache_dir=cache_dir)
+                             download=download, many=many, few=few, cache_dir=cache_dir,
+                             allow_incomplete=allow_incomplete)
     return load
 
 
@@ -38,7 +40,7 @@ def _files(name: str) -> Callable[..., LongTailData]:
     def load(root, imbalance, download, many, few, split_dir=None, test_split=None, verify=True,
              **_options) -> LongTailData:
         return load_file_dataset(name, root, many=many, few=few, split_dir=split_dir,
-                                 test_split=test_split, verify=verify)
+                                 test_split=test_split, verify=verify, allow_incomplete=allow_incomplete)
     return load
 
 
@@ -55,7 +57,7 @@ DATASETS: dict[str, Callable[..., LongTailData]] = {
 def load_dataset(name: str, root: str | Path | None = None, imbalance: float = 100, download: bool = False,
                  many: int = 100, few: int = 20, *, cache_dir: str | Path | None = None,
                  split_dir: str | Path | None = None, test_split: str | None = None,
-                 verify: bool = True) -> LongTailData:
+                 verify: bool = True, allow_incomplete: bool = False) -> LongTailData:
     """Load a long-tailed dataset by name (see INTERFACES.md, "lt_paper.data").
 
     name: "digits_lt", "cifar10_lt", "cifar100_lt" (``imbalance`` = n_max / n_min, ``root`` a CIFAR source,
@@ -63,9 +65,10 @@ def load_dataset(name: str, root: str | Path | None = None, imbalance: float = 1
     files define the long tail, so ``imbalance`` and ``download`` are ignored). ``many``/``few``: shot
     thresholds (DESIGN decision 2). Keyword-only extras: ``cache_dir`` (decoded CIFAR JPEGs),
     ``split_dir`` (where the split files are), ``test_split`` ("test" or "val"), ``verify`` (check split
-    files against the known checksums and counts).
+    files against the known checksums and counts), ``allow_incomplete`` (accept a CIFAR source smaller
+    than the real set: a test tree; config key ``allow_incomplete_data``).
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {sorted(DATASETS)}")
     return DATASETS[name](root, imbalance, download, many, few, cache_dir=cache_dir, split_dir=split_dir,
-                          test_split=test_split, verify=verify)
+                          test_split=test_split, verify=verify, allow_incomplete=allow_incomplete)
