@@ -38,7 +38,8 @@ def _key_digest(key: object) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -57,7 +58,7 @@ def remove_stale_temporaries(directory: Path) -> None:
     for tmp in directory.glob("*.tmp.npz"):
         parts = tmp.name.split(".")
         pid = int(parts[-4]) if len(parts) >= 4 and parts[-4].isdigit() else None
-        if pid is None or not _pid_alive(pid):
+        if pid is None or not pid_alive(pid):
             tmp.unlink(missing_ok=True)
 
 
