@@ -82,6 +82,80 @@ def test_wrong_class_count_and_missing_source(tree, tmp_path):
         load_dataset("cifar10_lt", root=tmp_path / "empty", cache_dir=tmp_path)
 
 
+def test_incomplete_source_is_refused_naming_what_is_missing(tree, tmp_path):
+    """A tree left by an interrupted extraction must not train silently on fewer images."""
+    with pytest.raises(ValueError, match=r"incomplete cifar10_lt source: train split has 120 images, expected "
+                                         r"50000 \(5000 per class\); classes off: airplane 12.*allow_incomplete_data"):
+        load_dataset("cifar10_lt", root=tree, cache_dir=tmp_path)
+    arrays, _ = read_cifar_source("cifar10_lt", tree, cache_dir=tmp_path, allow_incomplete=True)
+    assert np.bincount(arrays["train_labels"]).tolist() == [12] * 10
+
+
+def test_corrupt_or_truncated_archive_is_named(tree, tmp_path):
+    good = tmp_path / "good.tar.gz"
+    with tarfile.open(good, "w:gz") as tar:
+        tar.add(tree, arcname="cifar10-images")
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    noise = tmp_path / "noise.tar.gz"
+    noise.write_bytes(np.random.default_rng(0).bytes(4096))
+    unnamed = tmp_path / "noise.bin"
+    unnamed.write_bytes(noise.read_bytes())
+    for archive in (truncated, noise, unnamed):
+        with pytest.raises(ValueError, match=f"{archive} is a corrupt or truncated archive"):
+            load_dataset("cifar10_lt", root=archive, cache_dir=tmp_path / "cache", allow_incomplete=True)
+    assert not list((tmp_path / "cache").glob("*.tmp.npz"))
+
+
+def test_decode_temporaries_of_dead_processes_are_removed(tmp_path):
+    import subprocess
+
+    from lt_paper.data.cache import cached_arrays
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"cifar-tar-0123.{dead.pid}.abc_1.tmp.npz"  # left by a killed decode
+    live = tmp_path / f"cifar-tar-4567.{__import__('os').getpid()}.def_2.tmp.npz"  # a decode running now
+    stale.write_bytes(b"x" * 100)
+    live.write_bytes(b"x" * 100)
+
+    def killed():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cached_arrays("cifar-tar", ["some", "source"], killed, tmp_path)
+    assert not stale.exists() and live.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]
+
+
+def test_data_fingerprint_follows_the_content_not_the_path(tree, tmp_path, monkeypatch):
+    import shutil
+
+    from lt_paper.data.fingerprint import data_source
+
+    monkeypatch.setenv("LT_PAPER_CACHE", str(tmp_path / "cache"))
+    copy = tmp_path / "copy"
+    shutil.copytree(tree, copy)
+    assert data_source("cifar10_lt", tree) == data_source("cifar10_lt", copy)
+    assert data_source("cifar10_lt", tree).kind == "image folder"
+    (copy / "test" / "cat" / "0000.png").write_bytes(b"\x89PNG other bytes")
+    assert data_source("cifar10_lt", tree) != data_source("cifar10_lt", copy)
+    tar_path = tmp_path / "tree.tar.gz"
+    with tarfile.open(tar_path, "w:gz") as tar:
+        tar.add(tree, arcname="cifar10-images")
+    source = data_source("cifar10_lt", tar_path)
+    assert source.kind == "tarball" and f"{tar_path.stat().st_size} bytes, sha256 " in source.fingerprint
+
+    def no_hashing(path):
+        raise AssertionError("hashed the tarball again")
+
+    monkeypatch.setattr("lt_paper.data.fingerprint.sha256_file", no_hashing)
+    assert data_source("cifar10_lt", tar_path) == source  # cached by path, size and mtime
+    digits = data_source("digits_lt", None)
+    assert digits.as_record() == {"kind": "embedded", "fingerprint": "sklearn digits"}
+    assert digits.config_value is None  # not hashed: the digits runs keep their hashes
+
+
 @pytest.mark.skipif(not REAL_TARBALL.is_file(), reason=f"real CIFAR-10 JPEG tarball not at {REAL_TARBALL}")
 def test_real_cifar10_jpeg_tarball(tmp_path):
     """Decodes the 60,000 JPEGs once (about 15 s on 2 cores) into a temporary cache, then reuses it."""

@@ -40,7 +40,7 @@ def _files(name: str) -> Callable[..., LongTailData]:
     def load(root, imbalance, download, many, few, split_dir=None, test_split=None, verify=True,
              **_options) -> LongTailData:
         return load_file_dataset(name, root, many=many, few=few, split_dir=split_dir,
-                                 test_split=test_split, verify=verify, allow_incomplete=allow_incomplete)
+                                 test_split=test_split, verify=verify)
     return load
 
 
