@@ -1,4 +1,5 @@
-"""publish: only results/NAME and figures/NAME change, completely or not at all; runs merge; compact records."""
+"""publish: only results/NAME and figures/NAME change, completely or not at all; runs merge; compact records.
+And reproduce's own guards: one reproduce per output folder, ``--set`` only with known keys."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from lt_paper.analysis import load_run
 from lt_paper.cli import main
 from lt_paper.publish import compact_records, publish
-from lt_paper.reproduce import NOTEBOOKS, output_lock
+from lt_paper.reproduce import NOTEBOOKS, output_lock, reproduce, split_overrides
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -189,3 +190,34 @@ def test_gitignore_keeps_published_runs_and_ignores_run_caches():
     assert not ignored("results/smoke/runs/digits_lt-resnet8-ala-s0-981e9b11da09/records.npz")
     assert ignored("runs/digits_lt-resnet8-ala-s0-981e9b11da09/records.npz")
     assert ignored("outputs/smoke/runs/x/model.pt")
+
+
+def test_reproduce_set_accepts_only_notebook_parameters_and_config_keys(tmp_path, monkeypatch, capsys):
+    import lt_paper.reproduce as R
+
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['epoch'\]; valid: the notebook parameters .*epochs"):
+        reproduce("smoke", out_root=tmp_path, overrides={"epoch": 2})
+    with pytest.raises(ValueError, match=r"config key 'lr': 'abc' is not valid"):
+        reproduce("smoke", out_root=tmp_path, overrides={"lr": "abc"})
+    assert not (tmp_path / "smoke").exists()  # refused before any notebook ran
+    with pytest.raises(SystemExit) as done:
+        main(["reproduce", "--out", str(tmp_path), "--set", "epoch=2"])
+    assert done.value.code == 2 and "unknown key(s) ['epoch']" in capsys.readouterr().err
+
+    assert split_overrides({"epochs": 2, "hard_cos": -0.4, "lr": 0.05}, NOTEBOOKS) == (
+        {"epochs": 2, "hard_cos": -0.4}, {"lr": 0.05})
+    seen = {}
+
+    def fake_execute(notebook, output_dir, parameters, kernel=None):
+        seen[notebook] = parameters
+        output_dir.mkdir(parents=True)
+        (output_dir / "summary.json").write_text(json.dumps({"parameters": parameters, "tables": [],
+                                                             "figures": []}))
+
+    monkeypatch.setattr(R, "execute_notebook", fake_execute)
+    result = reproduce("smoke", out_root=tmp_path, only="figure",
+                       overrides={"epochs": 2, "hard_cos": -0.4, "lr": 0.05})
+    assert sorted(result["ok"]) == sorted(nb for nb in NOTEBOOKS if nb.startswith("figure"))
+    assert seen["figure2_adjusting_terms"]["hard_cos"] == -0.4 and "hard_cos" not in seen["figure1_hard_samples"]
+    assert all(p["epochs"] == 2 and p["run_overrides"] == {"lr": 0.05} for p in seen.values())
+    assert not (tmp_path / "smoke" / ".lock").exists()
