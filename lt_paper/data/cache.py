@@ -80,17 +80,23 @@ def cached_arrays(prefix: str, key: object, build: Callable[[], dict[str, np.nda
         except (OSError, ValueError, zipfile.BadZipFile):
             pass  # unreadable cache file: rebuild and overwrite it
     arrays = build()
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f"{path.stem}.{os.getpid()}.", suffix=".tmp.npz")
+    _write_atomically(path, lambda f: np.savez(f, **arrays), ".tmp.npz")
+    return arrays
+
+
+def _write_atomically(path: Path, write: Callable, suffix: str) -> None:
+    """``write(file)`` into ``<stem>.<pid>.<random><suffix>`` beside ``path``, then rename it to ``path``;
+    the temporary file is removed on any failure (and, after a SIGKILL, by the next start)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.stem}.{os.getpid()}.", suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return arrays
 
 
 def cached_json(prefix: str, key: object, build: Callable[[], object], cache_dir: str | Path | None = None):
@@ -102,14 +108,5 @@ def cached_json(prefix: str, key: object, build: Callable[[], object], cache_dir
     except (OSError, ValueError):
         pass  # absent or unreadable: compute it again
     value = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(value, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _write_atomically(path, lambda f: f.write(json.dumps(value).encode()), ".tmp")
     return value
