@@ -64,6 +64,10 @@ def test_publish_name_must_be_one_plain_folder_and_nothing_outside_is_touched(tm
         with pytest.raises(ValueError, match="publish name"):
             publish(out, name, repo_root=repo, force=True)
     assert (outside / "keep.txt").read_text() == "mine" and not repo.exists()
+    publish(out, "smoke", repo_root=repo)
+    with pytest.raises(ValueError, match="is published content, not a reproduce output"):
+        publish(repo / "results" / "smoke", "smoke", repo_root=repo, force=True)
+    assert list((repo / "figures" / "smoke").rglob("*.png"))
     with pytest.raises(SystemExit) as done:
         main(["publish", str(out), "", "--force"])
     assert done.value.code == 2
