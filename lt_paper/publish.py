@@ -209,7 +209,8 @@ def publish(profile_dir: str | Path, name: str, repo_root: str | Path = REPO_ROO
     check_name(name)
     for published in (repo_root / "results", repo_root / "figures"):
         if profile_dir.resolve().is_relative_to(published.resolve()):
-            raise ValueError(f"{profile_dir} is published content, not a reproduce output (e.g. outputs/smoke)")
+            raise ValueError(f"{profile_dir} is published content, not a reproduce output "
+                             f"(e.g. outputs/smoke)")
     folders, missing = check_output(profile_dir, partial)
     results, figures = repo_root / "results" / name, repo_root / "figures" / name
     for final in (results, figures):

@@ -43,7 +43,8 @@ def test_config_values_are_type_and_range_checked_naming_the_key(assignment, mes
 
 def test_config_coercions_that_stay_valid():
     base = get_preset("smoke/resnet8/ala")
-    assert apply_overrides(base, {"lr": 1}).lr == 1.0 and isinstance(apply_overrides(base, {"lr": 1}).lr, float)
+    lr = apply_overrides(base, {"lr": 1}).lr
+    assert lr == 1.0 and isinstance(lr, float)
     assert apply_overrides(base, {"amp": "none"}).amp is None
     assert apply_overrides(base, {"router_at": None}).router_at is None
     assert apply_overrides(base, {"lr_decay_at": 0.5, "lr_decay_factors": [0.1]}).lr_decay_at == (0.5,)
@@ -54,7 +55,8 @@ def test_config_coercions_that_stay_valid():
 def test_nothing_is_created_on_disk_before_the_config_is_valid(tmp_path, capsys):
     for bad in ("epochs=2.5", "epochs=true", "few_threshold=100"):
         with pytest.raises(SystemExit) as done:
-            main(["train", "--preset", "smoke/resnet8/ce", "--runs-dir", str(tmp_path / "runs"), "--set", bad])
+            main(["train", "--preset", "smoke/resnet8/ce", "--runs-dir", str(tmp_path / "runs"),
+                  "--set", bad])
         assert done.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith("error: config key") and len(err.strip().splitlines()) == 1
@@ -65,7 +67,8 @@ def test_cli_paths_under_a_file_and_a_full_disk_are_one_line_errors(tmp_path, ca
     not_a_dir = tmp_path / "README.md"
     not_a_dir.write_text("a file")
     with pytest.raises(SystemExit) as done:
-        main(["train", "--preset", "smoke/resnet8/ce", "--runs-dir", str(not_a_dir / "x"), "--set", "epochs=1"])
+        main(["train", "--preset", "smoke/resnet8/ce", "--runs-dir", str(not_a_dir / "x"),
+              "--set", "epochs=1"])
     err = capsys.readouterr().err
     assert done.value.code == 2 and "Not a directory" in err and str(not_a_dir) in err
     assert len(err.strip().splitlines()) == 1
@@ -81,7 +84,8 @@ def test_cli_paths_under_a_file_and_a_full_disk_are_one_line_errors(tmp_path, ca
     monkeypatch.setattr("lt_paper.train.engine.atomic_write_json",
                         lambda path, obj: checkpoint.atomic_write_bytes(path, full_disk))
     with pytest.raises(SystemExit) as done:
-        main(["train", "--preset", "smoke/resnet8/ce", "--runs-dir", str(tmp_path / "runs"), "--set", "epochs=1"])
+        main(["train", "--preset", "smoke/resnet8/ce", "--runs-dir", str(tmp_path / "runs"),
+              "--set", "epochs=1"])
     err = capsys.readouterr().err
     assert done.value.code == 2 and "No space left on device (writing " in err and err.count("\n") == 1
 
@@ -103,7 +107,8 @@ def test_nonfinite_buffers_are_found_in_one_check():
 
 def test_a_diverged_first_epoch_keeps_no_checkpoint_and_says_so(tmp_path):
     """lr=1e6: the first epoch's loss is still finite for ALA, but BatchNorm's running_var is inf."""
-    with pytest.raises(FloatingPointError, match=r"not finite .*running_var.* in epoch 1 .*no checkpoint was kept"):
+    with pytest.raises(FloatingPointError,
+                       match=r"not finite .*running_var.* in epoch 1 .*no checkpoint was kept"):
         train("smoke/resnet8/ala", runs_dir=tmp_path, lr=1e6, epochs=3, progress=False)
     assert not list(tmp_path.glob("*/checkpoint.pt")) and not list(tmp_path.glob("*/metrics.json"))
 
@@ -147,7 +152,8 @@ def test_run_identity_includes_the_data_so_other_data_trains_anew(tmp_path):
                     many_threshold=5, few_threshold=4,
                     batch_size=16, **QUICK)
     first = train("smoke/resnet8/ce", runs_dir=tmp_path / "runs", **settings)
-    assert first["data_source"]["kind"] == "image folder" and "80 files" in first["data_source"]["fingerprint"]
+    assert first["data_source"]["kind"] == "image folder"
+    assert "80 files" in first["data_source"]["fingerprint"]
     moved = tmp_path / "moved"
     tree.rename(moved)  # the same data elsewhere: the same run
     again = train("smoke/resnet8/ce", runs_dir=tmp_path / "runs", **dict(settings, data_root=str(moved)))

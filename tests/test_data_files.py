@@ -64,9 +64,11 @@ def test_label_out_of_range_names_file_and_line(tree):
         SplitFileDataset(root, train, num_classes=1)
 
 
-@pytest.mark.parametrize("bad_path, message", [("../../outside.jpg", "has a '..' part and leaves the image root"),
-                                                ("train/../../outside.jpg", "has a '..' part"),
-                                                ("/etc/passwd", "is absolute")])
+@pytest.mark.parametrize("bad_path, message", [
+    ("../../outside.jpg", "has a '..' part and leaves the image root"),
+    ("train/../../outside.jpg", "has a '..' part"),
+    ("/etc/passwd", "is absolute"),
+])
 def test_split_paths_cannot_leave_the_image_root(tree, bad_path, message, capsys):
     from lt_paper.cli import main
 

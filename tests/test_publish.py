@@ -30,7 +30,8 @@ def _run(cache: Path, name: str, accuracy: float, n: int = 40) -> Path:
     (run / "model.pt").write_bytes(b"weights stay behind")
     label = rng.integers(0, 10, n)
     np.savez_compressed(run / "records.npz", label=label, pred=rng.integers(0, 10, n),
-                        p_gt=rng.random(n).astype(np.float32), target_logit=rng.uniform(-1, 1, n).astype(np.float32),
+                        p_gt=rng.random(n).astype(np.float32),
+                        target_logit=rng.uniform(-1, 1, n).astype(np.float32),
                         train_counts=np.arange(10, 0, -1) * 13)
     return run
 
@@ -92,7 +93,8 @@ def test_publish_copies_notebooks_figures_report_and_small_run_files(tmp_path):
 def test_partial_output_is_refused_unless_asked_and_then_merged(tmp_path):
     repo = tmp_path / "repo"
     publish(_output(tmp_path / "full"), "smoke", repo_root=repo)
-    partial = _output(tmp_path / "part", notebooks=["figure2_adjusting_terms"], tag="v2", runs=[("run-b", 0.7)])
+    partial = _output(tmp_path / "part", notebooks=["figure2_adjusting_terms"], tag="v2",
+                      runs=[("run-b", 0.7)])
     with pytest.raises(ValueError, match="partial smoke output: it lacks table1_3_main_results"):
         publish(partial, "smoke", repo_root=repo, force=True)
     with pytest.raises(FileExistsError, match="figure2_adjusting_terms.*--force"):
@@ -103,7 +105,8 @@ def test_partial_output_is_refused_unless_asked_and_then_merged(tmp_path):
     assert (results / "table1_3_main_results" / "table.md").read_text() == "table1_3_main_results v1\n"
     assert (repo / "figures" / "smoke" / "table4_ala_ablation" / "plot.png").read_bytes() == b"v1"
     assert sorted(p.name for p in (results / "runs").iterdir()) == ["run-a", "run-b"]  # runs accumulate
-    assert done["runs_copied"] == 1 and done["runs_published"] == 2 and len(done["missing"]) == len(NOTEBOOKS) - 1
+    assert done["runs_copied"] == 1 and done["runs_published"] == 2
+    assert len(done["missing"]) == len(NOTEBOOKS) - 1
     report = (results / "report.md").read_text()
     assert "figure2_adjusting_terms v2" in report and "table1_3_main_results v1" in report
     assert report.count("## ") == len(NOTEBOOKS)
@@ -133,7 +136,8 @@ def test_a_failure_while_publishing_keeps_the_old_content_and_no_staging_folder(
 
     monkeypatch.setattr(P, "compact_records", disk_full)
     with pytest.raises(OSError, match="No space"):
-        publish(_output(tmp_path / "b", tag="v2", runs=[("run-new", 0.9)]), "smoke", repo_root=repo, force=True)
+        publish(_output(tmp_path / "b", tag="v2", runs=[("run-new", 0.9)]), "smoke", repo_root=repo,
+                force=True)
     results = repo / "results" / "smoke"
     assert (results / "figure1_hard_samples" / "table.md").read_text().endswith("v1\n")
     assert sorted(p.name for p in (results / "runs").iterdir()) == ["run-a"]
@@ -199,7 +203,8 @@ def test_gitignore_keeps_published_runs_and_ignores_run_caches():
 def test_reproduce_set_accepts_only_notebook_parameters_and_config_keys(tmp_path, monkeypatch, capsys):
     import lt_paper.reproduce as R
 
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['epoch'\]; valid: the notebook parameters .*epochs"):
+    with pytest.raises(ValueError,
+                       match=r"unknown key\(s\) \['epoch'\]; valid: the notebook parameters .*epochs"):
         reproduce("smoke", out_root=tmp_path, overrides={"epoch": 2})
     with pytest.raises(ValueError, match=r"config key 'lr': 'abc' is not valid"):
         reproduce("smoke", out_root=tmp_path, overrides={"lr": "abc"})
@@ -222,6 +227,7 @@ def test_reproduce_set_accepts_only_notebook_parameters_and_config_keys(tmp_path
     result = reproduce("smoke", out_root=tmp_path, only="figure",
                        overrides={"epochs": 2, "hard_cos": -0.4, "lr": 0.05})
     assert sorted(result["ok"]) == sorted(nb for nb in NOTEBOOKS if nb.startswith("figure"))
-    assert seen["figure2_adjusting_terms"]["hard_cos"] == -0.4 and "hard_cos" not in seen["figure1_hard_samples"]
+    assert seen["figure2_adjusting_terms"]["hard_cos"] == -0.4
+    assert "hard_cos" not in seen["figure1_hard_samples"]
     assert all(p["epochs"] == 2 and p["run_overrides"] == {"lr": 0.05} for p in seen.values())
     assert not (tmp_path / "smoke" / ".lock").exists()
