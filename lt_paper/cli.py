@@ -73,9 +73,9 @@ def _reproduce(args) -> int:
 
 
 def _publish(args) -> int:
-    from .reproduce import publish
+    from .publish import publish
 
-    print(json.dumps(publish(args.profile_dir, args.name, force=args.force), indent=2))
+    print(json.dumps(publish(args.profile_dir, args.name, force=args.force, partial=args.partial), indent=2))
     return 0
 
 
@@ -114,7 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("publish", help="copy a complete reproduce output into results/NAME and figures/NAME")
     p.add_argument("profile_dir", help="e.g. outputs/smoke")
     p.add_argument("name", help="folder name under results/ and figures/")
-    p.add_argument("--force", action="store_true", help="replace existing results of that name")
+    p.add_argument("--force", action="store_true",
+                   help="replace the notebooks already published under that name (runs always merge)")
+    p.add_argument("--partial", action="store_true",
+                   help="accept an output with only some of the profile's notebooks (e.g. reproduce --only) "
+                        "and merge it into the published folder, keeping the notebooks it lacks")
     p.set_defaults(func=_publish)
 
     # bench parses its own options (lt_paper.bench imports torch at import time: keep it out of the
@@ -139,7 +143,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         sys.exit(args.func(args))
-    except (KeyError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
+    except (KeyError, ValueError, OSError, FloatingPointError) as e:
+        # the expected failures of bad input or a bad environment (a path under a file, a full disk: the
+        # OSError names the path); anything else is a bug and keeps its traceback
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)

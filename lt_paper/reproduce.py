@@ -16,6 +16,9 @@ Profiles:
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import json
 import os
 import shutil
 import sys
@@ -24,8 +27,10 @@ import traceback
 from pathlib import Path
 
 from .analysis import provenance_markdown
+from .data.cache import pid_alive
 from .outputs import load_summary
 from .provenance import REPO_ROOT, provenance
+from .publish import publish  # noqa: F401  (its own module; importable from here as before)
 from .train.checkpoint import atomic_write_bytes
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -73,6 +78,81 @@ def jobs_for(profile: str, only: str | None = None) -> list[tuple[str, str, dict
     return jobs
 
 
+def notebook_parameters(notebook: str) -> list[str]:
+    """The names a notebook's cell tagged ``parameters`` assigns, read from the notebook file now (so
+    that a parameter added to a notebook is accepted without a list to update here)."""
+    path = NOTEBOOK_DIR / f"{notebook}.ipynb"
+    cells = json.loads(path.read_text())["cells"]
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        raise ValueError(f"{path}: expected one cell tagged 'parameters', found {len(tagged)}")
+    tree = ast.parse("".join(tagged[0]["source"]), filename=str(path))
+    return [target.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            if isinstance(target, ast.Name)]
+
+
+# set by reproduce itself for every notebook, not by --set
+RESERVED_PARAMETERS = ("output_dir",)
+
+
+def split_overrides(overrides: dict, notebooks) -> tuple[dict, dict]:
+    """Split ``reproduce --set`` values into notebook parameters and config keys for every run.
+
+    A key a notebook declares is a notebook parameter; any other config key (``lr``, ``router_at`` ...)
+    goes into the notebooks' ``run_overrides`` and is type-checked here. Anything else is an error, raised
+    before a notebook runs, listing what is valid.
+    """
+    from .train.config import FIELD_NAMES, Config, apply_overrides
+
+    parameters = {p for nb in notebooks for p in notebook_parameters(nb)} - set(RESERVED_PARAMETERS)
+    unknown = sorted(set(overrides) - parameters - set(FIELD_NAMES))
+    if unknown:
+        raise ValueError(f"reproduce --set: unknown key(s) {unknown}; valid: the notebook parameters "
+                         f"{', '.join(sorted(parameters))} and the config keys {', '.join(FIELD_NAMES)}")
+    config_keys = {k: v for k, v in overrides.items() if k not in parameters}
+    apply_overrides(Config(), config_keys)  # one line naming the key and what is valid
+    return {k: v for k, v in overrides.items() if k in parameters}, config_keys
+
+
+@contextlib.contextmanager
+def output_lock(folder: Path):
+    """Hold ``<folder>/.lock`` (created exclusively, holding the pid) while a reproduce writes there.
+
+    A second reproduce into the same folder fails at once, naming the pid that holds it; the lock of a
+    process that died (killed, machine rebooted) is taken over.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / ".lock"
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = lock_holder(folder)
+            if holder is not None:
+                raise FileExistsError(f"{folder} is in use by pid {holder} (another reproduce writes there; "
+                                      f"lock file {lock})") from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        break
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def lock_holder(folder: Path) -> int | None:
+    """The pid of the live process holding ``<folder>/.lock``, else None."""
+    try:
+        text = (Path(folder) / ".lock").read_text().strip()
+    except OSError:
+        return None
+    pid = int(text) if text.isdigit() else None
+    return pid if pid is not None and pid != os.getpid() and pid_alive(pid) else None
+
+
 def execute_notebook(notebook: str, output_dir: Path, parameters: dict, kernel: str | None = None) -> None:
     """Run one notebook with papermill; the executed copy lands beside its outputs."""
     import papermill as pm
@@ -100,12 +180,26 @@ def reproduce(profile: str = "smoke", out_root: str | Path = "outputs", only: st
     runs_dir = runs_dir or str(Path(out_root) / "runs")
     if rank > 0:
         out_root = out_root / f".rank{rank}"
+    jobs = jobs_for(profile, only)
+    parameters, config_keys = split_overrides(overrides or {}, {nb for nb, _, _ in jobs})
+    with output_lock(out_root):
+        ok, failed = _run_jobs(jobs, profile, out_root, runs_dir, data_root, kernel, parameters, config_keys)
+        report = write_report(out_root, profile) if rank == 0 else None
+    return {"ok": ok, "failed": failed, "report": str(report)}
+
+
+def _run_jobs(jobs, profile: str, out_root: Path, runs_dir: str, data_root: str | None, kernel: str | None,
+              parameters: dict, config_keys: dict) -> tuple[list[str], dict[str, str]]:
+    """Execute each (notebook, folder, params) job into a staging folder; swap it in when it succeeds."""
     ok, failed = [], {}
-    for notebook, folder, params in jobs_for(profile, only):
+    for notebook, folder, params in jobs:
         params = dict(params, runs_dir=str(Path(runs_dir).resolve()), profile=profile)
         if data_root is not None:
             params["data_root"] = str(Path(data_root).resolve())
-        params.update(overrides or {})
+        declared = set(notebook_parameters(notebook))
+        params.update({k: v for k, v in parameters.items() if k in declared})
+        if config_keys:
+            params["run_overrides"] = {**params.get("run_overrides", {}), **config_keys}
         final, staging = out_root / folder, out_root / f".staging-{folder}"
         shutil.rmtree(staging, ignore_errors=True)
         started = time.perf_counter()
@@ -123,8 +217,7 @@ def reproduce(profile: str = "smoke", out_root: str | Path = "outputs", only: st
         staging.rename(final)
         ok.append(folder)
         print(f"[reproduce:{profile}] ok {folder} ({time.perf_counter() - started:.0f} s)", flush=True)
-    report = write_report(out_root, profile) if rank == 0 else None
-    return {"ok": ok, "failed": failed, "report": str(report)}
+    return ok, failed
 
 
 def write_report(out_root: Path, profile: str) -> Path:
@@ -147,52 +240,3 @@ def write_report(out_root: Path, profile: str) -> Path:
     path = Path(out_root) / "report.md"
     atomic_write_bytes(path, lambda f: f.write("\n".join(lines).encode()))
     return path
-
-
-def publish(profile_dir: str | Path, name: str, repo_root: str | Path = REPO_ROOT, force: bool = False) -> dict:
-    """Copy a complete ``reproduce`` output into ``results/<name>/`` and ``figures/<name>/``.
-
-    Tables (Markdown, CSV), each notebook's ``summary.json`` (parameters, provenance, wall time) and
-    every run's ``config.json`` / ``metrics.json`` / ``history.json`` go to ``results/<name>/``; the PNGs
-    to ``figures/<name>/``; the report is rewritten there with links into ``figures/``. An incomplete
-    output (a notebook without its summary) is refused, and existing results are replaced only with
-    ``force``, after the new copy is complete.
-    """
-    profile_dir, repo_root = Path(profile_dir), Path(repo_root)
-    folders = sorted(p for p in profile_dir.iterdir() if p.is_dir() and p.name not in ("runs",)
-                     and not p.name.startswith("."))
-    incomplete = [f.name for f in folders if not (f / "summary.json").is_file()]
-    if not folders or incomplete or not (profile_dir / "report.md").is_file():
-        raise ValueError(f"{profile_dir} is not a complete reproduce output (missing report.md or the "
-                         f"summary.json of {incomplete or 'every notebook'})")
-    results, figures = repo_root / "results" / name, repo_root / "figures" / name
-    if (results.exists() or figures.exists()) and not force:
-        raise FileExistsError(f"{results} or {figures} exists; pass force=True (--force) to replace it")
-    staging_results, staging_figures = Path(f"{results}.staging"), Path(f"{figures}.staging")
-    for path in (staging_results, staging_figures):
-        shutil.rmtree(path, ignore_errors=True)
-    for folder in folders:
-        for item in folder.iterdir():
-            if item.suffix == ".png":
-                target = staging_figures / folder.name / item.name
-            elif item.suffix in (".md", ".csv") or item.name == "summary.json":
-                target = staging_results / folder.name / item.name
-            else:
-                continue  # the executed notebook copies stay in outputs/
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(item, target)
-    runs = sorted(p for p in (profile_dir / "runs").glob("*") if (p / "metrics.json").is_file())
-    for run in runs:
-        for fname in ("config.json", "metrics.json", "history.json"):
-            (staging_results / "runs" / run.name).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(run / fname, staging_results / "runs" / run.name / fname)
-    # the report as reproduce wrote it (its provenance is that of the run), images linked into figures/
-    figures_link = os.path.relpath(figures, results) + "/"
-    report = (profile_dir / "report.md").read_text()
-    for folder in folders:
-        report = report.replace(f"]({folder.name}/", f"]({figures_link}{folder.name}/")
-    (staging_results / "report.md").write_text(report)
-    for staging, final in ((staging_results, results), (staging_figures, figures)):
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
-    return {"results": str(results), "figures": str(figures), "runs": len(runs), "notebooks": len(folders)}

@@ -38,7 +38,7 @@ def tree(tmp_path_factory):
 
 
 def test_image_folder_gives_lt_counts_ldam_selection_and_balanced_test(tree, tmp_path):
-    data = load_dataset("cifar10_lt", root=tree, imbalance=4, cache_dir=tmp_path)
+    data = load_dataset("cifar10_lt", root=tree, imbalance=4, cache_dir=tmp_path, allow_incomplete=True)
     expected_counts = [12, 10, 8, 7, 6, 5, 4, 4, 3, 3]  # int(12 * 4 ** (-i / 9))
     assert data.train_counts == expected_counts == lt_counts(12, 10, 4)
     assert data.class_names == CIFAR10
@@ -60,8 +60,9 @@ def test_tarball_with_top_folder_equals_folder_and_is_cached(tree, tmp_path, mon
         tar.add(tree, arcname="cifar10-images")
     cache = tmp_path / "cache"
     monkeypatch.setenv("LT_PAPER_CACHE", str(cache))
-    from_tar = load_dataset("cifar10_lt", root=tar_path, imbalance=4)
-    from_folder = load_dataset("cifar10_lt", root=tree, imbalance=4, cache_dir=tmp_path / "other")
+    from_tar = load_dataset("cifar10_lt", root=tar_path, imbalance=4, allow_incomplete=True)
+    from_folder = load_dataset("cifar10_lt", root=tree, imbalance=4, cache_dir=tmp_path / "other",
+                               allow_incomplete=True)
     assert torch.equal(from_tar.train.images, from_folder.train.images)
     assert torch.equal(from_tar.test.labels, from_folder.test.labels)
     assert len(list(cache.glob("cifar-tar-*.npz"))) == 1
@@ -70,7 +71,7 @@ def test_tarball_with_top_folder_equals_folder_and_is_cached(tree, tmp_path, mon
         raise AssertionError("decoded again instead of using the cache")
 
     monkeypatch.setattr("lt_paper.data.cifar._decode", no_decoding)
-    again = load_dataset("cifar10_lt", root=tar_path, imbalance=4)
+    again = load_dataset("cifar10_lt", root=tar_path, imbalance=4, allow_incomplete=True)
     assert torch.equal(again.train.images, from_tar.train.images)
 
 
@@ -79,6 +80,81 @@ def test_wrong_class_count_and_missing_source(tree, tmp_path):
         load_dataset("cifar100_lt", root=tree, cache_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match=r"no cifar10_lt source.*cifar10-jpeg.tar.gz.*download=True"):
         load_dataset("cifar10_lt", root=tmp_path / "empty", cache_dir=tmp_path)
+
+
+def test_incomplete_source_is_refused_naming_what_is_missing(tree, tmp_path):
+    """A tree left by an interrupted extraction must not train silently on fewer images."""
+    message = (r"incomplete cifar10_lt source: train split has 120 images, expected 50000 "
+               r"\(5000 per class\); classes off: airplane 12.*allow_incomplete_data")
+    with pytest.raises(ValueError, match=message):
+        load_dataset("cifar10_lt", root=tree, cache_dir=tmp_path)
+    arrays, _ = read_cifar_source("cifar10_lt", tree, cache_dir=tmp_path, allow_incomplete=True)
+    assert np.bincount(arrays["train_labels"]).tolist() == [12] * 10
+
+
+def test_corrupt_or_truncated_archive_is_named(tree, tmp_path):
+    good = tmp_path / "good.tar.gz"
+    with tarfile.open(good, "w:gz") as tar:
+        tar.add(tree, arcname="cifar10-images")
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    noise = tmp_path / "noise.tar.gz"
+    noise.write_bytes(np.random.default_rng(0).bytes(4096))
+    unnamed = tmp_path / "noise.bin"
+    unnamed.write_bytes(noise.read_bytes())
+    for archive in (truncated, noise, unnamed):
+        with pytest.raises(ValueError, match=f"{archive} is a corrupt or truncated archive"):
+            load_dataset("cifar10_lt", root=archive, cache_dir=tmp_path / "cache", allow_incomplete=True)
+    assert not list((tmp_path / "cache").glob("*.tmp.npz"))
+
+
+def test_decode_temporaries_of_dead_processes_are_removed(tmp_path):
+    import subprocess
+
+    from lt_paper.data.cache import cached_arrays
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"cifar-tar-0123.{dead.pid}.abc_1.tmp.npz"  # left by a killed decode
+    live = tmp_path / f"cifar-tar-4567.{__import__('os').getpid()}.def_2.tmp.npz"  # a decode running now
+    stale.write_bytes(b"x" * 100)
+    live.write_bytes(b"x" * 100)
+
+    def killed():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cached_arrays("cifar-tar", ["some", "source"], killed, tmp_path)
+    assert not stale.exists() and live.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]
+
+
+def test_data_fingerprint_follows_the_content_not_the_path(tree, tmp_path, monkeypatch):
+    import shutil
+
+    from lt_paper.data.fingerprint import data_source
+
+    monkeypatch.setenv("LT_PAPER_CACHE", str(tmp_path / "cache"))
+    copy = tmp_path / "copy"
+    shutil.copytree(tree, copy)
+    assert data_source("cifar10_lt", tree) == data_source("cifar10_lt", copy)
+    assert data_source("cifar10_lt", tree).kind == "image folder"
+    (copy / "test" / "cat" / "0000.png").write_bytes(b"\x89PNG other bytes")
+    assert data_source("cifar10_lt", tree) != data_source("cifar10_lt", copy)
+    tar_path = tmp_path / "tree.tar.gz"
+    with tarfile.open(tar_path, "w:gz") as tar:
+        tar.add(tree, arcname="cifar10-images")
+    source = data_source("cifar10_lt", tar_path)
+    assert source.kind == "tarball" and f"{tar_path.stat().st_size} bytes, sha256 " in source.fingerprint
+
+    def no_hashing(path):
+        raise AssertionError("hashed the tarball again")
+
+    monkeypatch.setattr("lt_paper.data.fingerprint.sha256_file", no_hashing)
+    assert data_source("cifar10_lt", tar_path) == source  # cached by path, size and mtime
+    digits = data_source("digits_lt", None)
+    assert digits.as_record() == {"kind": "embedded", "fingerprint": "sklearn digits"}
+    assert digits.config_value is None  # not hashed: the digits runs keep their hashes
 
 
 @pytest.mark.skipif(not REAL_TARBALL.is_file(), reason=f"real CIFAR-10 JPEG tarball not at {REAL_TARBALL}")

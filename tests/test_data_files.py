@@ -64,6 +64,34 @@ def test_label_out_of_range_names_file_and_line(tree):
         SplitFileDataset(root, train, num_classes=1)
 
 
+@pytest.mark.parametrize("bad_path, message", [
+    ("../../outside.jpg", "has a '..' part and leaves the image root"),
+    ("train/../../outside.jpg", "has a '..' part"),
+    ("/etc/passwd", "is absolute"),
+])
+def test_split_paths_cannot_leave_the_image_root(tree, bad_path, message, capsys):
+    from lt_paper.cli import main
+
+    root, train, _ = tree
+    (root.parent / "outside.jpg").write_bytes((root / "train/class0/000.jpg").read_bytes())
+    with open(train, "a") as f:
+        f.write(f"{bad_path} 1\n")
+    where = re.escape(f"{train}:11: path {bad_path!r} ")
+    with pytest.raises(ValueError, match=where + message):
+        SplitFileDataset(root, train, num_classes=3)  # never opened by the loader
+    with pytest.raises(SystemExit) as done:
+        main(["verify-data", str(train)])
+    assert done.value.code == 1 and f"{train}:11: path {bad_path!r} " in capsys.readouterr().err
+
+
+def test_non_utf8_split_file_names_file_and_line(tree):
+    root, train, _ = tree
+    with open(train, "ab") as f:
+        f.write(b"train/class0/\xff\xfe.jpg 0\n")
+    with pytest.raises(ValueError, match=re.escape(f"{train}:11: not UTF-8 text")):
+        SplitFileDataset(root, train, num_classes=3)
+
+
 def test_load_places_lt_layout_counts_and_missing_pieces(tree, tmp_path):
     root, _, _ = tree
     data = load_dataset("places_lt", root=root, verify=False)  # a toy tree: not the real split

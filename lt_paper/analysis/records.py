@@ -123,13 +123,15 @@ def load_run(run_dir: str | Path) -> RunRecord:
     if n and int(arrays["label"].max()) >= counts.shape[0]:
         raise ValueError(f"{npz_path}: label {int(arrays['label'].max())} out of range for "
                          f"{counts.shape[0]} classes in 'train_counts'")
+    # published runs store probabilities, cosines and weights as float16 (lt_paper.publish): read as float32
+    as_float32 = lambda key: None if key not in arrays else arrays[key].astype(np.float32)  # noqa: E731
     return RunRecord(run_dir=run_dir, config=config, metrics=metrics, history=history,
                      label=arrays["label"].astype(np.int64), pred=arrays["pred"].astype(np.int64),
-                     p_gt=arrays["p_gt"], target_logit=arrays["target_logit"],
+                     p_gt=as_float32("p_gt"), target_logit=as_float32("target_logit"),
                      train_counts=counts.astype(np.int64),
-                     expert_p_gt=arrays.get("expert_p_gt"),
+                     expert_p_gt=as_float32("expert_p_gt"),
                      expert_pred=None if "expert_pred" not in arrays else arrays["expert_pred"].astype(np.int64),
-                     router_weights=arrays.get("router_weights"))
+                     router_weights=as_float32("router_weights"))
 
 
 def load_metrics(run_dir: str | Path) -> dict[str, Any]:

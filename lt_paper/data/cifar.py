@@ -23,7 +23,9 @@ already raw arrays).
 from __future__ import annotations
 
 import io
+import lzma
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +49,7 @@ class CifarSpec:
 
     num_classes: int
     n_max: int  # training images per class in the balanced set
+    n_test: int  # test images per class
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     torchvision_folder: str
@@ -54,9 +57,9 @@ class CifarSpec:
 
 
 CIFAR_SPECS = {
-    "cifar10_lt": CifarSpec(10, 5000, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010),
+    "cifar10_lt": CifarSpec(10, 5000, 1000, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010),
                             "cifar-10-batches-py", "cifar10-jpeg.tar.gz"),
-    "cifar100_lt": CifarSpec(100, 500, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+    "cifar100_lt": CifarSpec(100, 500, 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
                              "cifar-100-python", "cifar100-jpeg.tar.gz"),
 }
 
@@ -117,20 +120,30 @@ def read_tarball(path: Path, cache_dir=None) -> dict[str, np.ndarray]:
 
     def build() -> dict[str, np.ndarray]:
         files = {}
-        with tarfile.open(path, "r:*") as tar:
-            for member in tar:
-                key = _split_member(member.name)
-                if key is not None and member.isfile():
-                    files[key] = tar.extractfile(member).read()
+        try:
+            with tarfile.open(path, "r:*") as tar:
+                for member in tar:
+                    key = _split_member(member.name)
+                    if key is not None and member.isfile():
+                        files[key] = tar.extractfile(member).read()
+        except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as err:
+            # a truncated .tar.gz ends in EOFError, random bytes in ReadError: neither names the file
+            raise ValueError(f"{path} is a corrupt or truncated archive: {type(err).__name__}: {err}") \
+                from None
         return _arrays_from_encoded(files, str(path))
 
     return cached_arrays("cifar-tar", file_identity(path), build, cache_dir)
 
 
+def image_folder_files(root: Path) -> list[Path]:
+    """The images of an unpacked ``root/{train,test}/<class>/*`` tree, sorted."""
+    return sorted(p for split in SPLITS for p in (root / split).glob("*/*")
+                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
 def read_image_folder(root: Path, cache_dir=None) -> dict[str, np.ndarray]:
     """Arrays of an unpacked ``root/{train,test}/<class>/*`` tree (cached by every file's identity)."""
-    paths = sorted(p for split in SPLITS for p in (root / split).glob("*/*")
-                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    paths = image_folder_files(root)
     key = [str(root.resolve())] + [[str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns]
                                    for p in paths]
 
@@ -143,50 +156,107 @@ def read_image_folder(root: Path, cache_dir=None) -> dict[str, np.ndarray]:
 
 def read_torchvision(root: Path, name: str, download: bool) -> dict[str, np.ndarray]:
     """Arrays of torchvision's CIFAR python files under ``root`` (downloads only when asked)."""
-    from torchvision import datasets  # imported here: only this source needs it
-
-    cls = datasets.CIFAR10 if name == "cifar10_lt" else datasets.CIFAR100
+    cls = torchvision_class(name)
     out: dict[str, np.ndarray] = {}
     for split in SPLITS:
-        ds = cls(str(root), train=split == "train", download=download)
+        try:
+            ds = cls(str(root), train=split == "train", download=download)
+        except RuntimeError as err:  # "Dataset not found or corrupted": torchvision checks its md5 sums
+            raise ValueError(f"{root / CIFAR_SPECS[name].torchvision_folder}: {err}") from None
         out[f"{split}_images"] = np.asarray(ds.data, dtype=np.uint8)  # (N, 32, 32, 3)
         out[f"{split}_labels"] = np.asarray(ds.targets, dtype=np.int64)
         out["class_names"] = np.array(ds.classes)
     return out
 
 
-def read_cifar_source(name: str, root: str | Path, download: bool = False,
-                      cache_dir=None) -> tuple[dict[str, np.ndarray], str]:
-    """Balanced CIFAR arrays from whichever source ``root`` is, and a short description of that source."""
+def torchvision_class(name: str):
+    """torchvision's dataset class for ``name`` (it carries the md5 sums of its files)."""
+    from torchvision import datasets  # imported here: only this source needs it
+
+    return datasets.CIFAR10 if name == "cifar10_lt" else datasets.CIFAR100
+
+
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+
+
+def locate_cifar_source(name: str, root: str | Path, download: bool = False) -> tuple[str, Path]:
+    """Which source ``root`` is: ``("tarball" | "image folder" | "torchvision", path)``.
+
+    A file is taken as a tarball (a corrupt one fails when read, naming itself); the order of the
+    module docstring decides between the others. FileNotFoundError lists what was looked for.
+    """
     spec = CIFAR_SPECS[name]
     root = Path(root).expanduser()
-    if root.is_file() and tarfile.is_tarfile(root):
-        return read_tarball(root, cache_dir), f"tarball {root}"
+    if root.is_file():
+        if tarfile.is_tarfile(root) or root.name.lower().endswith(ARCHIVE_SUFFIXES):
+            return "tarball", root
+        raise ValueError(f"{root} is a corrupt or truncated archive (or not an archive): tarfile cannot "
+                         f"read it; expected a CIFAR image-folder .tar/.tar.gz")
     if (root / "train").is_dir() and (root / "test").is_dir():
-        return read_image_folder(root, cache_dir), f"image folder {root}"
+        return "image folder", root
     if (root / spec.torchvision_folder).is_dir() or download:
-        return read_torchvision(root, name, download), f"torchvision files {root / spec.torchvision_folder}"
+        return "torchvision", root
     if (root / spec.tarball_name).is_file():
-        return read_tarball(root / spec.tarball_name, cache_dir), f"tarball {root / spec.tarball_name}"
+        return "tarball", root / spec.tarball_name
     raise FileNotFoundError(
         f"no {name} source at {root}: expected one of (1) an image-folder tarball (the file itself, or "
         f"{root / spec.tarball_name}), (2) {root}/train/<class>/*.jpg and {root}/test/<class>/*.jpg, "
         f"(3) torchvision's {root / spec.torchvision_folder} (pass download=True to fetch it there)")
 
 
-def load_cifar_lt(name: str, root: str | Path, imbalance: float = 100, download: bool = False,
-                  many: int = 100, few: int = 20, cache_dir=None) -> LongTailData:
-    """CIFAR-10-LT / CIFAR-100-LT (``name`` "cifar10_lt" / "cifar100_lt") as an "array" LongTailData.
+def read_cifar_source(name: str, root: str | Path, download: bool = False, cache_dir=None,
+                      allow_incomplete: bool = False) -> tuple[dict[str, np.ndarray], str]:
+    """Balanced CIFAR arrays from whichever source ``root`` is, and a short description of that source.
 
-    ``n_max`` is 5000 / 500 (the per-class size of the balanced set); a smaller balanced source (a test
-    tree) uses its smallest class size instead. Augmentation: crop 32 with zero padding 4 and flips.
+    The per-class split sizes are checked (:func:`check_split_sizes`) unless ``allow_incomplete``.
+    """
+    kind, path = locate_cifar_source(name, root, download)
+    if kind == "tarball":
+        arrays = read_tarball(path, cache_dir)
+    elif kind == "image folder":
+        arrays = read_image_folder(path, cache_dir)
+    else:
+        arrays = read_torchvision(path, name, download)
+        path = path / CIFAR_SPECS[name].torchvision_folder
+    check_split_sizes(arrays, name, str(path), allow_incomplete)
+    return arrays, f"{kind} {path}"
+
+
+def check_split_sizes(arrays: dict[str, np.ndarray], name: str, origin: str, allow_incomplete: bool) -> None:
+    """ValueError unless every class has the real set's train / test size (5,000 / 1,000 for CIFAR-10,
+    500 / 100 for CIFAR-100): a tree left by an interrupted extraction would otherwise train silently
+    on fewer images. ``allow_incomplete`` (config key ``allow_incomplete_data``) accepts a smaller tree.
     """
     spec = CIFAR_SPECS[name]
-    arrays, source = read_cifar_source(name, root, download, cache_dir)
-    class_names = [str(c) for c in arrays["class_names"]]
-    if len(class_names) != spec.num_classes:
-        raise ValueError(f"{name} expects {spec.num_classes} classes but the source ({source}) has "
-                         f"{len(class_names)}: {class_names[:12]}")
+    names = [str(c) for c in arrays["class_names"]]
+    if len(names) != spec.num_classes:
+        raise ValueError(f"{name} expects {spec.num_classes} classes but the source ({origin}) has "
+                         f"{len(names)}: {names[:12]}")
+    if allow_incomplete:
+        return
+    for split, per_class in (("train", spec.n_max), ("test", spec.n_test)):
+        counts = np.bincount(arrays[f"{split}_labels"], minlength=len(names))  # (C,)
+        off = [f"{names[c]} {int(n)}" for c, n in enumerate(counts) if n != per_class]
+        if off:
+            raise ValueError(
+                f"{origin}: incomplete {name} source: {split} split has {int(counts.sum())} images, expected "
+                f"{per_class * spec.num_classes} ({per_class} per class); classes off: {', '.join(off[:6])}"
+                f"{' ...' if len(off) > 6 else ''} (a smaller tree is accepted only with config key "
+                f"'allow_incomplete_data' true)")
+
+
+def load_cifar_lt(name: str, root: str | Path, imbalance: float = 100, download: bool = False,
+                  many: int = 100, few: int = 20, cache_dir=None,
+                  allow_incomplete: bool = False) -> LongTailData:
+    """CIFAR-10-LT / CIFAR-100-LT (``name`` "cifar10_lt" / "cifar100_lt") as an "array" LongTailData.
+
+    ``n_max`` is 5000 / 500 (the per-class size of the balanced set); a smaller source is refused unless
+    ``allow_incomplete`` (a test tree), and then uses its smallest class size instead. Augmentation: crop
+    32 with zero padding 4 and flips.
+    """
+    spec = CIFAR_SPECS[name]
+    arrays, source = read_cifar_source(name, root, download, cache_dir, allow_incomplete)
+    class_names = [str(c) for c in arrays["class_names"]]  # C of them: checked by read_cifar_source
     train_labels = arrays["train_labels"]
     n_max = min(spec.n_max, int(np.bincount(train_labels, minlength=spec.num_classes).min()))
     counts = lt_counts(n_max, spec.num_classes, imbalance)

@@ -29,9 +29,11 @@ def _digits(root, imbalance, download, many, few, **_options) -> LongTailData:
 
 
 def _cifar(name: str) -> Callable[..., LongTailData]:
-    def load(root, imbalance, download, many, few, cache_dir=None, **_options) -> LongTailData:
+    def load(root, imbalance, download, many, few, cache_dir=None, allow_incomplete=False,
+             **_options) -> LongTailData:
         return load_cifar_lt(name, root if root is not None else default_data_root(), imbalance=imbalance,
-                             download=download, many=many, few=few, cache_dir=cache_dir)
+                             download=download, many=many, few=few, cache_dir=cache_dir,
+                             allow_incomplete=allow_incomplete)
     return load
 
 
@@ -65,8 +67,8 @@ DATASETS: dict[str, DatasetEntry] = {
 def load_dataset(name: str, root: str | Path | None = None, imbalance: float = 100, download: bool = False,
                  many: int = OLTR_SHOT_RULE["many"], few: int = OLTR_SHOT_RULE["few"], *,
                  cache_dir: str | Path | None = None, split_dir: str | Path | None = None,
-                 test_split: str | None = None,
-                 verify: bool = True) -> LongTailData:
+                 test_split: str | None = None, verify: bool = True,
+                 allow_incomplete: bool = False) -> LongTailData:
     """Load a long-tailed dataset by name (see INTERFACES.md, "lt_paper.data").
 
     name: "digits_lt", "cifar10_lt", "cifar100_lt" (``imbalance`` = n_max / n_min, ``root`` a CIFAR source,
@@ -74,9 +76,11 @@ def load_dataset(name: str, root: str | Path | None = None, imbalance: float = 1
     files define the long tail, so ``imbalance`` and ``download`` are ignored). ``many``/``few``: shot
     thresholds (DESIGN decision 2). Keyword-only extras: ``cache_dir`` (decoded CIFAR JPEGs),
     ``split_dir`` (where the split files are), ``test_split`` ("test" or "val"), ``verify`` (check split
-    files against the known checksums and counts).
+    files against the known checksums and counts), ``allow_incomplete`` (accept a CIFAR source smaller
+    than the real set: a test tree; config key ``allow_incomplete_data``).
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {sorted(DATASETS)}")
     return DATASETS[name].load(root, imbalance, download, many, few, cache_dir=cache_dir,
-                               split_dir=split_dir, test_split=test_split, verify=verify)
+                               split_dir=split_dir, test_split=test_split, verify=verify,
+                               allow_incomplete=allow_incomplete)

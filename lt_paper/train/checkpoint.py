@@ -37,9 +37,11 @@ def atomic_write_bytes(path: Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno is not None and err.filename is None:  # ENOSPC: say where
+            raise OSError(err.errno, f"{err.strerror} (writing {path})") from err
         raise
 
 

@@ -14,6 +14,14 @@ reused as, a default-path run.
 Schedule points are stored as fractions of ``epochs`` (the published recipes are 160/180 of 200 and
 60/80 of 100 epochs), so that shortening a run for a smoke test keeps the recipe's shape; the resolved
 epoch numbers are written next to the config in every run directory.
+
+How runs are keyed: the run directory is named by :func:`config_hash` over the resolved config.
+``data_root`` (a location) is not hashed: moving a tarball must not retrain. What the data *is* enters
+through ``data_fingerprint``, which the engine fills from the source itself before hashing
+(``lt_paper.data.fingerprint``: size and sha256 of a tarball, the listing of an image folder, the split
+files of ImageNet-LT / iNat / Places-LT, torchvision's checksums); so the same config on other data is
+another run. The embedded digits leave it None, so the digits runs recorded before it existed keep
+their hashes.
 """
 
 from __future__ import annotations
@@ -21,8 +29,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from ..data import DATASETS, OLTR_SHOT_RULE
 from ..losses import LOSS_NAMES
@@ -31,7 +40,8 @@ from ..models import ARCHITECTURES, ROUTER_NAMES
 # Fields that never change what a run computes: they are left out of the run hash.
 RUNTIME_ONLY_FIELDS = ("num_workers", "eval_batch_size", "data_root", "download", "progress")
 # Fields added after the first recorded runs, with their defaults: hashed only when set otherwise.
-ADDED_FIELDS = {"compile": False, "fused_optimizer": False, "aggregate_loss": True}
+ADDED_FIELDS = {"compile": False, "fused_optimizer": False, "aggregate_loss": True,
+                "allow_incomplete_data": False, "data_fingerprint": None}
 
 # The names a config may use, from the registries that define them (one source each).
 VALID_CHOICES = {
@@ -52,6 +62,8 @@ class Config:
     dataset: str = "cifar10_lt"
     data_root: str | None = None  # image-folder tree, its .tar.gz, or torchvision's CIFAR files
     download: bool = False  # let torchvision download CIFAR (only when asked)
+    allow_incomplete_data: bool = False  # accept a CIFAR source smaller than the real set (tests, trials)
+    data_fingerprint: str | None = None  # what the data is; filled from the source before hashing (see above)
     imbalance: float = 100.0  # imbalance factor n_max / n_min of the train split (CIFAR-LT, digits)
     many_threshold: int = OLTR_SHOT_RULE["many"]  # many-shot: n > 100 (README decision 2)
     few_threshold: int = OLTR_SHOT_RULE["few"]  # few-shot: n < 20, or n <= 20 with few_inclusive (Table 2)
@@ -102,7 +114,8 @@ FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Config))
 
 
 def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
-    """Return ``config`` with ``overrides`` set; an unknown key raises and lists the valid ones."""
+    """Return ``config`` with ``overrides`` set; an unknown key, a value of the wrong type or out of
+    range raises with one line naming the key, the value and what is valid."""
     unknown = sorted(set(overrides) - set(FIELD_NAMES))
     if unknown:
         raise KeyError(
@@ -125,40 +138,98 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     return key, value
 
 
+# A field's annotation (a string: ``from __future__ import annotations``) split into its alternatives,
+# e.g. "int | None" -> ("int", "None"); the type checks below are derived from these.
+_FIELD_TYPES = {f.name: tuple(t.strip() for t in str(f.type).split("|")) for f in dataclasses.fields(Config)}
+_NONE_WORDS = ("none", "None", "null")
+_TYPE_WORDS = {"str": "a string", "bool": "true or false", "int": "an integer", "float": "a number",
+               "tuple[float, ...]": "a list of numbers", "None": "none"}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # bool is an int in Python; not here
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _type_error(key: str, value: Any) -> ValueError:
+    if key in _RANGES:
+        expected = _RANGES[key][1]
+    else:
+        expected = " or ".join(_TYPE_WORDS.get(t, t) for t in _FIELD_TYPES[key])
+    return ValueError(f"config key {key!r}: {value!r} is not valid; expected {expected}")
+
+
 def _coerce(key: str, value: Any) -> Any:
-    """Bring values from JSON / the command line to the field's type (lists become tuples)."""
-    if key in ("lr_decay_at", "lr_decay_factors"):
-        if isinstance(value, (int, float)):
-            value = [value]
-        return tuple(float(v) for v in value)
-    if value in ("none", "None", "null") and key in _OPTIONAL_FIELDS:
+    """Check ``value`` against the field's annotation and bring it to that type (lists become tuples,
+    ints become floats for float fields, "none"/null becomes None for optional fields)."""
+    types = _FIELD_TYPES[key]
+    if "None" in types and (value is None or value in _NONE_WORDS):
         return None
-    if key in _FLOAT_FIELDS and isinstance(value, int) and not isinstance(value, bool):
+    if "tuple[float, ...]" in types:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if not all(_is_number(v) for v in items):
+            raise _type_error(key, value)
+        return tuple(float(v) for v in items)
+    if "bool" in types and isinstance(value, bool):
+        return value
+    if "int" in types and _is_int(value):
+        return value
+    if "float" in types and _is_number(value):
         return float(value)
-    return value
+    if "str" in types and isinstance(value, str):
+        return value
+    raise _type_error(key, value)
 
 
-_FLOAT_FIELDS = {
-    f.name for f in dataclasses.fields(Config) if f.type in ("float", "float | None")
+# Ranges: key -> (test, what is valid). Choices are in VALID_CHOICES; None passes for optional fields.
+_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "imbalance": (lambda v: v >= 1, "a number >= 1 (n_max / n_min)"),
+    "many_threshold": (lambda v: v >= 0, "an integer >= 0"),
+    "few_threshold": (lambda v: v >= 0, "an integer >= 0"),
+    "num_experts": (lambda v: v >= 1, "an integer >= 1"),
+    "shared_stages": (lambda v: v >= 0, "an integer >= 0 or none"),
+    "expert_width": (lambda v: 0 < v <= 4, "a number in (0, 4]"),
+    "drw_at": (lambda v: 0 <= v <= 1, "a fraction of epochs in [0, 1]"),
+    "drw_beta": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "diversity_temperature": (lambda v: v > 0, "a number > 0"),
+    "distill_temperature": (lambda v: v > 0, "a number > 0"),
+    "epochs": (lambda v: v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "lr": (lambda v: v > 0, "a number > 0"),
+    "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "weight_decay": (lambda v: v >= 0, "a number >= 0"),
+    "warmup_epochs": (lambda v: v >= 0, "an integer >= 0"),
+    "lr_decay_at": (lambda v: all(0 <= f <= 1 for f in v) and list(v) == sorted(v),
+                    "increasing fractions of epochs in [0, 1]"),
+    "lr_decay_factors": (lambda v: all(f > 0 for f in v), "numbers > 0"),
+    "router_at": (lambda v: 0 <= v <= 1, "a fraction of epochs in [0, 1] or none"),
+    "seed": (lambda v: v >= 0, "an integer >= 0"),
+    "num_workers": (lambda v: v >= 0, "an integer >= 0"),
+    "eval_batch_size": (lambda v: v >= 1, "an integer >= 1 or none"),
 }
-_OPTIONAL_FIELDS = {f.name for f in dataclasses.fields(Config) if "None" in str(f.type)}
 
 
 def validate(config: Config) -> Config:
-    """Check choices and ranges; errors name the key and the valid values."""
+    """Check every field's type, choices and range; errors name the key, the value and what is valid."""
+    for key in FIELD_NAMES:
+        _coerce(key, getattr(config, key))  # the type (a Config built directly is checked here too)
     for key, choices in VALID_CHOICES.items():
         if getattr(config, key) not in choices:
             raise ValueError(f"config key {key!r}: {getattr(config, key)!r} is not one of {choices}")
+    for key, (ok, valid) in _RANGES.items():
+        value = getattr(config, key)
+        if value is not None and not ok(value):
+            raise ValueError(f"config key {key!r}: {value!r} is out of range; valid: {valid}")
     if len(config.lr_decay_at) != len(config.lr_decay_factors):
-        raise ValueError("config keys 'lr_decay_at' and 'lr_decay_factors' must have the same length")
-    if config.epochs < 1 or config.batch_size < 1:
-        raise ValueError("config keys 'epochs' and 'batch_size' must be >= 1")
-    if config.num_experts < 1:
-        raise ValueError("config key 'num_experts' must be >= 1")
-    if not 0.0 <= config.drw_at <= 1.0:
-        raise ValueError("config key 'drw_at' is a fraction of epochs in [0, 1]")
-    if config.router_at is not None and not 0.0 <= config.router_at <= 1.0:
-        raise ValueError("config key 'router_at' is a fraction of epochs in [0, 1] (or None)")
+        raise ValueError("config keys 'lr_decay_at' and 'lr_decay_factors' must have the same length, got "
+                         f"{list(config.lr_decay_at)} and {list(config.lr_decay_factors)}")
+    if config.few_threshold > config.many_threshold:
+        raise ValueError(f"config keys 'few_threshold' ({config.few_threshold}) and 'many_threshold' "
+                         f"({config.many_threshold}): the few-shot threshold must not exceed the many-shot "
+                         f"one")
     return config
 
 

@@ -53,7 +53,8 @@ def resolve_device(requested: str, info: DistInfo) -> torch.device:
     requested = device_type(requested)
     if requested == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("config key 'device' is 'cuda' but no CUDA device is available")
+            raise ValueError("config key 'device' is 'cuda' but no CUDA device is available (torch "
+                             f"{torch.__version__}); use device=cpu or auto")
         return torch.device("cuda", info.local_rank)
     return torch.device("cpu")
 

@@ -33,7 +33,6 @@ against the default path and a re-creation of the published loops.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -53,6 +52,8 @@ from . import distributed as D
 from .checkpoint import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
 from .config import Config, apply_overrides, config_hash, from_dict, to_dict
 from .evaluate import gather_records, metrics_from_records, predict
+from .guards import check_teacher, check_weights_belong, stop_if_not_finite
+from .identity import check_same_data, data_source_of, with_data_fingerprint
 from .objective import Objective
 from .presets import get_preset
 from .schedule import Schedule
@@ -63,11 +64,12 @@ METRICS = "metrics.json"
 
 
 def resolve_config(config: str | Config, overrides: dict) -> Config:
-    """A preset name or a Config, with keyword overrides (unknown keys raise, listing valid ones)."""
+    """A preset name or a Config, with keyword overrides (unknown keys raise, listing valid ones), and
+    the fingerprint of its data (part of the run hash: ``identity.py``)."""
     base = get_preset(config) if isinstance(config, str) else config
     if not isinstance(base, Config):
         raise TypeError(f"config must be a preset name or a Config, not {type(config).__name__}")
-    return apply_overrides(base, overrides)
+    return with_data_fingerprint(apply_overrides(base, overrides))
 
 
 def run_dir_for(runs_dir: Path, config: Config, force: bool) -> Path:
@@ -98,12 +100,17 @@ def build_for(config: Config, num_classes: int) -> nn.Module:
                        router=config.router, shared_stages=config.shared_stages, expert_width=config.expert_width)
 
 
-def load_teacher(teacher_dir: str, num_classes: int, device: torch.device) -> nn.Module:
-    """A finished run's model in eval mode, frozen (decision 6: an MoE teacher for distillation)."""
+def load_teacher(teacher_dir: str, num_classes: int, device: torch.device,
+                 student: Config | None = None) -> nn.Module:
+    """A finished run's model in eval mode, frozen (decision 6: an MoE teacher for distillation); with
+    ``student`` given, checked to be an MoE trained on the student's data and classes."""
     teacher_dir = Path(teacher_dir)
     if not is_finished(teacher_dir):
         raise FileNotFoundError(f"config key 'teacher': {teacher_dir} is not a finished run (no {METRICS})")
     teacher_cfg = from_dict(json.loads((teacher_dir / "config.json").read_text()))
+    if student is not None:
+        teacher_classes = len(load_result(teacher_dir)["train_counts"])
+        check_teacher(teacher_dir, teacher_cfg, student, teacher_classes, num_classes)
     model = build_for(teacher_cfg, num_classes)
     load_checkpoint(teacher_dir / FINAL_MODEL, model)
     if model.spec.num_experts > 1:
@@ -200,7 +207,7 @@ def build_run(config: Config, data, device: torch.device, info: D.DistInfo = D.D
     loss.validate_labels = False  # checked once above
     objective = Objective(loss, config.diversity_weight, config.diversity_temperature,
                           config.distill_temperature if config.distill else None, config.aggregate_loss)
-    teacher = load_teacher(config.teacher, data.num_classes, device) if config.distill else None
+    teacher = load_teacher(config.teacher, data.num_classes, device, config) if config.distill else None
     optimizer = build_optimizer(config, network.parameters())
     model = network
     if info.distributed:
@@ -276,7 +283,7 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
 
     configure_backends(config, device)
     data = load_dataset(config.dataset, root=config.data_root, imbalance=config.imbalance,
-                        download=config.download)
+                        download=config.download, allow_incomplete=config.allow_incomplete_data)
     train_loader, test_loader = make_loaders(
         data, config.batch_size, device, rank=info.rank, world_size=info.world_size, seed=config.seed,
         num_workers=config.num_workers, eval_batch_size=config.eval_batch_size)
@@ -313,10 +320,7 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
             progress=f"epoch {epoch + 1}/{config.epochs}" if config.progress and info.is_main else None)
         totals = D.all_reduce_sum(totals, info)
         train_loss, train_acc = (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
-        if not math.isfinite(train_loss):
-            last = f"the last good checkpoint (epoch {epoch}) is kept at {run_dir / CHECKPOINT}" if epoch > 0 \
-                else "no checkpoint was written"
-            raise FloatingPointError(f"training loss is {train_loss} in epoch {epoch + 1} of run {run_dir}; {last}")
+        stop_if_not_finite(train_loss, network, epoch, run_dir / CHECKPOINT, info)  # before it is saved
 
         records = gather_records(predict(model, test_loader, objective.scale, device, config.amp, config.compile), info)
         metrics = metrics_from_records(records, data.train_counts, **shot_rule)
@@ -347,6 +351,7 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
         "shot_rule": shot_rule,
         "train_counts": list(data.train_counts),
         "config_hash": chash,
+        "data_source": data_source_of(config).as_record(),
         "wall_time_s": wall,
         "world_size": info.world_size,
         "provenance": provenance(device, world_size=info.world_size),
@@ -373,11 +378,14 @@ def evaluate_run(run_dir: str | os.PathLike, device: str = "auto") -> dict:
     info = D.DistInfo()
     dev = D.resolve_device(device if device != "auto" else config.device, info)
     weights = run_dir / FINAL_MODEL if (run_dir / FINAL_MODEL).is_file() else run_dir / CHECKPOINT
-    data = load_dataset(config.dataset, root=config.data_root, imbalance=config.imbalance, download=False)
+    check_same_data(config, with_data_fingerprint(config), f"run {run_dir}")
+    data = load_dataset(config.dataset, root=config.data_root, imbalance=config.imbalance, download=False,
+                        allow_incomplete=config.allow_incomplete_data)
     _, test_loader = make_loaders(data, config.batch_size, dev, seed=config.seed,
                                   num_workers=config.num_workers, eval_batch_size=config.eval_batch_size)
     model = build_for(config, data.num_classes)
     state = load_checkpoint(weights, model)
+    check_weights_belong(state, weights, run_dir, config_hash(config))
     if config.num_experts > 1:
         model.set_router_active(Schedule.from_config(config).router_active(state["epoch"]))
     model.to(dev)

@@ -1,0 +1,260 @@
+"""``python -m lt_paper publish OUT NAME``: a ``reproduce`` output into ``results/NAME`` and ``figures/NAME``.
+
+What goes where: each notebook's tables (Markdown, CSV) and ``summary.json`` (parameters, provenance,
+wall time) to ``results/NAME/<notebook>/``, its PNGs to ``figures/NAME/<notebook>/``, the report to
+``results/NAME/report.md`` with its images linked into ``figures/``, and every finished run's small files
+to ``results/NAME/runs/<run>/``: ``config.json``, ``metrics.json``, ``history.json`` and a compact
+``records.npz`` (:func:`compact_records`), so that published runs can be explored without training.
+Executed notebooks, checkpoints and weights stay behind.
+
+Nothing lost, nothing wrong served:
+
+- ``NAME`` is one plain path component; only ``results/NAME`` and ``figures/NAME`` are ever replaced.
+- The new content is assembled in full in staging folders beside them (the published content, merged
+  with the new output) and swapped in by renames; a failure leaves the old content and no staging folder.
+- An output with only some of its profile's notebooks (``reproduce --only``) is refused unless
+  ``partial=True``; it is then merged: the notebooks it lacks keep their published copies.
+- Replacing a published notebook needs ``force=True``. Runs always merge (the seeds of several GPU
+  sessions accumulate); a run already published under the same name (same config hash) with other
+  metrics is refused rather than silently replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .data.cache import pid_alive
+from .outputs import load_summary
+from .provenance import REPO_ROOT
+from .train.checkpoint import atomic_write_bytes
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+RUN_JSON_FILES = ("config.json", "metrics.json", "history.json")
+# metrics.json keys that say where and how long a run ran, not what it computed
+CIRCUMSTANTIAL_KEYS = ("provenance", "wall_time_s")
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is one plain path component (letters, digits, ``_``, ``-``, ``.``); else ValueError."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or name.startswith("."):
+        raise ValueError(f"publish name {name!r} is not valid: use one folder name of letters, digits, '_', "
+                         f"'-' and '.' (not starting with '.'), e.g. 'smoke' or 'cifar10_lt'")
+    return name
+
+
+def compact_records(source: Path, target: Path) -> None:
+    """Write ``source``'s records.npz to ``target`` in a compact form (about 1/4 of the size).
+
+    Float arrays whose values all lie in [-1, 1] (probabilities, router weights, cosines) become float16:
+    a relative error below 2^-11, far under what the figures resolve. Other float arrays (unbounded logits)
+    stay float32. Integer arrays (labels, predictions, counts) stay integer, in the smallest type that
+    holds them. :func:`lt_paper.analysis.load_run` reads both forms into the same dtypes.
+    """
+    with np.load(source, allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    out = {}
+    for key, a in arrays.items():
+        if a.dtype.kind == "f":
+            bounded = a.size > 0 and bool(np.all(np.abs(a) <= 1.0))  # False with any NaN
+            out[key] = a.astype(np.float16 if bounded else np.float32)
+        elif a.dtype.kind in "iu" and a.size:
+            out[key] = a.astype(next(t for t in (np.int16, np.int32, np.int64)
+                                     if np.iinfo(t).min <= a.min() and a.max() <= np.iinfo(t).max))
+        else:
+            out[key] = a
+    atomic_write_bytes(target, lambda f: np.savez_compressed(f, **out))
+
+
+def _notebook_folders(profile_dir: Path) -> list[Path]:
+    return sorted(p for p in profile_dir.iterdir()
+                  if p.is_dir() and p.name != "runs" and not p.name.startswith("."))
+
+
+def check_output(profile_dir: Path, partial: bool) -> tuple[list[Path], list[str]]:
+    """The notebook folders of a finished reproduce output, and the profile's notebooks it lacks.
+
+    ValueError for a folder without its summary (a notebook that did not finish), a missing report, or
+    missing notebooks without ``partial``; FileExistsError while a reproduce still writes there.
+    """
+    from .reproduce import PROFILES, jobs_for, lock_holder
+
+    if not profile_dir.is_dir():
+        raise FileNotFoundError(f"{profile_dir} does not exist (expected a reproduce output, e.g. "
+                                f"outputs/smoke)")
+    holder = lock_holder(profile_dir)
+    if holder is not None:
+        raise FileExistsError(f"{profile_dir} is in use by pid {holder} (a reproduce still writes there)")
+    folders = _notebook_folders(profile_dir)
+    incomplete = [f.name for f in folders if not (f / "summary.json").is_file()]
+    if not folders or incomplete or not (profile_dir / "report.md").is_file():
+        raise ValueError(f"{profile_dir} is not a complete reproduce output (missing report.md or the "
+                         f"summary.json of {incomplete or 'every notebook'})")
+    profiles = {load_summary(f)["parameters"].get("profile", profile_dir.name) for f in folders}
+    profile = profiles.pop() if len(profiles) == 1 else None
+    expected = [folder for _, folder, _ in jobs_for(profile)] if profile in PROFILES else []
+    missing = [name for name in expected if name not in {f.name for f in folders}]
+    if missing and not partial:
+        raise ValueError(f"{profile_dir} is a partial {profile} output: it lacks {', '.join(missing)}; pass "
+                         f"--partial (partial=True) to merge it, keeping the published copies of those")
+    return folders, missing
+
+
+def _finished_runs(profile_dir: Path, folders: list[Path]) -> list[Path]:
+    """Finished runs of the output's run caches: ``<out>/runs`` and each notebook's ``runs_dir``."""
+    caches = {profile_dir / "runs"} | {Path(load_summary(f)["parameters"]["runs_dir"]) for f in folders
+                                       if load_summary(f)["parameters"].get("runs_dir")}
+    runs = {run.name: run for cache in sorted(caches) if cache.is_dir() for run in sorted(cache.iterdir())
+            if (run / "metrics.json").is_file() and (run / "records.npz").is_file()}
+    return [runs[name] for name in sorted(runs)]
+
+
+def _result_of(metrics_path: Path) -> dict:
+    metrics = json.loads(metrics_path.read_text())
+    return {k: v for k, v in metrics.items() if k not in CIRCUMSTANTIAL_KEYS}
+
+
+def merge_run(run: Path, target: Path, published_as: Path | None = None) -> bool:
+    """Copy ``run``'s small files to ``target`` (True), or leave the same published run (False).
+
+    ValueError when ``target`` holds the same run (same config hash) with another result; the message
+    names ``published_as`` (where ``target`` is published; ``target`` itself by default).
+    """
+    if (target / "metrics.json").is_file():
+        if _result_of(target / "metrics.json") != _result_of(run / "metrics.json"):
+            raise ValueError(f"run {run.name} is published with other metrics than {run}: same config "
+                             f"hash, another result. Remove {run} from the output, or its published copy "
+                             f"{published_as or target}, to choose")
+        return False
+    target.mkdir(parents=True, exist_ok=True)
+    for name in RUN_JSON_FILES:
+        shutil.copy2(run / name, target / name)
+    compact_records(run / "records.npz", target / "records.npz")
+    return True
+
+
+def _sections(report: str) -> tuple[list[str], dict[str, list[str]]]:
+    """A report's lines before the first ``## <notebook>`` heading, and each notebook's section."""
+    head: list[str] = []
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in report.splitlines():
+        if line.startswith("## "):
+            current = line[3:].strip()
+            sections[current] = []
+        (head if current is None else sections[current]).append(line)
+    return head, sections
+
+
+def merged_report(new: str, published: str | None) -> str:
+    """The new report's header and sections, plus the published sections of notebooks it lacks."""
+    head, sections = _sections(new)
+    if published is not None:
+        sections = {**_sections(published)[1], **sections}
+    return "\n".join(head + [line for name in sorted(sections) for line in sections[name]]) + "\n"
+
+
+def _clear_leftovers(final: Path) -> None:
+    """Remove what a publish killed mid-way left beside ``final`` (SIGKILL skips every cleanup)."""
+    for leftover in final.parent.glob(f".{final.name}.*-*"):
+        kind, _, pid = leftover.name.rpartition("-")
+        if not pid.isdigit() or pid_alive(int(pid)):
+            continue
+        if kind.endswith(".replaced") and not final.exists():
+            leftover.rename(final)  # killed between its two renames: the old content comes back
+        else:
+            shutil.rmtree(leftover)
+
+
+def swap_in(pairs: list[tuple[Path, Path]]) -> None:
+    """Rename each staging folder to its final name, replacing the old one: all of them or none."""
+    done: list[tuple[Path, Path | None]] = []
+    try:
+        for staging, final in pairs:
+            backup = final.with_name(f".{final.name}.replaced-{os.getpid()}") if final.exists() else None
+            if backup is not None:
+                final.rename(backup)
+            try:
+                staging.rename(final)
+            except BaseException:
+                if backup is not None:
+                    backup.rename(final)
+                raise
+            done.append((final, backup))
+    except BaseException:
+        for final, backup in reversed(done):
+            shutil.rmtree(final)
+            if backup is not None:
+                backup.rename(final)
+        raise
+    for _, backup in done:
+        if backup is not None:
+            shutil.rmtree(backup)
+
+
+def publish(profile_dir: str | Path, name: str, repo_root: str | Path = REPO_ROOT, force: bool = False,
+            partial: bool = False) -> dict:
+    """Publish a ``reproduce`` output as ``results/<name>`` and ``figures/<name>`` (module docstring).
+
+    Returns ``{"results", "figures", "notebooks", "runs", "runs_copied", "runs_published", "missing"}``:
+    the notebooks and finished runs of this output, how many runs were new, how many are now published
+    under ``name``, and the notebooks a partial output lacks.
+    """
+    profile_dir, repo_root = Path(profile_dir), Path(repo_root)
+    check_name(name)
+    for published in (repo_root / "results", repo_root / "figures"):
+        if profile_dir.resolve().is_relative_to(published.resolve()):
+            raise ValueError(f"{profile_dir} is published content, not a reproduce output "
+                             f"(e.g. outputs/smoke)")
+    folders, missing = check_output(profile_dir, partial)
+    results, figures = repo_root / "results" / name, repo_root / "figures" / name
+    for final in (results, figures):
+        if final.is_symlink() or (final.exists() and not final.is_dir()):
+            raise ValueError(f"{final} is not a plain folder; publish replaces only folders it wrote")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _clear_leftovers(final)
+    replaced = sorted({f.name for f in folders if (results / f.name).exists() or (figures / f.name).exists()})
+    if replaced and not force:
+        raise FileExistsError(f"{results} already holds notebook(s) {', '.join(replaced)}; pass --force "
+                              f"(force=True) to replace them (runs are merged either way)")
+    runs = _finished_runs(profile_dir, folders)
+    staging = {final: final.with_name(f".{final.name}.staging-{os.getpid()}") for final in (results, figures)}
+    try:
+        for final, stage in staging.items():
+            if final.exists():
+                shutil.copytree(final, stage, symlinks=True)
+            stage.mkdir(exist_ok=True)
+        copied = sum(merge_run(run, staging[results] / "runs" / run.name, results / "runs" / run.name)
+                     for run in runs)
+        for folder in folders:
+            for stage in staging.values():
+                shutil.rmtree(stage / folder.name, ignore_errors=True)
+            for item in sorted(folder.iterdir()):
+                if item.suffix == ".png":
+                    target = staging[figures] / folder.name / item.name
+                elif item.suffix in (".md", ".csv") or item.name == "summary.json":
+                    target = staging[results] / folder.name / item.name
+                else:
+                    continue  # the executed notebook copies stay in the output folder
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(item, target)
+        # the report as reproduce wrote it (its provenance is that of the run), images linked into figures/
+        figures_link = os.path.relpath(figures, results) + "/"
+        report = (profile_dir / "report.md").read_text()
+        for folder in folders:
+            report = report.replace(f"]({folder.name}/", f"]({figures_link}{folder.name}/")
+        published = results / "report.md"
+        report = merged_report(report, published.read_text() if published.is_file() else None)
+        (staging[results] / "report.md").write_text(report)
+        swap_in([(stage, final) for final, stage in staging.items()])
+    finally:
+        for stage in staging.values():
+            shutil.rmtree(stage, ignore_errors=True)
+    published_runs = sorted(p.name for p in (results / "runs").glob("*") if p.is_dir())
+    return {"results": str(results), "figures": str(figures), "notebooks": len(folders), "runs": len(runs),
+            "runs_copied": copied, "runs_published": len(published_runs), "missing": missing}

@@ -1,0 +1,169 @@
+"""Bad input to training: one-line errors naming the key / path, nothing created before validation, no
+non-finite checkpoint kept, no run served for other data, no foreign teacher or weights."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lt_paper.cli import main
+from lt_paper.train import Config, config_hash, evaluate_run, get_preset, train
+from lt_paper.train.config import ADDED_FIELDS, apply_overrides, parse_assignment
+from lt_paper.train.engine import resolve_config
+from lt_paper.train.guards import nonfinite_tensors
+
+REPO = Path(__file__).resolve().parent.parent
+QUICK = dict(epochs=1, progress=False)
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("epochs=abc", r"'epochs': 'abc' is not valid; expected an integer >= 1"),
+    ("batch_size=abc", r"'batch_size': 'abc' is not valid; expected an integer >= 1"),
+    ("amp=maybe", r"'amp': 'maybe' is not valid; expected true or false or none"),
+    ("epochs=2.5", r"'epochs': 2.5 is not valid"),
+    ("epochs=true", r"'epochs': True is not valid"),  # bool is not an int
+    ("seed=abc", r"'seed': 'abc' is not valid; expected an integer >= 0"),
+    ("lr=-0.1", r"'lr': -0.1 is out of range; valid: a number > 0"),
+    ("lr_decay_at=[0.9, 0.5]", r"'lr_decay_at'.*increasing fractions"),
+    ("router_at=1.5", r"'router_at': 1.5 is out of range"),
+    ("many_threshold=5", r"'few_threshold' \(20\) and 'many_threshold' \(5\)"),
+    ("loss=hinge", r"'loss': 'hinge' is not one of"),
+])
+def test_config_values_are_type_and_range_checked_naming_the_key(assignment, message):
+    with pytest.raises(ValueError, match=message) as err:
+        apply_overrides(get_preset("smoke/resnet8/ala"), dict([parse_assignment(assignment)]))
+    assert "\n" not in str(err.value)
+
+
+def test_config_coercions_that_stay_valid():
+    base = get_preset("smoke/resnet8/ala")
+    lr = apply_overrides(base, {"lr": 1}).lr
+    assert lr == 1.0 and isinstance(lr, float)
+    assert apply_overrides(base, {"amp": "none"}).amp is None
+    assert apply_overrides(base, {"router_at": None}).router_at is None
+    assert apply_overrides(base, {"lr_decay_at": 0.5, "lr_decay_factors": [0.1]}).lr_decay_at == (0.5,)
+    with pytest.raises(ValueError, match="'num_experts'"):  # a Config built directly is checked too
+        apply_overrides(Config(num_experts=0), {})
+
+
+def test_nothing_is_created_on_disk_before_the_config_is_valid(tmp_path, capsys):
+    for bad in ("epochs=2.5", "epochs=true", "few_threshold=100"):
+        with pytest.raises(SystemExit) as done:
+            main(["train", "--preset", "smoke/resnet8/ce", "--runs-dir", str(tmp_path / "runs"),
+                  "--set", bad])
+        assert done.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: config key") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_paths_under_a_file_and_a_full_disk_are_one_line_errors(tmp_path, capsys, monkeypatch):
+    not_a_dir = tmp_path / "README.md"
+    not_a_dir.write_text("a file")
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--preset", "smoke/resnet8/ce", "--runs-dir", str(not_a_dir / "x"),
+              "--set", "epochs=1"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "Not a directory" in err and str(not_a_dir) in err
+    assert len(err.strip().splitlines()) == 1
+
+    from lt_paper.train import checkpoint
+
+    def full_disk(f):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match=r"No space left on device \(writing .*config.json\)"):
+        checkpoint.atomic_write_bytes(tmp_path / "config.json", full_disk)
+    assert list(tmp_path.iterdir()) == [not_a_dir]  # no temporary file left
+    monkeypatch.setattr("lt_paper.train.engine.atomic_write_json",
+                        lambda path, obj: checkpoint.atomic_write_bytes(path, full_disk))
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--preset", "smoke/resnet8/ce", "--runs-dir", str(tmp_path / "runs"),
+              "--set", "epochs=1"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "No space left on device (writing " in err and err.count("\n") == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_cuda_without_cuda_is_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--preset", "smoke/resnet8/ce", "--runs-dir", str(tmp_path), "--set", "device=cuda"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "'device' is 'cuda' but no CUDA device" in err
+
+
+def test_nonfinite_buffers_are_found_in_one_check():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    assert nonfinite_tensors(net) == []
+    net[1].running_var[2] = float("inf")
+    assert nonfinite_tensors(net) == ["1.running_var"]
+
+
+def test_a_diverged_first_epoch_keeps_no_checkpoint_and_says_so(tmp_path):
+    """lr=1e6: the first epoch's loss is still finite for ALA, but BatchNorm's running_var is inf."""
+    with pytest.raises(FloatingPointError,
+                       match=r"not finite .*running_var.* in epoch 1 .*no checkpoint was kept"):
+        train("smoke/resnet8/ala", runs_dir=tmp_path, lr=1e6, epochs=3, progress=False)
+    assert not list(tmp_path.glob("*/checkpoint.pt")) and not list(tmp_path.glob("*/metrics.json"))
+
+
+def test_teacher_must_be_a_finished_moe_on_the_same_data_and_classes(tmp_path):
+    plain = train("smoke/resnet8/ala", runs_dir=tmp_path, **QUICK)
+    with pytest.raises(ValueError, match="cannot teach this run: it is a single network"):
+        train("smoke/resnet8/ala_distill", runs_dir=tmp_path, teacher=plain["run_dir"], **QUICK)
+    other_tail = train("smoke/resnet8/ala_moe3", runs_dir=tmp_path, imbalance=10.0, **QUICK)
+    with pytest.raises(ValueError, match=r"it trained on digits_lt \(imbalance 10.0\)"):
+        train("smoke/resnet8/ala_distill", runs_dir=tmp_path, teacher=other_tail["run_dir"], **QUICK)
+    assert len(list(tmp_path.glob("*/metrics.json"))) == 2
+
+
+def test_evaluate_refuses_weights_of_another_run(tmp_path):
+    a = train("smoke/resnet8/ce", runs_dir=tmp_path, **QUICK)
+    b = train("smoke/resnet8/ce", runs_dir=tmp_path, seed=1, **QUICK)
+    assert evaluate_run(a["run_dir"], device="cpu")["all"] == pytest.approx(a["all"])
+    shutil.copy(Path(b["run_dir"]) / "model.pt", Path(a["run_dir"]) / "model.pt")
+    with pytest.raises(ValueError, match=f"belongs to config {b['config_hash']}, not to the run"):
+        evaluate_run(a["run_dir"], device="cpu")
+
+
+def _cifar_tree(root: Path, shade: int = 0) -> Path:
+    """A 10-class CIFAR-10-style folder, 6 train / 2 test 32x32 PNGs per class."""
+    for split, n in (("train", 6), ("test", 2)):
+        for c in range(10):
+            (root / split / f"class{c}").mkdir(parents=True)
+            for k in range(n):
+                pixels = np.full((32, 32, 3), (c * 20 + k * 3 + shade) % 256, np.uint8)
+                Image.fromarray(pixels).save(root / split / f"class{c}" / f"{k}.png")
+    return root
+
+
+def test_run_identity_includes_the_data_so_other_data_trains_anew(tmp_path):
+    digits = get_preset("smoke/resnet8/ala")
+    assert config_hash(resolve_config(digits, {})) == config_hash(digits)  # published digits runs keep theirs
+    assert ADDED_FIELDS["data_fingerprint"] is None
+    tree = _cifar_tree(tmp_path / "tree")
+    settings = dict(dataset="cifar10_lt", data_root=str(tree), allow_incomplete_data=True, imbalance=2.0,
+                    many_threshold=5, few_threshold=4,
+                    batch_size=16, **QUICK)
+    first = train("smoke/resnet8/ce", runs_dir=tmp_path / "runs", **settings)
+    assert first["data_source"]["kind"] == "image folder"
+    assert "80 files" in first["data_source"]["fingerprint"]
+    moved = tmp_path / "moved"
+    tree.rename(moved)  # the same data elsewhere: the same run
+    again = train("smoke/resnet8/ce", runs_dir=tmp_path / "runs", **dict(settings, data_root=str(moved)))
+    assert again["reused"] and again["run_dir"] == first["run_dir"]
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(moved / "train" / "class0" / "6.png")  # other data
+    other = train("smoke/resnet8/ce", runs_dir=tmp_path / "runs", **dict(settings, data_root=str(moved)))
+    assert not other["reused"] and other["run_dir"] != first["run_dir"]
+    recorded = json.loads((Path(first["run_dir"]) / "metrics.json").read_text())["data_source"]
+    assert recorded == first["data_source"]
+    evaluate_run(other["run_dir"], device="cpu")
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(moved / "test" / "class0" / "2.png")
+    with pytest.raises(ValueError, match="was trained on data"):
+        evaluate_run(other["run_dir"], device="cpu")  # the data changed since it trained

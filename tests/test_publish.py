@@ -1,0 +1,233 @@
+"""publish: only results/NAME and figures/NAME change, completely or not at all; runs merge; compact records.
+And reproduce's own guards: one reproduce per output folder, ``--set`` only with known keys."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lt_paper.analysis import load_run
+from lt_paper.cli import main
+from lt_paper.publish import compact_records, publish
+from lt_paper.reproduce import NOTEBOOKS, output_lock, reproduce, split_overrides
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _run(cache: Path, name: str, accuracy: float, n: int = 40) -> Path:
+    """A finished run directory as the engine writes it (small synthetic records)."""
+    run = cache / name
+    run.mkdir(parents=True)
+    rng = np.random.default_rng(len(name))
+    (run / "config.json").write_text(json.dumps({"dataset": "digits_lt", "seed": 0}))
+    (run / "metrics.json").write_text(json.dumps({"all": accuracy, "provenance": {"host": str(cache)},
+                                                  "wall_time_s": rng.random()}))
+    (run / "history.json").write_text(json.dumps([{"epoch": 1}]))
+    (run / "model.pt").write_bytes(b"weights stay behind")
+    label = rng.integers(0, 10, n)
+    np.savez_compressed(run / "records.npz", label=label, pred=rng.integers(0, 10, n),
+                        p_gt=rng.random(n).astype(np.float32),
+                        target_logit=rng.uniform(-1, 1, n).astype(np.float32),
+                        train_counts=np.arange(10, 0, -1) * 13)
+    return run
+
+
+def _output(root: Path, notebooks=NOTEBOOKS, tag: str = "v1", runs=(("run-a", 0.5),)) -> Path:
+    """A finished ``reproduce --profile smoke`` output with the given notebooks and runs."""
+    out = root / "smoke"
+    report = ["# lt-paper reproduction: profile `smoke`", ""]
+    for nb in notebooks:
+        folder = out / nb
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(json.dumps({"parameters": {"profile": "smoke",
+                                                                        "runs_dir": str(out / "runs")}}))
+        (folder / "table.md").write_text(f"{nb} {tag}\n")
+        (folder / "plot.png").write_bytes(tag.encode())
+        (folder / f"{nb}.ipynb").write_text("{}")
+        report += [f"## {nb}", "", f"{nb} {tag}", f"![plot]({nb}/plot.png)", ""]
+    (out / "report.md").write_text("\n".join(report))
+    for name, accuracy in runs:
+        _run(out / "runs", name, accuracy)
+    return out
+
+
+def test_publish_name_must_be_one_plain_folder_and_nothing_outside_is_touched(tmp_path, capsys):
+    out = _output(tmp_path / "out")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+    repo = tmp_path / "repo"
+    for name in ("", ".", "..", "../../escaped", str(outside), "a/b", ".hidden", "smoke\n"):
+        with pytest.raises(ValueError, match="publish name"):
+            publish(out, name, repo_root=repo, force=True)
+    assert (outside / "keep.txt").read_text() == "mine" and not repo.exists()
+    publish(out, "smoke", repo_root=repo)
+    with pytest.raises(ValueError, match="is published content, not a reproduce output"):
+        publish(repo / "results" / "smoke", "smoke", repo_root=repo, force=True)
+    assert list((repo / "figures" / "smoke").rglob("*.png"))
+    with pytest.raises(SystemExit) as done:
+        main(["publish", str(out), "", "--force"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: publish name ''") and len(err.strip().splitlines()) == 1
+
+
+def test_publish_copies_notebooks_figures_report_and_small_run_files(tmp_path):
+    out = _output(tmp_path / "out")
+    done = publish(out, "smoke", repo_root=tmp_path / "repo")
+    results, figures = tmp_path / "repo" / "results" / "smoke", tmp_path / "repo" / "figures" / "smoke"
+    assert done["notebooks"] == len(NOTEBOOKS) and done["runs_published"] == 1 and done["missing"] == []
+    assert sorted(p.name for p in (results / "runs" / "run-a").iterdir()) == [
+        "config.json", "history.json", "metrics.json", "records.npz"]  # no weights
+    assert (figures / "figure1_hard_samples" / "plot.png").read_bytes() == b"v1"
+    assert not list(results.rglob("*.ipynb")) and not list(results.rglob("*.png"))
+    report = (results / "report.md").read_text()
+    assert "](../../figures/smoke/figure1_hard_samples/plot.png)" in report
+    assert not list((tmp_path / "repo" / "results").glob(".*")), "a staging folder was left"
+
+
+def test_partial_output_is_refused_unless_asked_and_then_merged(tmp_path):
+    repo = tmp_path / "repo"
+    publish(_output(tmp_path / "full"), "smoke", repo_root=repo)
+    partial = _output(tmp_path / "part", notebooks=["figure2_adjusting_terms"], tag="v2",
+                      runs=[("run-b", 0.7)])
+    with pytest.raises(ValueError, match="partial smoke output: it lacks table1_3_main_results"):
+        publish(partial, "smoke", repo_root=repo, force=True)
+    with pytest.raises(FileExistsError, match="figure2_adjusting_terms.*--force"):
+        publish(partial, "smoke", repo_root=repo, partial=True)
+    done = publish(partial, "smoke", repo_root=repo, partial=True, force=True)
+    results = repo / "results" / "smoke"
+    assert (results / "figure2_adjusting_terms" / "table.md").read_text() == "figure2_adjusting_terms v2\n"
+    assert (results / "table1_3_main_results" / "table.md").read_text() == "table1_3_main_results v1\n"
+    assert (repo / "figures" / "smoke" / "table4_ala_ablation" / "plot.png").read_bytes() == b"v1"
+    assert sorted(p.name for p in (results / "runs").iterdir()) == ["run-a", "run-b"]  # runs accumulate
+    assert done["runs_copied"] == 1 and done["runs_published"] == 2
+    assert len(done["missing"]) == len(NOTEBOOKS) - 1
+    report = (results / "report.md").read_text()
+    assert "figure2_adjusting_terms v2" in report and "table1_3_main_results v1" in report
+    assert report.count("## ") == len(NOTEBOOKS)
+
+
+def test_a_run_with_the_same_hash_and_other_metrics_is_refused(tmp_path):
+    repo = tmp_path / "repo"
+    publish(_output(tmp_path / "a", runs=[("run-a", 0.5)]), "smoke", repo_root=repo)
+    before = (repo / "results" / "smoke" / "runs" / "run-a" / "metrics.json").read_text()
+    same = publish(_output(tmp_path / "b", runs=[("run-a", 0.5)]), "smoke", repo_root=repo, force=True)
+    assert same["runs_copied"] == 0  # same result elsewhere (other host, wall time): the published copy stays
+    changed = _output(tmp_path / "c", tag="v3", runs=[("run-a", 0.6)])
+    with pytest.raises(ValueError, match="run-a is published with other metrics"):
+        publish(changed, "smoke", repo_root=repo, force=True)
+    assert (repo / "results" / "smoke" / "runs" / "run-a" / "metrics.json").read_text() == before
+    assert (repo / "results" / "smoke" / "figure1_hard_samples" / "table.md").read_text().endswith("v1\n")
+
+
+def test_a_failure_while_publishing_keeps_the_old_content_and_no_staging_folder(tmp_path, monkeypatch):
+    import lt_paper.publish as P
+
+    repo = tmp_path / "repo"
+    publish(_output(tmp_path / "a"), "smoke", repo_root=repo)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(P, "compact_records", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        publish(_output(tmp_path / "b", tag="v2", runs=[("run-new", 0.9)]), "smoke", repo_root=repo,
+                force=True)
+    results = repo / "results" / "smoke"
+    assert (results / "figure1_hard_samples" / "table.md").read_text().endswith("v1\n")
+    assert sorted(p.name for p in (results / "runs").iterdir()) == ["run-a"]
+    assert sorted(p.name for p in (repo / "results").iterdir()) == ["smoke"]
+    assert sorted(p.name for p in (repo / "figures").iterdir()) == ["smoke"]
+
+
+def test_an_incomplete_or_busy_output_is_refused(tmp_path):
+    out = _output(tmp_path / "a")
+    (out / "table4_ala_ablation" / "summary.json").unlink()
+    with pytest.raises(ValueError, match="table4_ala_ablation"):
+        publish(out, "smoke", repo_root=tmp_path / "repo", force=True, partial=True)
+    busy = _output(tmp_path / "b")
+    (busy / ".lock").write_text("1")  # pid 1 lives
+    with pytest.raises(FileExistsError, match="in use by pid 1"):
+        publish(busy, "smoke", repo_root=tmp_path / "repo")
+
+
+def test_reproduce_lock_names_the_holder_and_a_dead_holder_is_taken_over(tmp_path):
+    folder = tmp_path / "smoke"
+    folder.mkdir()
+    (folder / ".lock").write_text("1")
+    with pytest.raises(FileExistsError, match="in use by pid 1"):
+        with output_lock(folder):
+            pass
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (folder / ".lock").write_text(str(dead.pid))
+    with output_lock(folder):
+        assert (folder / ".lock").read_text() == str(__import__("os").getpid())
+    assert not (folder / ".lock").exists()
+
+
+def test_compact_records_load_like_the_originals(tmp_path):
+    run = _run(tmp_path / "runs", "run-x", 0.5, n=2000)
+    compact = tmp_path / "pub" / "run-x"
+    compact.mkdir(parents=True)
+    for name in ("config.json", "metrics.json", "history.json"):
+        (compact / name).write_bytes((run / name).read_bytes())
+    np.savez(run / "records.npz", **dict(np.load(run / "records.npz")),  # an unbounded array stays float32
+             logits_scale=np.float32([30.0]))
+    compact_records(run / "records.npz", compact / "records.npz")
+    with np.load(compact / "records.npz") as npz:
+        assert npz["p_gt"].dtype == np.float16 and npz["target_logit"].dtype == np.float16
+        assert npz["logits_scale"].dtype == np.float32 and npz["label"].dtype.kind == "i"
+    original, published = load_run(run), load_run(compact)
+    assert np.array_equal(original.label, published.label) and np.array_equal(original.pred, published.pred)
+    assert published.p_gt.dtype == np.float32 and published.label.dtype == np.int64
+    assert np.allclose(original.p_gt, published.p_gt, atol=5e-4)
+    assert np.allclose(original.target_logit, published.target_logit, atol=5e-4)
+    assert (compact / "records.npz").stat().st_size < (run / "records.npz").stat().st_size / 2
+
+
+def test_gitignore_keeps_published_runs_and_ignores_run_caches():
+    def ignored(path: str) -> bool:
+        return subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO).returncode == 0
+
+    assert not ignored("results/smoke/runs/digits_lt-resnet8-ala-s0-981e9b11da09/records.npz")
+    assert ignored("runs/digits_lt-resnet8-ala-s0-981e9b11da09/records.npz")
+    assert ignored("outputs/smoke/runs/x/model.pt")
+
+
+def test_reproduce_set_accepts_only_notebook_parameters_and_config_keys(tmp_path, monkeypatch, capsys):
+    import lt_paper.reproduce as R
+
+    with pytest.raises(ValueError,
+                       match=r"unknown key\(s\) \['epoch'\]; valid: the notebook parameters .*epochs"):
+        reproduce("smoke", out_root=tmp_path, overrides={"epoch": 2})
+    with pytest.raises(ValueError, match=r"config key 'lr': 'abc' is not valid"):
+        reproduce("smoke", out_root=tmp_path, overrides={"lr": "abc"})
+    assert not (tmp_path / "smoke").exists()  # refused before any notebook ran
+    with pytest.raises(SystemExit) as done:
+        main(["reproduce", "--out", str(tmp_path), "--set", "epoch=2"])
+    assert done.value.code == 2 and "unknown key(s) ['epoch']" in capsys.readouterr().err
+
+    assert split_overrides({"epochs": 2, "hard_cos": -0.4, "lr": 0.05}, NOTEBOOKS) == (
+        {"epochs": 2, "hard_cos": -0.4}, {"lr": 0.05})
+    seen = {}
+
+    def fake_execute(notebook, output_dir, parameters, kernel=None):
+        seen[notebook] = parameters
+        output_dir.mkdir(parents=True)
+        (output_dir / "summary.json").write_text(json.dumps({"parameters": parameters, "tables": [],
+                                                             "figures": []}))
+
+    monkeypatch.setattr(R, "execute_notebook", fake_execute)
+    result = reproduce("smoke", out_root=tmp_path, only="figure",
+                       overrides={"epochs": 2, "hard_cos": -0.4, "lr": 0.05})
+    assert sorted(result["ok"]) == sorted(nb for nb in NOTEBOOKS if nb.startswith("figure"))
+    assert seen["figure2_adjusting_terms"]["hard_cos"] == -0.4
+    assert "hard_cos" not in seen["figure1_hard_samples"]
+    assert all(p["epochs"] == 2 and p["run_overrides"] == {"lr": 0.05} for p in seen.values())
+    assert not (tmp_path / "smoke" / ".lock").exists()
