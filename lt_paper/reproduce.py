@@ -88,8 +88,11 @@ def execute_notebook(notebook: str, output_dir: Path, parameters: dict, kernel: 
 
 def reproduce(profile: str = "smoke", out_root: str | Path = "outputs", only: str | None = None,
               runs_dir: str | None = None, data_root: str | None = None, kernel: str | None = None,
-              overrides: dict | None = None) -> dict:
+              overrides: dict | None = None, train: bool = True) -> dict:
     """Execute the profile's notebooks; returns {"ok": [...], "failed": {folder: error}, "report": path}.
+
+    ``train=False`` (``--no-train``): every notebook reads finished runs only (e.g. the published ones,
+    ``--runs-dir results/<name>/runs``) and shows rows without a run as missing.
 
     Under ``torchrun`` every rank executes the same notebooks (their kernels inherit RANK / WORLD_SIZE,
     so each ``train`` call joins the process group); rank 0 alone writes the outputs and the report,
@@ -102,7 +105,7 @@ def reproduce(profile: str = "smoke", out_root: str | Path = "outputs", only: st
         out_root = out_root / f".rank{rank}"
     ok, failed = [], {}
     for notebook, folder, params in jobs_for(profile, only):
-        params = dict(params, runs_dir=str(Path(runs_dir).resolve()), profile=profile)
+        params = dict(params, runs_dir=str(Path(runs_dir).resolve()), profile=profile, train=train)
         if data_root is not None:
             params["data_root"] = str(Path(data_root).resolve())
         params.update(overrides or {})
