@@ -243,11 +243,12 @@ class Campaign:
     """Spends a time budget on packs in priority order (see the module docstring)."""
 
     def __init__(self, runs_dir: Path, budget_s: float, trainer=None, clock: Callable[[], float] = time.monotonic,
-                 log: Callable[[str], None] = print, plan_only: bool = False, probe: bool = True):
+                 log: Callable[[str], None] = print, plan_only: bool = False, probe: bool = True,
+                 started: float | None = None):
         self.runs_dir, self.budget_s, self.plan_only, self.probe = Path(runs_dir), float(budget_s), plan_only, probe
         self.trainer = trainer if trainer is not None else PackTrainer()
         self.clock, self.log = clock, log
-        self.started = clock()
+        self.started = clock() if started is None else started  # on ``clock``'s scale
         self.planned_s = 0.0  # --plan: estimated seconds of the packs that would train
         self.estimates: dict[tuple, Estimate] = {}
 
@@ -385,12 +386,14 @@ def plan_table(runs: Sequence[PlannedRun], outcomes: Sequence[PackOutcome]) -> s
 def campaign(profile: str, budget_s: float, runs_dir: str | Path, seeds: Sequence[int] | None = None,
              data_root: str | None = None, parameters: dict | None = None, plan_only: bool = False,
              probe: bool = True, max_members: int = DEFAULT_MAX_MEMBERS, trainer=None,
-             log: Callable[[str], None] = print) -> dict:
+             log: Callable[[str], None] = print, started: float | None = None) -> dict:
     """Plan (and unless ``plan_only``, train) the profile's runs within ``budget_s`` seconds.
 
-    Returns a JSON-ready summary: every run with its status, every pack with its estimate and time.
+    ``started``: the ``time.monotonic()`` the budget counts from (the command line passes its own start,
+    so that importing torch counts too); default now. Returns a JSON-ready summary: every run with its
+    status, every pack with its estimate and time.
     """
-    started = time.monotonic()
+    started = time.monotonic() if started is None else started
     runs = planned_runs(profile, runs_dir, seeds=seeds, data_root=data_root, parameters=parameters)
     todo = [run for run in runs if not run.finished]
     packs = make_packs(todo, max_members)
@@ -400,7 +403,7 @@ def campaign(profile: str, budget_s: float, runs_dir: str | Path, seeds: Sequenc
         raise ValueError(f"profile {profile!r} trains on cuda and no CUDA device is available here; "
                          f"--plan lists its runs without training")
     runner = Campaign(runs_dir, budget_s, trainer=trainer, log=log, plan_only=plan_only,
-                      probe=probe and device_here)
+                      probe=probe and device_here, started=started)
     log(f"campaign: profile {profile}, {len(runs)} runs: {len(runs) - len(todo)} done, {len(todo)} to train "
         f"in {len(packs)} pack(s); budget {budget_s:.0f} s; packs train with {runner.trainer.name}")
     if todo and runner.probe:

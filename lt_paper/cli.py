@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 
 def _train(args) -> int:
@@ -68,6 +69,7 @@ def _reproduce(args) -> int:
 
 
 def _campaign(args) -> int:
+    started = time.monotonic()  # the budget counts the imports below (torch) too
     from .campaign import campaign, write_summary
     from .train.config import parse_assignment
 
@@ -76,7 +78,7 @@ def _campaign(args) -> int:
     parameters = dict(parse_assignment(s) for s in args.set)
     summary = campaign(args.profile, args.budget, args.runs_dir, seeds=args.seeds, data_root=args.data_root,
                        parameters=parameters, plan_only=args.plan, probe=not args.no_probe,
-                       max_members=args.max_pack)
+                       max_members=args.max_pack, started=started)
     if args.json:
         write_summary(summary, args.json)
     failed = [p for p in summary["packs"] if p["status"] == "failed"]
