@@ -22,7 +22,9 @@ afterwards), which gives a fixed cost and a cost per epoch; the estimate for the
 ``fixed + epochs * per_epoch``. A pack trains only if its estimate (times :data:`SAFETY`, plus
 :data:`MARGIN_S`) fits in what is left of the budget; otherwise its lowest-priority members are
 dropped until it fits (a smaller pack is probed again), and what cannot fit is reported as skipped.
-Probes count against the budget; one probe serves every later pack of the same kind and size.
+Probes count against the budget; one probe serves every later pack of the same kind and size. A
+teacher trains only if the time for its student is left as well (taken as the teacher's own cost):
+published runs keep no weights, so a student must train in the same campaign as its teacher.
 
 Nothing here can leave a run that looks finished and is not: runs train through the engine, which
 writes ``metrics.json`` last, and a campaign stopped from outside (``timeout``) leaves at most a
@@ -50,7 +52,7 @@ from .reproduce import jobs_for
 from .rows import NOTEBOOK_ROWS
 from .train.config import Config, apply_overrides
 from .train.distributed import device_type
-from .train.engine import is_finished, resolve_config, resolve_runtime, run_dir_for
+from .train.engine import FINAL_MODEL, is_finished, resolve_config, resolve_runtime, run_dir_for
 
 # Campaign priority of the notebooks' rows; distillation rows are moved to their own section, after these.
 SECTIONS = ("table 4", "table 1", "table 5", "figures", "distillation")
@@ -251,6 +253,7 @@ class Campaign:
         self.started = clock() if started is None else started  # on ``clock``'s scale
         self.planned_s = 0.0  # --plan: estimated seconds of the packs that would train
         self.estimates: dict[tuple, Estimate] = {}
+        self.teachers: set[Path] = set()  # teachers of the students still to train (set by run)
 
     def left_s(self) -> float:
         return self.budget_s - (self.clock() - self.started) - self.planned_s
@@ -288,8 +291,9 @@ class Campaign:
                  f"{estimate.per_epoch_s:.2f} s per epoch")
         return estimate
 
-    def fits(self, estimate: Estimate, epochs: int) -> bool:
-        return estimate.seconds(epochs) * SAFETY + MARGIN_S <= self.left_s()
+    def fits(self, estimate: Estimate, epochs: int, reserve: int = 0) -> bool:
+        """Whether the pack, plus ``reserve`` times its own cost kept free for its students, fits."""
+        return estimate.seconds(epochs) * (1 + reserve) * SAFETY + MARGIN_S <= self.left_s()
 
     def run_pack(self, pack: list[PlannedRun], available: set[Path]) -> PackOutcome:
         """Fit the pack to the budget (dropping its lowest-priority members), then train it."""
@@ -300,6 +304,10 @@ class Campaign:
         if any(run.teacher_dir is not None and not is_finished(run.teacher_dir) for run in pack):
             # --plan: the teacher would train first; a student cannot be probed before it exists
             outcome.status, outcome.reason = "would train", "not measured: its teacher trains first"
+            return outcome
+        if any(run.teacher_dir is not None and not (run.teacher_dir / FINAL_MODEL).is_file() for run in pack):
+            # published runs keep no weights: a teacher from an earlier window must be trained again
+            outcome.status, outcome.reason = "skipped", f"its teacher's weights ({FINAL_MODEL}) are not here"
             return outcome
         epochs = pack[0].config.epochs
         members = list(pack)
@@ -316,7 +324,9 @@ class Campaign:
                 outcome.status, outcome.reason = "would train", "not measured"
                 return outcome
             outcome.estimate_s = estimate.seconds(epochs)
-            if self.fits(estimate, epochs):
+            # a teacher trains only with time for its student after it: published runs keep no weights,
+            # so a student cannot follow in a later window (a student costs less than its MoE teacher)
+            if self.fits(estimate, epochs, reserve=sum(run.run_dir in self.teachers for run in members)):
                 break
             outcome.reason = f"estimated {outcome.estimate_s:.0f} s, {self.left_s():.0f} s left"
             # sequential training costs each member alone; an ensemble's cost is re-measured at half size
@@ -348,6 +358,7 @@ class Campaign:
 
     def run(self, packs: list[list[PlannedRun]], finished: set[Path]) -> list[PackOutcome]:
         available = set(finished)
+        self.teachers = {run.teacher_dir for pack in packs for run in pack if run.teacher_dir is not None}
         outcomes = []
         for number, pack in enumerate(packs, 1):
             self.log(f"pack {number}/{len(packs)}: {describe_pack(pack)}")

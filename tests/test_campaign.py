@@ -83,6 +83,7 @@ class FakeTrainer:
         for config in configs:
             run_dir = C.expected_run_dir(config, runs_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "model.pt").write_bytes(b"")  # the weights a distillation student loads
             (run_dir / "metrics.json").write_text("{}")  # what the engine writes last
             results.append({"run_dir": str(run_dir)})
         return results
@@ -128,6 +129,12 @@ def test_ensemble_packs_train_whole_and_students_wait_for_their_teacher(tmp_path
     student_pack = next(p for p in C.make_packs(C.planned_runs("smoke", tmp_path / "other")) if p[0].config.distill)
     outcome = runner.run_pack(student_pack, available=set())
     assert outcome.status == "skipped" and "teacher" in outcome.reason
+    # a teacher published without its weights (results keep no model.pt) cannot teach
+    teacher_dir = student_pack[0].teacher_dir
+    teacher_dir.mkdir(parents=True)
+    (teacher_dir / "metrics.json").write_text("{}")
+    outcome = runner.run_pack(student_pack, available={teacher_dir})
+    assert outcome.status == "skipped" and "model.pt" in outcome.reason
 
 
 def test_teacher_location_does_not_change_the_student_hash():
@@ -178,3 +185,17 @@ def test_reproduce_no_train_hands_train_false_to_every_notebook(tmp_path, monkey
     R.reproduce("smoke", out_root=tmp_path, runs_dir=str(tmp_path / "published"), train=False)
     assert len(seen) == len(R.NOTEBOOKS)
     assert all(p["train"] is False and p["runs_dir"] == str((tmp_path / "published").resolve()) for p in seen)
+
+
+def test_a_teacher_trains_only_with_time_left_for_its_student(tmp_path):
+    def teacher_and_student(budget, where):
+        clock = FakeClock()
+        runs = C.planned_runs("smoke", tmp_path / where, parameters={"epochs": 10})
+        packs = [p for p in C.make_packs(runs) if p[0].config.num_experts == 6 or p[0].config.distill]
+        runner = C.Campaign(tmp_path / where, budget, trainer=FakeTrainer(clock, True), clock=clock,
+                            log=lambda _: None)
+        return [o.status for o in runner.run(packs, set())]
+
+    # probe 6 s, then 11 s per run: the teacher alone would fit in 30 s, teacher and student do not
+    assert teacher_and_student(30.0, "tight") == ["skipped", "skipped"]
+    assert teacher_and_student(60.0, "enough") == ["trained", "trained"]
