@@ -23,7 +23,8 @@
 # device command limit is 600 s), WINDOW_DEVICE (cuda), WINDOW_PROFILE (cifar), WINDOW_RUNS_DIR
 # (results/cifar10_lt_if100/runs: the published runs, so that finished runs are skipped),
 # WINDOW_CAMPAIGN_SET (notebook parameters for the campaign, space-separated key=value), WINDOW_TESTS_S
-# (180), WINDOW_BENCH_SIZE (short), WINDOW_BENCH_S (120), WINDOW_PACK_S (seconds kept for packing, 20),
+# (210), WINDOW_BENCH_SIZE (short), WINDOW_BENCH_S (110; WINDOW_BENCH_FULL_S, 240, when the bench has no
+# such size and runs --size full), WINDOW_PACK_S (seconds kept for packing, 20),
 # WINDOW_WHEELS (.whl; "none" skips the install), WINDOW_SITE (/tmp/site).
 set -uo pipefail  # no -e: every step runs whatever the previous one did
 cd "$(dirname "$0")/.."
@@ -34,9 +35,9 @@ DEVICE=${WINDOW_DEVICE:-cuda}
 PROFILE=${WINDOW_PROFILE:-cifar}
 RUNS_DIR=${WINDOW_RUNS_DIR:-results/cifar10_lt_if100/runs}
 CAMPAIGN_SET=${WINDOW_CAMPAIGN_SET:-}
-TESTS_S=${WINDOW_TESTS_S:-180}
+TESTS_S=${WINDOW_TESTS_S:-210}
 BENCH_SIZE=${WINDOW_BENCH_SIZE:-short}
-BENCH_S=${WINDOW_BENCH_S:-120}
+BENCH_S=${WINDOW_BENCH_S:-110}
 PACK_S=${WINDOW_PACK_S:-20}
 WHEELS=${WINDOW_WHEELS:-.whl}
 SITE=${WINDOW_SITE:-/tmp/site}
@@ -115,16 +116,17 @@ main() {
   fi
 
   # 2. CUDA tests
-  step tests "$(at_most "$TESTS_S")" "$PY" -m pytest -m gpu tests/test_gpu.py -p no:cacheprovider -q -ra \
+  step tests "$(at_most "$TESTS_S")" "$PY" -m pytest -m gpu tests/test_gpu.py -p no:cacheprovider -v -ra \
     --junitxml="$OUT/pytest-gpu.xml"
 
   # 3. speed benchmark (the short size where this checkout's bench has it, else the full one)
-  local size=$BENCH_SIZE
+  local size=$BENCH_SIZE bench_s=$BENCH_S
   if ! "$PY" -c "import sys; from lt_paper.bench import SIZES; sys.exit('$size' not in SIZES)" 2>/dev/null; then
-    echo "gpu_window: bench has no --size $size here; running --size full"
-    size=full
+    # a checkout without the short size has no ensembles either: the campaign would train little anyway
+    echo "gpu_window: bench has no --size $size here; running --size full (about 3 minutes)"
+    size=full bench_s=${WINDOW_BENCH_FULL_S:-240}
   fi
-  step bench "$(at_most "$BENCH_S")" "$PY" -m lt_paper bench --size "$size" --device "$DEVICE" --out "$OUT/bench.md"
+  step bench "$(at_most "$bench_s")" "$PY" -m lt_paper bench --size "$size" --device "$DEVICE" --out "$OUT/bench.md"
 
   # 4. the campaign, with what is left once packing is provided for
   local before after campaign_s sets=()

@@ -185,6 +185,10 @@ def test_reproduce_no_train_hands_train_false_to_every_notebook(tmp_path, monkey
     R.reproduce("smoke", out_root=tmp_path, runs_dir=str(tmp_path / "published"), train=False)
     assert len(seen) == len(R.NOTEBOOKS)
     assert all(p["train"] is False and p["runs_dir"] == str((tmp_path / "published").resolve()) for p in seen)
+    from lt_paper.cli import build_parser
+
+    assert build_parser().parse_args(["reproduce", "--no-train"]).train is False
+    assert build_parser().parse_args(["reproduce"]).train is True
 
 
 def test_a_teacher_trains_only_with_time_left_for_its_student(tmp_path):
