@@ -44,7 +44,6 @@ PLATFORMS="--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --p
 --platform manylinux_2_31_x86_64 --platform manylinux_2_34_x86_64 --platform manylinux_2_35_x86_64"
 
 mkdir -p "$DEST"
-grep -qx '/.whl/' .git/info/exclude 2>/dev/null || true  # .gitignore already lists .whl/
 
 # The closure, computed by Python (packaging evaluates the markers); it calls pip for each new name.
 "$PY" - "$DEST" "$WANTED" "$GPU_MACHINE_HAS" "$PLATFORMS" <<'PYEOF'
