@@ -145,8 +145,10 @@ def test_teacher_location_does_not_change_the_student_hash():
     assert config_hash(here) == config_hash(there) != config_hash(other)
 
 
-def test_smoke_campaign_trains_exactly_the_runs_the_notebooks_then_reuse(tmp_path):
+def test_smoke_campaign_trains_exactly_the_runs_the_notebooks_then_reuse(tmp_path, monkeypatch):
     runs_dir = tmp_path / "runs"
+    # what is trained is the point here, not the budget (the fake-trainer tests cover the probes)
+    monkeypatch.setattr(C.Campaign, "estimate", lambda self, members: C.Estimate(0.0, 0.0))
     summary = C.campaign("smoke", 600, runs_dir, parameters=SMOKE_FAST, log=lambda _: None)
     assert summary["trained"] == 19 and all(p["status"] == "trained" for p in summary["packs"])
     overrides = dict(epochs=1, device="cpu", data_root=None)
@@ -156,6 +158,14 @@ def test_smoke_campaign_trains_exactly_the_runs_the_notebooks_then_reuse(tmp_pat
         assert all(r["reused"] for rs in results.values() for r in rs), notebook
     again = C.campaign("smoke", 600, runs_dir, parameters=SMOKE_FAST, log=lambda _: None)
     assert again["trained"] == 0 and all(r["finished_before"] for r in again["runs"])
+    # the notebook itself, with reproduce's parameters, trains nothing new (teacher and student included)
+    from lt_paper.reproduce import PROFILES, execute_notebook
+
+    before = sorted(p.name for p in runs_dir.iterdir())
+    (_, params), = PROFILES["smoke"]["table1_3_main_results"]
+    execute_notebook("table1_3_main_results", tmp_path / "table1",
+                     dict(params, runs_dir=str(runs_dir.resolve()), profile="smoke", **SMOKE_FAST))
+    assert sorted(p.name for p in runs_dir.iterdir()) == before
 
 
 def test_cli_plan_trains_nothing_and_a_negative_budget_is_refused(tmp_path, capsys):
