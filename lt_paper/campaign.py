@@ -65,7 +65,10 @@ NOTEBOOK_SECTION = {
 }
 SAFETY = 1.1  # estimates are multiplied by this before comparing them with the time left
 MARGIN_S = 2.0  # and this much is kept free after the pack would end
-PROBE_EPOCHS = (1, 3)  # the probe's two short runs; 3 epochs reach DRW and the router switch-on
+# The probe's two short runs; 3 epochs reach DRW and the router switch-on. Every probe epoch ends with
+# an evaluation, as the real runs' epochs do by default (a run that evaluates only every N epochs costs
+# a little less than its estimate).
+PROBE_EPOCHS = (1, 3)
 DEFAULT_MAX_MEMBERS = 21  # runs in one pack (Table 4 x 3 seeds)
 
 # until train_ensemble lands: lt_paper.train.ensemble's grouping decides which configs train together.
