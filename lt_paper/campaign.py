@@ -65,9 +65,9 @@ NOTEBOOK_SECTION = {
 }
 SAFETY = 1.1  # estimates are multiplied by this before comparing them with the time left
 MARGIN_S = 2.0  # and this much is kept free after the pack would end
-# The probe's two short runs; 3 epochs reach DRW and the router switch-on. Every probe epoch ends with
-# an evaluation, as the real runs' epochs do by default (a run that evaluates only every N epochs costs
-# a little less than its estimate).
+# The probe's two short runs; 3 epochs reach DRW and the router switch-on. With the default evaluation
+# after every epoch, the measured cost per epoch includes it; a run that evaluates only every N >= 3
+# epochs is underestimated by its evaluations beyond the probe's one (SAFETY covers a few).
 PROBE_EPOCHS = (1, 3)
 DEFAULT_MAX_MEMBERS = 21  # runs in one pack (Table 4 x 3 seeds)
 
