@@ -1,6 +1,6 @@
 """The ``python -m lt_paper`` command line; each subcommand is a thin call into the package.
 
-Subcommands: train, evaluate, presets, reproduce, publish, bench, verify-data.
+Subcommands: train, evaluate, presets, reproduce, campaign, publish, bench, verify-data.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 
@@ -64,12 +65,29 @@ def _reproduce(args) -> int:
 
     overrides = dict(parse_assignment(s) for s in args.set)
     result = reproduce(args.profile, out_root=args.out, only=args.only, runs_dir=args.runs_dir,
-                       data_root=args.data_root, kernel=args.kernel, overrides=overrides)
+                       data_root=args.data_root, kernel=args.kernel, overrides=overrides, train=args.train)
     print(f"report: {result['report']}")
     if result["failed"]:
         print(f"failed notebooks: {', '.join(result['failed'])}", file=sys.stderr)
         return 1
     return 0
+
+
+def _campaign(args) -> int:
+    started = time.monotonic()  # the budget counts the imports below (torch) too
+    from .campaign import campaign, write_summary
+    from .train.config import parse_assignment
+
+    if args.budget < 0:
+        raise ValueError(f"--budget is a number of seconds >= 0, got {args.budget}")
+    parameters = dict(parse_assignment(s) for s in args.set)
+    summary = campaign(args.profile, args.budget, args.runs_dir, seeds=args.seeds, data_root=args.data_root,
+                       parameters=parameters, plan_only=args.plan, probe=not args.no_probe,
+                       max_members=args.max_pack, started=started)
+    if args.json:
+        write_summary(summary, args.json)
+    failed = [p for p in summary["packs"] if p["status"] == "failed"]
+    return 1 if failed else 0
 
 
 def _publish(args) -> int:
@@ -109,7 +127,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel", default=None, help="Jupyter kernel name (default: python3)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a notebook parameter, e.g. --set epochs=5 --set seeds=[0,1]")
+    p.add_argument("--no-train", dest="train", action="store_false",
+                   help="train nothing: the notebooks read finished runs only and show missing rows as missing")
     p.set_defaults(func=_reproduce)
+
+    p = sub.add_parser("campaign", help="train what a profile's notebooks need, most important first, "
+                                        "within a time budget")
+    p.add_argument("--profile", default="cifar", choices=["smoke", "cifar", "paper"])
+    p.add_argument("--budget", type=float, required=True, metavar="SECONDS",
+                   help="wall-clock seconds for the whole command (probes included)")
+    p.add_argument("--runs-dir", required=True, help="the run cache the notebooks read (finished runs are skipped)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: the profile's)")
+    p.add_argument("--data-root", default=None, help="dataset location (default: data/downloads)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a notebook parameter as reproduce does, e.g. --set epochs=2")
+    p.add_argument("--plan", action="store_true",
+                   help="print the plan (done / to train / estimated seconds) without training any run; "
+                        "estimates come from short probes in a scratch folder")
+    p.add_argument("--no-probe", action="store_true", help="no probes: the plan shows no estimates")
+    p.add_argument("--max-pack", type=int, default=21, help="most runs trained as one ensemble (default 21)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the plan and outcome as JSON")
+    p.set_defaults(func=_campaign)
 
     p = sub.add_parser("publish", help="copy a complete reproduce output into results/NAME and figures/NAME")
     p.add_argument("profile_dir", help="e.g. outputs/smoke")

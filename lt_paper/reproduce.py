@@ -168,8 +168,11 @@ def execute_notebook(notebook: str, output_dir: Path, parameters: dict, kernel: 
 
 def reproduce(profile: str = "smoke", out_root: str | Path = "outputs", only: str | None = None,
               runs_dir: str | None = None, data_root: str | None = None, kernel: str | None = None,
-              overrides: dict | None = None) -> dict:
+              overrides: dict | None = None, train: bool = True) -> dict:
     """Execute the profile's notebooks; returns {"ok": [...], "failed": {folder: error}, "report": path}.
+
+    ``train=False`` (``--no-train``): every notebook reads finished runs only (e.g. the published ones,
+    ``--runs-dir results/<name>/runs``) and shows rows without a run as missing.
 
     Under ``torchrun`` every rank executes the same notebooks (their kernels inherit RANK / WORLD_SIZE,
     so each ``train`` call joins the process group); rank 0 alone writes the outputs and the report,
@@ -183,17 +186,18 @@ def reproduce(profile: str = "smoke", out_root: str | Path = "outputs", only: st
     jobs = jobs_for(profile, only)
     parameters, config_keys = split_overrides(overrides or {}, {nb for nb, _, _ in jobs})
     with output_lock(out_root):
-        ok, failed = _run_jobs(jobs, profile, out_root, runs_dir, data_root, kernel, parameters, config_keys)
+        ok, failed = _run_jobs(jobs, profile, out_root, runs_dir, data_root, kernel, parameters, config_keys,
+                               train)
         report = write_report(out_root, profile) if rank == 0 else None
     return {"ok": ok, "failed": failed, "report": str(report)}
 
 
 def _run_jobs(jobs, profile: str, out_root: Path, runs_dir: str, data_root: str | None, kernel: str | None,
-              parameters: dict, config_keys: dict) -> tuple[list[str], dict[str, str]]:
+              parameters: dict, config_keys: dict, train: bool) -> tuple[list[str], dict[str, str]]:
     """Execute each (notebook, folder, params) job into a staging folder; swap it in when it succeeds."""
     ok, failed = [], {}
     for notebook, folder, params in jobs:
-        params = dict(params, runs_dir=str(Path(runs_dir).resolve()), profile=profile)
+        params = dict(params, runs_dir=str(Path(runs_dir).resolve()), profile=profile, train=train)
         if data_root is not None:
             params["data_root"] = str(Path(data_root).resolve())
         declared = set(notebook_parameters(notebook))

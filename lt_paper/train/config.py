@@ -31,6 +31,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any, Callable
 
 from ..data import DATASETS, OLTR_SHOT_RULE
@@ -246,6 +247,10 @@ def config_hash(config: Config) -> str:
     """Hash of every field that can change the result (names and runtime knobs excluded)."""
     d = {k: v for k, v in to_dict(config).items() if k not in RUNTIME_ONLY_FIELDS + ("name",)
          and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
+    if d.get("teacher"):
+        # the teacher's run directory NAME holds its config hash; where the runs directory lives (this
+        # machine's path, a GPU machine's, results/<name>/runs) must not change the student's hash
+        d["teacher"] = PurePath(d["teacher"]).name
     blob = json.dumps(d, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 

@@ -1,0 +1,215 @@
+"""The campaign: which runs, in which order, packed how, and how much of a budget they may spend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lt_paper import campaign as C
+from lt_paper.cli import main
+from lt_paper.experiments import run_rows
+from lt_paper.rows import NOTEBOOK_ROWS, TABLE4_ROWS
+from lt_paper.train.config import apply_overrides, config_hash
+from lt_paper.train.presets import get_preset
+
+SMOKE_FAST = {"epochs": 1}
+
+
+def test_every_notebook_row_is_a_preset_and_the_figures_reuse_table_rows():
+    table_methods = {m for nb, (rows, _) in NOTEBOOK_ROWS.items() if nb.startswith("table") for m in rows.values()}
+    for notebook, (rows, _) in NOTEBOOK_ROWS.items():
+        for method in rows.values():
+            get_preset(f"smoke/resnet8/{method}")
+            get_preset(f"cifar10_lt/resnet32/{method}")
+        if notebook.startswith("figure"):
+            assert set(rows.values()) <= table_methods, notebook
+    assert list(TABLE4_ROWS.values()) == ["ce", "ldam_drw", "ains", "acls", "focal_acls", "ldam_ains", "ala"]
+
+
+def test_cifar_plan_lists_each_run_once_table4_first_teacher_before_student(tmp_path):
+    runs = C.planned_runs("cifar", tmp_path)
+    # per seed: 9 single networks (Table 4 + focal, LA), 4 + 4 MoEs (Tables 1, 5), teacher, student
+    assert len(runs) == 3 * 19 and len({r.run_dir for r in runs}) == len(runs)
+    assert [r.config.name.split("/")[-1] for r in runs[:7]] == list(TABLE4_ROWS.values())
+    assert {r.seed for r in runs[:19]} == {0} and all(r.first_seed for r in runs[:19])
+    assert [r.seed for r in runs[19:]] == sorted(r.seed for r in runs[19:])  # seed 1 before seed 2
+    assert [r.section for r in runs[:19]] == sorted((r.section for r in runs[:19]), key=C.SECTIONS.index)
+    for seed in (0, 1, 2):
+        names = [r.config.name.split("/")[-1] for r in runs if r.seed == seed]
+        assert names.index("ala_moe6") == names.index("ala_distill") - 1
+        student = next(r for r in runs if r.seed == seed and r.config.distill)
+        teacher = next(r for r in runs if r.seed == seed and r.config.num_experts == 6)
+        assert student.teacher_dir == teacher.run_dir
+    shared = next(r for r in runs if r.config.name.endswith("/ce") and r.seed == 0)
+    assert set(shared.needed_by) == {"table4_ala_ablation", "table1_3_main_results", "figure1_hard_samples"}
+    assert all(r.config.device == "cuda" and r.config.amp and r.config.epochs == 200 for r in runs)
+    assert not any(r.finished for r in runs)
+
+
+def test_packs_hold_compatible_runs_and_never_mix_the_first_seed_with_others(tmp_path):
+    runs = C.planned_runs("cifar", tmp_path)
+    packs = C.make_packs(runs)
+    assert [len(p) for p in packs[:5]] == [9, 4, 4, 1, 1]  # seed 0: single, MoE-3, MoE-4, teacher, student
+    assert sum(len(p) for p in packs) == len(runs)
+    for pack in packs:
+        assert len({C.pack_key(r.config) for r in pack}) == 1
+        assert len({r.first_seed for r in pack}) == 1
+    assert all(len(p) <= 4 for p in C.make_packs(runs, max_members=4))
+    with pytest.raises(ValueError, match="max_members"):
+        C.make_packs(runs, max_members=0)
+
+
+def test_estimate_is_fixed_cost_plus_epochs_times_the_measured_epoch_cost():
+    estimate = C.Estimate.from_probe(5.0, 9.0)  # 1 epoch: 5 s, 3 epochs: 9 s -> 2 s per epoch + 3 s
+    assert estimate.per_epoch_s == pytest.approx(2.0) and estimate.fixed_s == pytest.approx(3.0)
+    assert estimate.seconds(200) == pytest.approx(403.0)
+    noisy = C.Estimate.from_probe(5.0, 4.0)  # a faster long probe never gives a negative cost
+    assert noisy.per_epoch_s > 0 and noisy.fixed_s >= 0
+
+
+class FakeTrainer:
+    """Trains nothing; advances a fake clock by ``fixed + epochs * per_epoch`` per member (or per pack)."""
+
+    def __init__(self, clock, sequential, fixed=1.0, per_epoch=1.0):
+        self.clock, self.sequential, self.fixed, self.per_epoch = clock, sequential, fixed, per_epoch
+        self.name, self.calls = "fake", []
+
+    def __call__(self, configs, runs_dir):
+        self.calls.append((len(configs), configs[0].epochs, Path(runs_dir)))
+        members = len(configs) if self.sequential else 1  # an ensemble costs the same at any size here
+        self.clock.now += members * (self.fixed + configs[0].epochs * self.per_epoch)
+        results = []
+        for config in configs:
+            run_dir = C.expected_run_dir(config, runs_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "model.pt").write_bytes(b"")  # the weights a distillation student loads
+            (run_dir / "metrics.json").write_text("{}")  # what the engine writes last
+            results.append({"run_dir": str(run_dir)})
+        return results
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def _campaign(tmp_path, budget, sequential):
+    clock = FakeClock()
+    trainer = FakeTrainer(clock, sequential)
+    runs = C.planned_runs("smoke", tmp_path / "runs", parameters={"epochs": 10})
+    packs = C.make_packs(runs)
+    runner = C.Campaign(tmp_path / "runs", budget, trainer=trainer, clock=clock, log=lambda _: None)
+    return runner.run(packs, set()), trainer, packs
+
+
+def test_sequential_packs_drop_their_lowest_priority_runs_to_fit_the_budget(tmp_path):
+    # one run: 1 s + 10 epochs x 1 s = 11 s; probes 2 + 4 = 6 s once per kind
+    outcomes, trainer, packs = _campaign(tmp_path, budget=60.0, sequential=True)
+    first = outcomes[0]
+    assert first.status == "partly trained" and first.estimate_s == pytest.approx(11.0 * len(first.members))
+    assert first.members == packs[0][:len(first.members)] and first.dropped == packs[0][len(first.members):]
+    assert 6 + 11 * len(first.members) * C.SAFETY + C.MARGIN_S <= 60 < 6 + 11 * (len(first.members) + 1) * C.SAFETY + C.MARGIN_S
+    assert all(o.status == "skipped" for o in outcomes[1:])
+    trained = [d for d in (tmp_path / "runs").iterdir() if (d / "metrics.json").is_file()]
+    assert sorted(trained) == sorted(r.run_dir for r in first.members)
+    assert [c[1] for c in trainer.calls[:2]] == list(C.PROBE_EPOCHS)  # probed before it trained
+
+
+def test_ensemble_packs_train_whole_and_students_wait_for_their_teacher(tmp_path):
+    outcomes, trainer, packs = _campaign(tmp_path, budget=1000.0, sequential=False)
+    assert [o.status for o in outcomes] == ["trained"] * len(packs)
+    assert [c[0] for c in trainer.calls if c[1] == 10] == [len(p) for p in packs]
+    # without the teacher's pack, the student's pack is skipped rather than failing
+    clock = FakeClock()
+    runner = C.Campaign(tmp_path / "other", 1000.0, trainer=FakeTrainer(clock, False), clock=clock, log=lambda _: None)
+    student_pack = next(p for p in C.make_packs(C.planned_runs("smoke", tmp_path / "other")) if p[0].config.distill)
+    outcome = runner.run_pack(student_pack, available=set())
+    assert outcome.status == "skipped" and "teacher" in outcome.reason
+    # a teacher published without its weights (results keep no model.pt) cannot teach
+    teacher_dir = student_pack[0].teacher_dir
+    teacher_dir.mkdir(parents=True)
+    (teacher_dir / "metrics.json").write_text("{}")
+    outcome = runner.run_pack(student_pack, available={teacher_dir})
+    assert outcome.status == "skipped" and "model.pt" in outcome.reason
+
+
+def test_teacher_location_does_not_change_the_student_hash():
+    student = get_preset("smoke/resnet8/ala_distill")
+    here = apply_overrides(student, {"teacher": "/work/runs/digits_lt-resnet8-ala-moe6-s0-abc"})
+    there = apply_overrides(student, {"teacher": "/root/repo/results/x/runs/digits_lt-resnet8-ala-moe6-s0-abc/"})
+    other = apply_overrides(student, {"teacher": "/work/runs/digits_lt-resnet8-ala-moe6-s1-def"})
+    assert config_hash(here) == config_hash(there) != config_hash(other)
+
+
+def test_smoke_campaign_trains_exactly_the_runs_the_notebooks_then_reuse(tmp_path, monkeypatch):
+    runs_dir = tmp_path / "runs"
+    # what is trained is the point here, not the budget (the fake-trainer tests cover the probes)
+    monkeypatch.setattr(C.Campaign, "estimate", lambda self, members: C.Estimate(0.0, 0.0))
+    summary = C.campaign("smoke", 600, runs_dir, parameters=SMOKE_FAST, log=lambda _: None)
+    assert summary["trained"] == 19 and all(p["status"] == "trained" for p in summary["packs"])
+    overrides = dict(epochs=1, device="cpu", data_root=None)
+    for notebook, (rows, _) in NOTEBOOK_ROWS.items():
+        results = run_rows("smoke", "resnet8", rows, seeds=[0], runs_dir=str(runs_dir.resolve()), progress=False,
+                           **overrides)
+        assert all(r["reused"] for rs in results.values() for r in rs), notebook
+    again = C.campaign("smoke", 600, runs_dir, parameters=SMOKE_FAST, log=lambda _: None)
+    assert again["trained"] == 0 and all(r["finished_before"] for r in again["runs"])
+    # the notebook itself, with reproduce's parameters, trains nothing new (teacher and student included)
+    from lt_paper.reproduce import PROFILES, execute_notebook
+
+    before = sorted(p.name for p in runs_dir.iterdir())
+    (_, params), = PROFILES["smoke"]["table1_3_main_results"]
+    execute_notebook("table1_3_main_results", tmp_path / "table1",
+                     dict(params, runs_dir=str(runs_dir.resolve()), profile="smoke", **SMOKE_FAST))
+    assert sorted(p.name for p in runs_dir.iterdir()) == before
+
+
+def test_cli_plan_trains_nothing_and_a_negative_budget_is_refused(tmp_path, capsys):
+    runs_dir = tmp_path / "runs"
+    with pytest.raises(SystemExit) as done:
+        main(["campaign", "--profile", "smoke", "--budget", "0", "--runs-dir", str(runs_dir), "--plan",
+              "--no-probe", "--json", str(tmp_path / "plan.json")])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "19 to train" in out and "table4_ala_ablation:ce s0" in out
+    assert not runs_dir.exists() and (tmp_path / "plan.json").is_file()
+    with pytest.raises(SystemExit) as done:
+        main(["campaign", "--profile", "smoke", "--budget", "-1", "--runs-dir", str(runs_dir)])
+    assert done.value.code == 2 and "--budget" in capsys.readouterr().err
+
+
+def test_reproduce_no_train_hands_train_false_to_every_notebook(tmp_path, monkeypatch):
+    from lt_paper import reproduce as R
+
+    seen = []
+
+    def execute(notebook, output_dir, params, kernel=None):
+        output_dir.mkdir(parents=True)
+        seen.append(params)
+
+    monkeypatch.setattr(R, "execute_notebook", execute)
+    R.reproduce("smoke", out_root=tmp_path, runs_dir=str(tmp_path / "published"), train=False)
+    assert len(seen) == len(R.NOTEBOOKS)
+    assert all(p["train"] is False and p["runs_dir"] == str((tmp_path / "published").resolve()) for p in seen)
+    from lt_paper.cli import build_parser
+
+    assert build_parser().parse_args(["reproduce", "--no-train"]).train is False
+    assert build_parser().parse_args(["reproduce"]).train is True
+
+
+def test_a_teacher_trains_only_with_time_left_for_its_student(tmp_path):
+    def teacher_and_student(budget, where):
+        clock = FakeClock()
+        runs = C.planned_runs("smoke", tmp_path / where, parameters={"epochs": 10})
+        packs = [p for p in C.make_packs(runs) if p[0].config.num_experts == 6 or p[0].config.distill]
+        runner = C.Campaign(tmp_path / where, budget, trainer=FakeTrainer(clock, True), clock=clock,
+                            log=lambda _: None)
+        return [o.status for o in runner.run(packs, set())]
+
+    # probe 6 s, then 11 s per run: the teacher alone would fit in 30 s, teacher and student do not
+    assert teacher_and_student(30.0, "tight") == ["skipped", "skipped"]
+    assert teacher_and_student(60.0, "enough") == ["trained", "trained"]
