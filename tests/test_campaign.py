@@ -14,6 +14,19 @@ from lt_paper.train.config import apply_overrides, config_hash
 from lt_paper.train.presets import get_preset
 
 SMOKE_FAST = {"epochs": 1}
+CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+@pytest.fixture(scope="module")
+def cifar_root(tmp_path_factory):
+    """A CIFAR-10 image-folder tree of one empty file per class and split: enough for the run identity
+    (the data fingerprint lists the files), which is all a plan needs; nothing here decodes images."""
+    root = tmp_path_factory.mktemp("cifar10")
+    for split in ("train", "test"):
+        for name in CIFAR10:
+            (root / split / name).mkdir(parents=True)
+            (root / split / name / "0000.jpg").write_bytes(b"")
+    return root
 
 
 def test_every_notebook_row_is_a_preset_and_the_figures_reuse_table_rows():
@@ -27,8 +40,8 @@ def test_every_notebook_row_is_a_preset_and_the_figures_reuse_table_rows():
     assert list(TABLE4_ROWS.values()) == ["ce", "ldam_drw", "ains", "acls", "focal_acls", "ldam_ains", "ala"]
 
 
-def test_cifar_plan_lists_each_run_once_table4_first_teacher_before_student(tmp_path):
-    runs = C.planned_runs("cifar", tmp_path)
+def test_cifar_plan_lists_each_run_once_table4_first_teacher_before_student(tmp_path, cifar_root):
+    runs = C.planned_runs("cifar", tmp_path, data_root=cifar_root)
     # per seed: 9 single networks (Table 4 + focal, LA), 4 + 4 MoEs (Tables 1, 5), teacher, student
     assert len(runs) == 3 * 19 and len({r.run_dir for r in runs}) == len(runs)
     assert [r.config.name.split("/")[-1] for r in runs[:7]] == list(TABLE4_ROWS.values())
@@ -47,8 +60,8 @@ def test_cifar_plan_lists_each_run_once_table4_first_teacher_before_student(tmp_
     assert not any(r.finished for r in runs)
 
 
-def test_packs_hold_compatible_runs_and_never_mix_the_first_seed_with_others(tmp_path):
-    runs = C.planned_runs("cifar", tmp_path)
+def test_packs_hold_compatible_runs_and_never_mix_the_first_seed_with_others(tmp_path, cifar_root):
+    runs = C.planned_runs("cifar", tmp_path, data_root=cifar_root)
     packs = C.make_packs(runs)
     assert [len(p) for p in packs[:5]] == [9, 4, 4, 1, 1]  # seed 0: single, MoE-3, MoE-4, teacher, student
     assert sum(len(p) for p in packs) == len(runs)
