@@ -27,7 +27,7 @@ from typing import Any
 # Fields that never change what a run computes: they are left out of the run hash.
 RUNTIME_ONLY_FIELDS = ("num_workers", "eval_batch_size", "data_root", "download", "progress")
 # Fields added after the first recorded runs, with their defaults: hashed only when set otherwise.
-ADDED_FIELDS = {"compile": False, "fused_optimizer": False}
+ADDED_FIELDS = {"compile": False, "fused_optimizer": False, "eval_every": 1}
 
 VALID_CHOICES = {
     "dataset": ("digits_lt", "cifar10_lt", "cifar100_lt", "imagenet_lt", "inat2018", "places_lt"),
@@ -77,6 +77,7 @@ class Config:
     lr_decay_at: tuple[float, ...] = (0.8, 0.9)  # fractions of epochs
     lr_decay_factors: tuple[float, ...] = (0.01, 0.0001)  # lr multipliers from each decay on
     router_at: float | None = None  # fraction of epochs where the router switches on; None: last decay
+    eval_every: int = 1  # test every N epochs; the last epoch always (the headline, decision 7)
     # runtime
     seed: int = 0
     device: str = "auto"  # "auto": cuda when available
@@ -145,6 +146,8 @@ def validate(config: Config) -> Config:
         raise ValueError("config keys 'lr_decay_at' and 'lr_decay_factors' must have the same length")
     if config.epochs < 1 or config.batch_size < 1:
         raise ValueError("config keys 'epochs' and 'batch_size' must be >= 1")
+    if isinstance(config.eval_every, bool) or not isinstance(config.eval_every, int) or config.eval_every < 1:
+        raise ValueError(f"config key 'eval_every' must be an integer >= 1, got {config.eval_every!r}")
     if config.num_experts < 1:
         raise ValueError("config key 'num_experts' must be >= 1")
     if not 0.0 <= config.drw_at <= 1.0:

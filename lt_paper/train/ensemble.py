@@ -1,0 +1,526 @@
+"""Many runs in one training step: the runs of a table trained together as one batched ensemble.
+
+Why: a CIFAR-LT ResNet-32 step is launch-bound, so one run leaves a GPU mostly idle, and runs side by
+side as processes only time-slice it. Here every kernel does the work of many runs: the members'
+weights are stacked along a leading dimension and one ``torch.func.vmap(functional_call)`` runs them
+all (a convolution over M members becomes one grouped convolution). Each member still computes what
+its solo run computes: its own initial weights (``build_run`` seeded by its seed), its own batches
+and augmentation (one train loader per seed, each a function of (seed, epoch) as in a solo run), its
+own loss, DRW weights, teacher and diversity term (each member's ``Objective`` is the one
+``engine.build_run`` builds, so whatever the objective does applies to members too), its own
+BatchNorm statistics and its own slice of one SGD update (momentum and weight decay are elementwise,
+so an SGD step over the stacked weights is M solo steps). Only the order of floating-point reductions
+differs (a grouped convolution sums in another order than M separate ones), so members match their
+solo runs to rounding, not bit for bit.
+
+Members of one ensemble share the step, so they must agree on everything the step depends on: the
+data set, architecture, number of experts, batch size, epochs, learning-rate schedule, optimizer
+settings, device and fast-path switches (:func:`ensemble_key`). They may differ in what only changes
+the loss or the data order (``MEMBER_FIELDS``): seed, loss and variant, DRW, router type, the aggregate
+loss, the diversity term, distillation. :func:`train_ensemble` splits any list of configs into such
+groups (:func:`ensemble_groups`) and says so.
+
+Different module structures in one group (a linear head for CE beside the cosine head of the other
+Table 4 rows; an instance router beside a mean router) are handled by stacking each structure apart
+(:class:`StackedNetworks`): one ensemble step runs one vmapped forward per structure (Table 4: two,
+the CE row and the six cosine rows), then every member's loss, one backward over their sum (each
+member's gradient is its own: the sum's derivative is 1 for every member) and one optimizer step over
+all stacked weights.
+
+Run directories: every member gets the directory, files and hash its solo ``train`` run would (the
+files are written by the engine's own ``finish_run``), so a later ``train(config)`` of a member
+returns it as finished. While the ensemble trains, one atomic checkpoint holds it all
+(``runs_dir/ensemble-<key>/checkpoint.pt``, key = the members' config hashes); an interrupted
+ensemble rerun with the same unfinished members resumes from it and ends with the same numbers. A
+member whose epoch loss is not finite stops with the solo engine's message (its last good epoch is
+written to its own ``checkpoint.pt``, which a solo ``train`` resumes from); the others finish, then
+:class:`EnsembleError` reports it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+from tqdm.auto import tqdm
+
+from ..data import load_dataset, make_loaders
+from ..models import ModelOutput
+from . import distributed as D
+from .checkpoint import CHECKPOINT_FORMAT, atomic_write_bytes, atomic_write_json
+from .config import Config, config_hash, to_dict
+from .engine import (CHECKPOINT, build_optimizer, build_run, check_teacher_named, compile_network,
+                     configure_backends, finish_run, history_entry, is_eval_epoch, is_finished, load_result,
+                     nonfinite_loss_message, resolve_config, resolve_runtime, run_dir_for, shot_rule,
+                     start_run_dir, update_best)
+from .evaluate import predict_members, records_and_metrics
+from .schedule import Schedule
+
+# Config fields in which the members of one ensemble may differ: they change only a member's loss,
+# its data order or what is recorded. Every other field (including any added later) must be equal.
+MEMBER_FIELDS = ("name", "seed", "loss", "drw", "drw_at", "drw_beta", "diversity_weight",
+                 "diversity_temperature", "distill", "teacher", "distill_temperature", "router",
+                 "aggregate_loss", "many_threshold", "few_threshold", "few_inclusive", "progress")
+ENSEMBLE_DIR_PREFIX = "ensemble-"
+
+
+class EnsembleError(FloatingPointError):
+    """Members of an ensemble stopped (non-finite loss); the others finished and are cached.
+
+    ``failures``: {member index: the solo engine's message}; ``results``: every result in config
+    order, None for a member that failed.
+    """
+
+    def __init__(self, message: str, failures: dict[int, str], results: list):
+        super().__init__(message)
+        self.failures = failures
+        self.results = results
+
+
+# ------------------------------------------------------------------------------------------ grouping
+def ensemble_key(config: Config) -> tuple:
+    """What members of one ensemble must share: every config field but ``MEMBER_FIELDS``.
+
+    Compare resolved configs (``engine.resolve_runtime``): ``amp=None`` and ``amp=True`` are the same
+    on CUDA but different keys.
+    """
+    return tuple((k, repr(v)) for k, v in sorted(to_dict(config).items()) if k not in MEMBER_FIELDS)
+
+
+def group_indices(configs: Sequence[Config]) -> list[list[int]]:
+    """Indices of ``configs`` that can share a training step, grouped in order of first appearance."""
+    groups: dict[tuple, list[int]] = {}
+    for i, config in enumerate(configs):
+        groups.setdefault(ensemble_key(config), []).append(i)
+    return list(groups.values())
+
+
+def ensemble_groups(configs: Sequence[Config]) -> list[list[Config]]:
+    """``configs`` split into groups that can share a training step, in order of first appearance."""
+    return [[configs[i] for i in group] for group in group_indices(configs)]
+
+
+def describe_split(groups: list[list[Config]]) -> str:
+    """One line per group: its size, and the shared fields in which the groups differ."""
+    keys = [dict(ensemble_key(g[0])) for g in groups]
+    differing = sorted(k for k in keys[0] if len({key[k] for key in keys}) > 1)
+    lines = [f"ensemble: {sum(map(len, groups))} runs in {len(groups)} groups that cannot share a step "
+             f"(they differ in {', '.join(differing)}):"]
+    for group, key in zip(groups, keys):
+        shared = ", ".join(f"{k}={key[k]}" for k in differing)
+        lines.append(f"  {len(group)} run(s) [{shared}]: " + ", ".join(f"{c.name} s{c.seed}" for c in group))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------- networks
+def structure_signature(network: nn.Module) -> tuple:
+    """Networks with equal signatures stack: the same module types and the same state-dict shapes."""
+    return (tuple(type(m).__name__ for m in network.modules()),
+            tuple((k, tuple(v.shape), str(v.dtype)) for k, v in network.state_dict().items()))
+
+
+def _attr(name: str) -> str:
+    return name.replace(".", "__")  # a dotted state-dict name as a module attribute
+
+
+class StackedNetworks(nn.Module):
+    """M networks of one structure; each parameter and buffer is stacked to (M, ...) and the M forwards
+    run as one ``vmap(functional_call)`` over a weightless template (on the meta device).
+
+    ``forward(images)``: images (M, B, C, H, W), one batch per member, or (B, C, H, W) seen by every
+    member; returns the non-None fields of ``ModelOutput``, each (M, B, ...). In training mode each
+    member's BatchNorm normalises with its own batch statistics and updates its own running statistics
+    (in place, in its slice of the stacked buffer), exactly as its solo network does.
+    """
+
+    def __init__(self, networks: Sequence[nn.Module]):
+        super().__init__()
+        params, buffers = stack_module_state(list(networks))  # {name: (M, ...)}
+        self.param_names, self.buffer_names = list(params), list(buffers)
+        for name, value in params.items():
+            self.register_parameter(_attr(name), nn.Parameter(value.detach()))
+        for name, value in buffers.items():
+            self.register_buffer(_attr(name), value)
+        # the template is no submodule: its meta tensors are replaced by slices of the stacked ones
+        object.__setattr__(self, "template", copy.deepcopy(networks[0]).to("meta"))
+        self.size = len(networks)
+        self.fields = (0, 1, 2, 3) if getattr(networks[0], "num_experts", 1) > 1 else (0, 3)  # non-None
+
+    def train(self, mode: bool = True) -> "StackedNetworks":
+        super().train(mode)
+        self.template.train(mode)
+        return self
+
+    def set_router_active(self, active: bool) -> None:
+        self.template.set_router_active(active)
+
+    def _one(self, params: dict, buffers: dict, images: Tensor) -> tuple[Tensor, ...]:
+        out = functional_call(self.template, (params, buffers), (images,))
+        return tuple(out[f] for f in self.fields)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        params = {n: getattr(self, _attr(n)) for n in self.param_names}
+        buffers = {n: getattr(self, _attr(n)) for n in self.buffer_names}
+        per_member = 0 if images.dim() == 5 else None
+        return vmap(self._one, in_dims=(0, 0, per_member), randomness="error")(params, buffers, images)
+
+    def member_output(self, fields: tuple[Tensor, ...], position: int) -> ModelOutput:
+        values = [None] * 4
+        for f, value in zip(self.fields, fields):
+            values[f] = value[position]
+        return ModelOutput(*values)
+
+    def member_state(self, position: int, state: dict | None = None) -> dict[str, Tensor]:
+        """The state dict of member ``position`` (copies), from this module or from a saved ``state``."""
+        state = self.state_dict() if state is None else state
+        return {n: state[_attr(n)][position].clone() for n in self.param_names + self.buffer_names}
+
+
+class EnsembleNetwork(nn.Module):
+    """The members of an ensemble, stacked per structure; ``forward`` gives one ModelOutput per member.
+
+    ``forward(images)``: images (S, B, C, H, W), one training batch per distinct seed (member m reads
+    ``images[seed_index[m]]``), or (B, C, H, W) seen by every member (test batches).
+    """
+
+    def __init__(self, networks: Sequence[nn.Module], seed_index: Sequence[int]):
+        super().__init__()
+        by_structure: dict[tuple, list[int]] = {}
+        for m, network in enumerate(networks):
+            by_structure.setdefault(structure_signature(network), []).append(m)
+        self.stack_members = list(by_structure.values())  # member indices of each stack
+        self.stacks = nn.ModuleList(StackedNetworks([networks[m] for m in ms]) for ms in self.stack_members)
+        self.slots = {m: (s, pos) for s, ms in enumerate(self.stack_members) for pos, m in enumerate(ms)}
+        self.seed_index = list(seed_index)
+        self.size = len(networks)
+
+    def set_router_active(self, active: bool) -> None:
+        for stack in self.stacks:
+            if hasattr(stack.template, "set_router_active"):
+                stack.set_router_active(active)
+
+    def _stack_input(self, images: Tensor, members: list[int]) -> Tensor:
+        if images.dim() == 4:
+            return images  # shared by every member
+        seeds = [self.seed_index[m] for m in members]
+        if len(set(seeds)) == 1:
+            return images[seeds[0]]  # (B, C, H, W): one batch for the whole stack, not M copies
+        return images[seeds]  # (M_stack, B, C, H, W)
+
+    def forward(self, images: Tensor) -> list[ModelOutput]:
+        outs: list = [None] * self.size
+        for stack, members in zip(self.stacks, self.stack_members):
+            fields = stack(self._stack_input(images, members))
+            for position, m in enumerate(members):
+                outs[m] = stack.member_output(fields, position)
+        return outs
+
+    def member_state(self, m: int, state: dict | None = None) -> dict[str, Tensor]:
+        """Member ``m``'s state dict, from the live weights or from a saved ensemble ``state``."""
+        s, position = self.slots[m]
+        prefix = f"stacks.{s}."
+        own = None if state is None else {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        return self.stacks[s].member_state(position, own)
+
+    def member_optimizer_state(self, m: int, optimizer_state: dict) -> dict:
+        """Member ``m``'s slice of a saved SGD state dict over ``self.parameters()``, in the layout of an
+        SGD over the member's own network (``network.parameters()`` order), so a solo run can load it."""
+        s, position = self.slots[m]
+        first = sum(len(self.stacks[i].param_names) for i in range(s))
+        count = len(self.stacks[s].param_names)
+        state = {}
+        for j in range(count):
+            entry = optimizer_state["state"].get(first + j)
+            if entry is not None:
+                state[j] = {k: v[position].clone() if torch.is_tensor(v) and v.dim() > 0 else v
+                            for k, v in entry.items()}
+        groups = [dict(g, params=list(range(count))) for g in optimizer_state["param_groups"]]
+        return {"state": state, "param_groups": groups}
+
+
+# ----------------------------------------------------------------------------------------- one epoch
+def train_ensemble_epoch(model: nn.Module, loaders: Sequence, seed_index: Sequence[int], objectives: Sequence,
+                         optimizer: torch.optim.Optimizer, device: torch.device, *, amp: bool,
+                         channels_last: bool, class_weights: Sequence[Tensor | None], router_active: bool,
+                         teachers: Sequence[nn.Module | None], compiled: bool = False,
+                         progress: str | None = None, step_losses: list | None = None) -> Tensor:
+    """One pass of every member over its own batches; float64 (M, 3) ``[loss sum, correct, samples]``.
+
+    ``loaders``: one train loader per distinct seed (member m reads ``loaders[seed_index[m]]``), all
+    with the same number of batches. As in ``engine.train_one_epoch``, nothing waits for the device.
+    ``step_losses``: receives each step's (M,) member losses (detached), or None.
+    """
+    model.train()
+    size = len(objectives)
+    sums = torch.zeros(size, 2, device=device, dtype=torch.float64)  # (M, 2) loss sum, correct
+    seen = 0
+    for batches in tqdm(zip(*loaders), total=len(loaders[0]), desc=progress, leave=False,
+                        disable=progress is None):
+        images = [b[0] for b in batches]  # one (B, C, H, W) per seed
+        if channels_last:
+            images = [x.contiguous(memory_format=torch.channels_last) for x in images]
+        stacked = images[0] if len(images) == 1 else torch.stack(images)  # (B, ...) or (S, B, ...)
+        labels = [batches[seed_index[m]][1] for m in range(size)]  # (B,) per member
+        if compiled:
+            torch.compiler.cudagraph_mark_step_begin()  # a new iteration for CUDA graphs
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            outs = model(stacked)
+            teacher_logits = [t(images[seed_index[m]]).logits if t is not None else None
+                              for m, t in enumerate(teachers)]
+        losses = torch.stack([objectives[m](outs[m], labels[m], class_weights[m], router_active, teacher_logits[m])
+                              for m in range(size)])  # (M,)
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # d(sum)/d(loss_m) = 1: every member gets its own gradient
+        optimizer.step()
+        batch = len(labels[0])
+        correct = torch.stack([(outs[m].logits.detach().argmax(1) == labels[m]).sum() for m in range(size)])
+        sums += torch.stack([losses.detach().double() * batch, correct.double()], dim=1)
+        seen += batch
+        if step_losses is not None:
+            step_losses.append(losses.detach())
+    return torch.cat([sums, torch.full((size, 1), float(seen), device=device, dtype=torch.float64)], dim=1)
+
+
+# ----------------------------------------------------------------------------------------- training
+def train_ensemble(configs: Sequence[str | Config], runs_dir: str | os.PathLike = "runs",
+                   **overrides) -> list[dict]:
+    """Train ``configs`` together, batched; return for each exactly what ``train`` returns.
+
+    ``configs``: preset names or Configs; ``overrides`` apply to all (unknown keys raise first).
+    Finished runs are reused (``reused`` True) and skipped; the rest are split into groups that can
+    share a step (printed when there is more than one) and each group trains as one ensemble. Two
+    configs that are the same run raise ValueError. One process, one device (no torchrun).
+    Raises :class:`EnsembleError` after every group has finished if members stopped on a non-finite loss.
+    """
+    info = D.DistInfo()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("train_ensemble runs in one process; under torchrun use train()")
+    resolved = []
+    for c in configs:
+        config = resolve_config(c, overrides)
+        check_teacher_named(config)
+        resolved.append(resolve_runtime(config, D.resolve_device(config.device, info)))
+    seen: dict[str, int] = {}
+    for i, config in enumerate(resolved):
+        key = config_hash(config)
+        if key in seen:
+            raise ValueError(f"configs {seen[key]} and {i} are the same run ({config.name}, hash {key}); "
+                             f"they would train into one directory at once")
+        seen[key] = i
+
+    runs_dir = Path(runs_dir)
+    results: list[dict | None] = [None] * len(resolved)
+    pending = []
+    for i, config in enumerate(resolved):
+        run_dir = run_dir_for(runs_dir, config, force=False)
+        if is_finished(run_dir):
+            results[i] = {**load_result(run_dir), "reused": True}
+        else:
+            pending.append(i)
+    groups = [[pending[j] for j in group] for group in group_indices([resolved[i] for i in pending])]
+    if len(groups) > 1:
+        print(describe_split([[resolved[i] for i in group] for group in groups]), flush=True)
+    failures: dict[int, str] = {}
+    for indices in groups:
+        group_results, group_failures = train_group([resolved[i] for i in indices], runs_dir)
+        for i, result in zip(indices, group_results):
+            results[i] = result
+        failures.update({indices[j]: message for j, message in group_failures.items()})
+    if failures:
+        first = min(failures)
+        raise EnsembleError(f"{len(failures)} ensemble member(s) stopped; {resolved[first].name} "
+                            f"(seed {resolved[first].seed}): {failures[first]}", failures, results)
+    return results
+
+
+def _ensemble_dir(runs_dir: Path, configs: Sequence[Config]) -> Path:
+    key = hashlib.sha256(" ".join(sorted(config_hash(c) for c in configs)).encode()).hexdigest()[:12]
+    return runs_dir / f"{ENSEMBLE_DIR_PREFIX}{key}"
+
+
+def _save_ensemble(path: Path, *, model: EnsembleNetwork, optimizer, epoch: int, configs, histories, bests,
+                   failed: dict, wall_time_s: float) -> None:
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "kind": "ensemble",
+        "config_hashes": [config_hash(c) for c in configs],
+        "epoch": epoch,  # last completed epoch (0-indexed)
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "histories": histories,
+        "bests": bests,
+        "failed": {str(m): message for m, message in failed.items()},
+        "wall_time_s": wall_time_s,
+        "torch_rng": torch.get_rng_state(),
+    }
+    atomic_write_bytes(path, lambda f: torch.save(state, f))
+
+
+def _load_ensemble(path: Path, configs, device: torch.device) -> dict:
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # truncated zip, garbage bytes
+        raise ValueError(f"ensemble checkpoint {path} is unreadable (corrupted?): {e}") from e
+    hashes = [config_hash(c) for c in configs]
+    if not isinstance(state, dict) or state.get("kind") != "ensemble" or state.get("config_hashes") != hashes:
+        raise ValueError(f"ensemble checkpoint {path} does not hold the runs {hashes}; remove it to start anew")
+    return state
+
+
+def _write_member_checkpoint(run_dir: Path, config: Config, network: nn.Module, model: EnsembleNetwork, m: int,
+                             saved: dict) -> None:
+    """Member ``m``'s state in a saved ensemble checkpoint, as a solo ``checkpoint.pt`` in its run dir."""
+    from .checkpoint import save_checkpoint
+
+    network.load_state_dict(model.member_state(m, saved["model"]))
+    optimizer = build_optimizer(config, network.parameters())
+    optimizer.load_state_dict(model.member_optimizer_state(m, saved["optimizer"]))
+    save_checkpoint(run_dir / CHECKPOINT, model=network, optimizer=optimizer, epoch=saved["epoch"],
+                    config=to_dict(config), config_hash=config_hash(config), history=saved["histories"][m],
+                    best=saved["bests"][m], wall_time_s=saved["wall_time_s"])
+
+
+def _guarded_compile(model: nn.Module, config: Config, device: torch.device) -> nn.Module:
+    """``compile_network`` for the ensemble; falls back to eager if the first compiled call fails."""
+    compiled = compile_network(model, config, device)
+    if compiled is model:
+        return model
+
+    class FirstCallGuard(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.eager, self.current = model, compiled
+
+        def forward(self, images):
+            try:
+                return self.current(images)
+            except Exception as e:  # noqa: BLE001 - any compiler failure: the eager ensemble is still the point
+                if self.current is self.eager:
+                    raise
+                print(f"ensemble: torch.compile failed ({type(e).__name__}: {str(e)[:200]}); training eagerly",
+                      flush=True)
+                self.current = self.eager
+                return self.eager(images)
+
+    return FirstCallGuard()
+
+
+def train_group(configs: Sequence[Config], runs_dir: Path) -> tuple[list[dict | None], dict[int, str]]:
+    """Train one group of compatible, unfinished, resolved configs as one ensemble.
+
+    Returns (results in order, None for a failed member; {member: message} of failed members).
+    """
+    info = D.DistInfo()
+    lead = configs[0]
+    device = D.resolve_device(lead.device, info)
+    run_dirs = [run_dir_for(runs_dir, c, force=False) for c in configs]
+    for run_dir, config in zip(run_dirs, configs):
+        start_run_dir(run_dir, config)
+    ensemble_dir = _ensemble_dir(runs_dir, configs)
+    ckpt_path = ensemble_dir / CHECKPOINT
+    ensemble_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(ensemble_dir / "members.json", [str(d) for d in run_dirs])
+
+    configure_backends(lead, device)
+    data = load_dataset(lead.dataset, root=lead.data_root, imbalance=lead.imbalance, download=lead.download)
+    seeds = sorted({c.seed for c in configs})
+    seed_index = [seeds.index(c.seed) for c in configs]
+    loaders = [make_loaders(data, lead.batch_size, device, seed=s, num_workers=lead.num_workers,
+                            eval_batch_size=lead.eval_batch_size) for s in seeds]
+    train_loaders, test_loader = [pair[0] for pair in loaders], loaders[0][1]
+    parts = [build_run(c, data, device) for c in configs]  # each member as its solo run builds it
+    networks = [p.network for p in parts]
+    ensemble = EnsembleNetwork(networks, seed_index)
+    optimizer = build_optimizer(lead, ensemble.parameters())
+    model = _guarded_compile(ensemble, lead, device)
+    schedule = Schedule.from_config(lead)  # lr and router: equal in a group (ensemble_key)
+    member_schedules = [Schedule.from_config(c) for c in configs]  # DRW may differ per member
+    scales = [p.objective.scale for p in parts]
+    rules = [shot_rule(c) for c in configs]
+
+    size = len(configs)
+    start_epoch, histories, bests, failed, wall_before = 0, [[] for _ in configs], [{} for _ in configs], {}, 0.0
+    if ckpt_path.is_file():
+        state = _load_ensemble(ckpt_path, configs, device)
+        ensemble.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, histories, bests = state["epoch"] + 1, state["histories"], state["bests"]
+        failed = {int(m): message for m, message in state["failed"].items()}
+        wall_before = state["wall_time_s"]
+
+    t0 = time.perf_counter()
+    records: list = [None] * size
+    metrics: list = [None] * size
+    for epoch in range(start_epoch, lead.epochs):
+        lr = schedule.lr(epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        router_active = schedule.router_active(epoch)
+        ensemble.set_router_active(router_active)
+        drw = [s.drw_active(epoch) for s in member_schedules]
+        for loader in train_loaders:
+            loader.set_epoch(epoch)
+        totals = train_ensemble_epoch(
+            model, train_loaders, seed_index, [p.objective for p in parts], optimizer, device, amp=lead.amp,
+            channels_last=lead.channels_last, class_weights=[p.class_weights if on else None for p, on in zip(parts, drw)],
+            router_active=router_active, teachers=[p.teacher for p in parts], compiled=lead.compile,
+            progress=f"ensemble of {size}, epoch {epoch + 1}/{lead.epochs}" if lead.progress else None).cpu()
+        train_loss, train_acc = (totals[:, 0] / totals[:, 2]).tolist(), (totals[:, 1] / totals[:, 2]).tolist()
+        for m in range(size):
+            if m not in failed and not math.isfinite(train_loss[m]):
+                checkpoint = run_dirs[m] / CHECKPOINT
+                if epoch > 0:  # the last good epoch, from the ensemble checkpoint, where a solo run keeps it
+                    _write_member_checkpoint(run_dirs[m], configs[m], networks[m], ensemble, m,
+                                             _load_ensemble(ckpt_path, configs, device))
+                failed[m] = nonfinite_loss_message(train_loss[m], epoch, run_dirs[m], checkpoint)
+                print(f"ensemble: member {configs[m].name} (seed {configs[m].seed}) stopped: {failed[m]}", flush=True)
+        active = [m for m in range(size) if m not in failed]
+        if not active:
+            break
+
+        evaluated = is_eval_epoch(lead, epoch)
+        if evaluated:
+            ensemble.eval()
+            shards = predict_members(model, test_loader, scales, device, lead.amp, lead.compile)
+            for m in active:
+                records[m], metrics[m] = records_and_metrics(shards[m], data.train_counts, rules[m], info)
+                bests[m] = update_best(bests[m], epoch, metrics[m])
+        for m in active:
+            histories[m].append(history_entry(epoch, lr, train_loss[m], train_acc[m], router_active, drw[m],
+                                              metrics[m] if evaluated else None))
+        if lead.progress:
+            tqdm.write(f"ensemble of {size}, epoch {epoch + 1}/{lead.epochs} lr {lr:.4g} loss "
+                       + " ".join(f"{train_loss[m]:.4f}" for m in active)
+                       + (" test acc " + " ".join(f"{metrics[m]['all']:.3f}" for m in active) if evaluated else ""))
+        _save_ensemble(ckpt_path, model=ensemble, optimizer=optimizer, epoch=epoch, configs=configs,
+                       histories=histories, bests=bests, failed=failed,
+                       wall_time_s=wall_before + time.perf_counter() - t0)
+
+    if any(records[m] is None for m in range(size) if m not in failed):
+        # resumed after the last epoch's checkpoint but before the members' files were written
+        ensemble.eval()
+        shards = predict_members(model, test_loader, scales, device, lead.amp, lead.compile)
+        for m in range(size):
+            if m not in failed:
+                records[m], metrics[m] = records_and_metrics(shards[m], data.train_counts, rules[m], info)
+    wall = wall_before + time.perf_counter() - t0
+    results: list[dict | None] = [None] * size
+    for m in range(size):
+        if m in failed:
+            continue
+        networks[m].load_state_dict(ensemble.member_state(m))
+        results[m] = finish_run(run_dirs[m], networks[m], configs[m], history=histories[m], best=bests[m],
+                                records=records[m], metrics=metrics[m], train_counts=data.train_counts,
+                                wall_time_s=wall, device=device)
+    shutil.rmtree(ensemble_dir, ignore_errors=True)
+    return results, failed
