@@ -26,8 +26,8 @@ from lt_paper.data import load_dataset, make_loaders
 from lt_paper.train import EnsembleError, ensemble_groups, train, train_ensemble
 from lt_paper.train import ensemble as ensemble_module
 from lt_paper.train.checkpoint import load_checkpoint
-from lt_paper.train.engine import build_optimizer, build_run, resolve_config, train_one_epoch
-from lt_paper.train.ensemble import EnsembleNetwork, train_ensemble_epoch
+from lt_paper.train.engine import build_run, resolve_config, resolve_runtime, train_one_epoch
+from lt_paper.train.ensemble import build_ensemble
 from lt_paper.train.schedule import Schedule
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,7 +43,9 @@ def one_thread():
 
 
 def _configs(members, **overrides):
-    return [resolve_config(f"smoke/resnet8/{method}", dict(overrides, seed=seed)) for method, seed in members]
+    """Resolved smoke configs (CPU defaults filled in, as ``train`` resolves them)."""
+    return [resolve_runtime(resolve_config(f"smoke/resnet8/{method}", dict(overrides, seed=seed)), torch.device("cpu"))
+            for method, seed in members]
 
 
 def _first_epoch_step_losses(configs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,17 +61,8 @@ def _first_epoch_step_losses(configs) -> tuple[torch.Tensor, torch.Tensor]:
         train_one_epoch(parts.model, loader, parts.objective, parts.optimizer, device, amp=False,
                         channels_last=False, step_losses=losses)
         solo.append(torch.stack(losses))
-    seeds = sorted({c.seed for c in configs})
-    seed_index = [seeds.index(c.seed) for c in configs]
-    loaders = [make_loaders(data, configs[0].batch_size, device, seed=s)[0] for s in seeds]
-    parts = [build_run(c, data, device) for c in configs]
-    ensemble = EnsembleNetwork([p.network for p in parts], seed_index)
-    optimizer = build_optimizer(configs[0], ensemble.parameters())
-    optimizer.param_groups[0]["lr"] = Schedule.from_config(configs[0]).lr(0)
     losses = []
-    train_ensemble_epoch(ensemble, loaders, seed_index, [p.objective for p in parts], optimizer, device, amp=False,
-                         channels_last=False, class_weights=[None] * len(configs), router_active=False,
-                         teachers=[None] * len(configs), step_losses=losses)
+    build_ensemble(configs, data, device).train_epoch(0, step_losses=losses)
     return torch.stack(solo, dim=1), torch.stack(losses)
 
 

@@ -45,6 +45,7 @@ import math
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -58,7 +59,7 @@ from ..models import ModelOutput
 from . import distributed as D
 from .checkpoint import CHECKPOINT_FORMAT, atomic_write_bytes, atomic_write_json
 from .config import Config, config_hash, to_dict
-from .engine import (CHECKPOINT, build_optimizer, build_run, check_teacher_named, compile_network,
+from .engine import (CHECKPOINT, RunParts, build_optimizer, build_run, check_teacher_named, compile_network,
                      configure_backends, finish_run, history_entry, is_eval_epoch, is_finished, load_result,
                      nonfinite_loss_message, resolve_config, resolve_runtime, run_dir_for, shot_rule,
                      start_run_dir, update_best)
@@ -414,6 +415,67 @@ def _guarded_compile(model: nn.Module, config: Config, device: torch.device) -> 
     return FirstCallGuard()
 
 
+@dataclass
+class EnsembleRun:
+    """What an ensemble's loop needs, built by :func:`build_ensemble`: every member's solo parts, the
+    stacked network, one optimizer over all stacked weights, the loaders (one train loader per seed)."""
+
+    configs: list[Config]
+    device: torch.device
+    parts: list[RunParts]  # each member as ``engine.build_run`` builds its solo run
+    ensemble: EnsembleNetwork
+    model: nn.Module  # what the loop calls: the ensemble, or its compiled form
+    optimizer: torch.optim.Optimizer
+    train_loaders: list  # one per distinct seed
+    test_loader: object
+    seed_index: list[int]  # member -> its seed's loader
+
+    @property
+    def lead(self) -> Config:
+        return self.configs[0]  # the fields every member shares (ensemble_key)
+
+    def train_epoch(self, epoch: int, step_losses: list | None = None) -> tuple[Tensor, dict]:
+        """Set the epoch's lr, router and DRW, train one epoch; float64 (M, 3) totals on the device and
+        the epoch's settings (``lr``, ``router_active``, per-member ``drw``)."""
+        lead = self.lead
+        schedule = Schedule.from_config(lead)  # lr and router: equal in a group (ensemble_key)
+        lr, router_active = schedule.lr(epoch), schedule.router_active(epoch)
+        drw = [Schedule.from_config(c).drw_active(epoch) for c in self.configs]  # may differ per member
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.ensemble.set_router_active(router_active)
+        for loader in self.train_loaders:
+            loader.set_epoch(epoch)
+        totals = train_ensemble_epoch(
+            self.model, self.train_loaders, self.seed_index, [p.objective for p in self.parts], self.optimizer,
+            self.device, amp=lead.amp, channels_last=lead.channels_last,
+            class_weights=[p.class_weights if on else None for p, on in zip(self.parts, drw)],
+            router_active=router_active, teachers=[p.teacher for p in self.parts], compiled=lead.compile,
+            progress=f"ensemble of {len(self.parts)}, epoch {epoch + 1}/{lead.epochs}" if lead.progress else None,
+            step_losses=step_losses)
+        return totals, {"lr": lr, "router_active": router_active, "drw": drw}
+
+    def predict(self) -> list[dict]:
+        """Every member's test records (this process's shard), from one batched pass."""
+        self.ensemble.eval()
+        return predict_members(self.model, self.test_loader, [p.objective.scale for p in self.parts], self.device,
+                               self.lead.amp, self.lead.compile)
+
+
+def build_ensemble(configs: Sequence[Config], data, device: torch.device) -> EnsembleRun:
+    """The ensemble of resolved, compatible ``configs`` on ``data``, ready to train on ``device``."""
+    lead = configs[0]
+    seeds = sorted({c.seed for c in configs})
+    seed_index = [seeds.index(c.seed) for c in configs]
+    loaders = [make_loaders(data, lead.batch_size, device, seed=s, num_workers=lead.num_workers,
+                            eval_batch_size=lead.eval_batch_size) for s in seeds]
+    parts = [build_run(c, data, device) for c in configs]
+    ensemble = EnsembleNetwork([p.network for p in parts], seed_index)
+    optimizer = build_optimizer(lead, ensemble.parameters())
+    return EnsembleRun(list(configs), device, parts, ensemble, _guarded_compile(ensemble, lead, device), optimizer,
+                       [pair[0] for pair in loaders], loaders[0][1], seed_index)
+
+
 def train_group(configs: Sequence[Config], runs_dir: Path) -> tuple[list[dict | None], dict[int, str]]:
     """Train one group of compatible, unfinished, resolved configs as one ensemble.
 
@@ -432,19 +494,8 @@ def train_group(configs: Sequence[Config], runs_dir: Path) -> tuple[list[dict | 
 
     configure_backends(lead, device)
     data = load_dataset(lead.dataset, root=lead.data_root, imbalance=lead.imbalance, download=lead.download)
-    seeds = sorted({c.seed for c in configs})
-    seed_index = [seeds.index(c.seed) for c in configs]
-    loaders = [make_loaders(data, lead.batch_size, device, seed=s, num_workers=lead.num_workers,
-                            eval_batch_size=lead.eval_batch_size) for s in seeds]
-    train_loaders, test_loader = [pair[0] for pair in loaders], loaders[0][1]
-    parts = [build_run(c, data, device) for c in configs]  # each member as its solo run builds it
-    networks = [p.network for p in parts]
-    ensemble = EnsembleNetwork(networks, seed_index)
-    optimizer = build_optimizer(lead, ensemble.parameters())
-    model = _guarded_compile(ensemble, lead, device)
-    schedule = Schedule.from_config(lead)  # lr and router: equal in a group (ensemble_key)
-    member_schedules = [Schedule.from_config(c) for c in configs]  # DRW may differ per member
-    scales = [p.objective.scale for p in parts]
+    run = build_ensemble(configs, data, device)
+    ensemble, optimizer, networks = run.ensemble, run.optimizer, [p.network for p in run.parts]
     rules = [shot_rule(c) for c in configs]
 
     size = len(configs)
@@ -462,19 +513,8 @@ def train_group(configs: Sequence[Config], runs_dir: Path) -> tuple[list[dict | 
     records: list = [None] * size
     metrics: list = [None] * size
     for epoch in range(start_epoch, lead.epochs):
-        lr = schedule.lr(epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        router_active = schedule.router_active(epoch)
-        ensemble.set_router_active(router_active)
-        drw = [s.drw_active(epoch) for s in member_schedules]
-        for loader in train_loaders:
-            loader.set_epoch(epoch)
-        totals = train_ensemble_epoch(
-            model, train_loaders, seed_index, [p.objective for p in parts], optimizer, device, amp=lead.amp,
-            channels_last=lead.channels_last, class_weights=[p.class_weights if on else None for p, on in zip(parts, drw)],
-            router_active=router_active, teachers=[p.teacher for p in parts], compiled=lead.compile,
-            progress=f"ensemble of {size}, epoch {epoch + 1}/{lead.epochs}" if lead.progress else None).cpu()
+        totals, settings = run.train_epoch(epoch)
+        totals = totals.cpu()
         train_loss, train_acc = (totals[:, 0] / totals[:, 2]).tolist(), (totals[:, 1] / totals[:, 2]).tolist()
         for m in range(size):
             if m not in failed and not math.isfinite(train_loss[m]):
@@ -490,16 +530,16 @@ def train_group(configs: Sequence[Config], runs_dir: Path) -> tuple[list[dict | 
 
         evaluated = is_eval_epoch(lead, epoch)
         if evaluated:
-            ensemble.eval()
-            shards = predict_members(model, test_loader, scales, device, lead.amp, lead.compile)
+            shards = run.predict()
             for m in active:
                 records[m], metrics[m] = records_and_metrics(shards[m], data.train_counts, rules[m], info)
                 bests[m] = update_best(bests[m], epoch, metrics[m])
         for m in active:
-            histories[m].append(history_entry(epoch, lr, train_loss[m], train_acc[m], router_active, drw[m],
+            histories[m].append(history_entry(epoch, settings["lr"], train_loss[m], train_acc[m],
+                                              settings["router_active"], settings["drw"][m],
                                               metrics[m] if evaluated else None))
         if lead.progress:
-            tqdm.write(f"ensemble of {size}, epoch {epoch + 1}/{lead.epochs} lr {lr:.4g} loss "
+            tqdm.write(f"ensemble of {size}, epoch {epoch + 1}/{lead.epochs} lr {settings['lr']:.4g} loss "
                        + " ".join(f"{train_loss[m]:.4f}" for m in active)
                        + (" test acc " + " ".join(f"{metrics[m]['all']:.3f}" for m in active) if evaluated else ""))
         _save_ensemble(ckpt_path, model=ensemble, optimizer=optimizer, epoch=epoch, configs=configs,
@@ -508,8 +548,7 @@ def train_group(configs: Sequence[Config], runs_dir: Path) -> tuple[list[dict | 
 
     if any(records[m] is None for m in range(size) if m not in failed):
         # resumed after the last epoch's checkpoint but before the members' files were written
-        ensemble.eval()
-        shards = predict_members(model, test_loader, scales, device, lead.amp, lead.compile)
+        shards = run.predict()
         for m in range(size):
             if m not in failed:
                 records[m], metrics[m] = records_and_metrics(shards[m], data.train_counts, rules[m], info)
