@@ -27,7 +27,7 @@ train images at imbalance 100, 10,000 test images, 32x32, 100 classes; no downlo
 with ``--data-root``. ``--size short``: the same sections in about 90 s on one H100 (the GPU window
 script): synthetic images of CIFAR-10-LT's shape (12,406 train images, 10 classes), one warm-up and
 one timed epoch per row, ResNeXt-50 at batch 64. ``--size tiny``: a check that the whole benchmark
-runs (CI, 2 CPU cores, under a minute): ResNet-8, 10 classes, 199 training images, one timed epoch,
+runs (CI, 2 CPU cores, under a minute): ResNet-8, 10 classes, 199 training images of 16x16, one timed epoch,
 ResNeXt-50 at batch 2 and 64 px; its numbers say nothing about a GPU. Every timing excludes warm-up
 (the first epoch: cuDNN autotuning, compilation, CUDA-graph capture, DataLoader start) and
 synchronises the device before reading a clock. On CUDA the report also counts the host
@@ -103,6 +103,7 @@ class BenchSize:
     resnext_warmup: int
     resnext_steps: int
     threads: int | None = None  # CPU threads while measuring (None: torch's default)
+    px: int = 32  # side of the synthetic images (CIFAR: 32)
 
 
 SIZES = {
@@ -114,7 +115,7 @@ SIZES = {
                        resnext_warmup=2, resnext_steps=5),
     "tiny": BenchSize("tiny", "resnet8", 10, 50, 10.0, 10, 32, warmup_epochs=1, timed_epochs=1,
                       table4_timed_epochs=1, reference_workers=1, resnext_batch=2, resnext_px=64,
-                      resnext_warmup=1, resnext_steps=2, threads=1),
+                      resnext_warmup=1, resnext_steps=2, threads=1, px=16),
 }
 
 
@@ -143,7 +144,7 @@ def synthetic_long_tail(num_classes: int, n_max: int, imbalance: float, test_per
 def bench_data(size: BenchSize, dataset: str, data_root: str | None) -> LongTailData:
     """The real set when ``data_root`` is given (CIFAR-LT, "array" kind), else synthetic data."""
     if data_root is None:
-        return synthetic_long_tail(size.num_classes, size.n_max, size.imbalance, size.test_per_class)
+        return synthetic_long_tail(size.num_classes, size.n_max, size.imbalance, size.test_per_class, size.px)
     data = load_dataset(dataset, root=data_root, imbalance=size.imbalance)
     if data.kind != "array":
         raise ValueError(f"--dataset {dataset!r}: the benchmark needs an array dataset (CIFAR-LT, digits)")
