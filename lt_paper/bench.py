@@ -513,20 +513,20 @@ def _table4_section(size: BenchSize, data: LongTailData, device: torch.device, d
     sequential_projected = sum(t.projected_s for t in alone)  # one run after the other
     side_projected = max(t.projected_s for t in together)  # all at once: the slowest decides
     k = len(ENSEMBLE_SEEDS)
+    sequential_ips = n * images / sum(t.train_s * epochs for t in alone)
     rows = [("one run alone (CE)", 1, images / (alone[0].train_s * epochs), alone[0].end - alone[0].start,
              alone[0].projected_s),
-            ("sequential (one process, one run at a time)", n, n * images / sum(t.train_s * epochs for t in alone),
-             sequential_wall, sequential_projected),
+            ("sequential (one process, one run at a time)", n, sequential_ips, sequential_wall, sequential_projected),
             (f"side by side ({n} processes on one device)", n, n * images / side_wall, side_wall, side_projected),
             (f"ensemble of {n} (one batched step)", n, ensemble.images_per_s, ensemble.end - ensemble.start,
              ensemble.projected_s),
-            (f"sequential, {k} seeds (x{k} the {n}-run row)", n * k, n * images / sum(t.train_s * epochs for t in alone),
-             k * sequential_wall, k * sequential_projected),
+            (f"sequential, {k} seeds (x{k} the {n}-run row)", n * k, sequential_ips, k * sequential_wall,
+             k * sequential_projected),
             (f"side by side, {k} seeds (x{k} the {n}-run row)", n * k, n * images / side_wall, k * side_wall,
              k * side_projected),
             (f"ensemble of {n * k} (one batched step)", n * k, ensemble_all.images_per_s,
              ensemble_all.end - ensemble_all.start, ensemble_all.projected_s)]
-    lines = ["", f"## Table 4: its {n} runs (default path) one after another, side by side, as one ensemble", ""]
+    lines = ["", f"## Table 4: its {n} runs (default path): one after another, side by side, one ensemble", ""]
     lines += _table(["schedule", "runs", "train images/s (all runs)", f"measured wall, {epochs} epoch(s) (s)",
                      f"projected, {PROJECTED_EPOCHS} epochs of every run (s)"],
                     [[label, runs, f"{ips:.1f}", f"{wall:.3f}", f"{projected:.1f}"]

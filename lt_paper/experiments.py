@@ -42,7 +42,8 @@ def run_mode(mode: str, parallel: int, device: str) -> str:
 
 
 def run_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs_dir="runs",
-             progress: bool = True, parallel: int = 1, mode: str = "auto", **overrides) -> dict[str, list[dict]]:
+             progress: bool = True, parallel: int = 1, mode: str = "auto",
+             **overrides) -> dict[str, list[dict]]:
     """Train (or reuse) every row for every seed; ``overrides`` apply to every run (and the teacher).
 
     ``mode``: "sequential" (one run after another in this process), "side_by_side" (up to
@@ -64,7 +65,8 @@ def run_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs_dir=
     if how == "side_by_side":
         from .train.parallel import train_side_by_side
 
-        finished = train_side_by_side(configs, runs_dir=runs_dir, max_parallel=parallel if parallel > 1 else None)
+        finished = train_side_by_side(configs, runs_dir=runs_dir,
+                                      max_parallel=parallel if parallel > 1 else None)
     elif how == "ensemble":
         finished = train_ensemble(configs, runs_dir=runs_dir)
     else:

@@ -44,7 +44,8 @@ def one_thread():
 
 def _configs(members, **overrides):
     """Resolved smoke configs (CPU defaults filled in, as ``train`` resolves them)."""
-    return [resolve_runtime(resolve_config(f"smoke/resnet8/{method}", dict(overrides, seed=seed)), torch.device("cpu"))
+    cpu = torch.device("cpu")
+    return [resolve_runtime(resolve_config(f"smoke/resnet8/{method}", dict(overrides, seed=seed)), cpu)
             for method, seed in members]
 
 
@@ -173,7 +174,7 @@ def test_sigkill_mid_epoch_then_rerun_matches_an_uninterrupted_ensemble(tmp_path
         if checkpoints and torch.load(checkpoints[0], weights_only=True)["epoch"] >= 2:
             break
         time.sleep(0.05)
-    assert proc.poll() is None, f"ensemble ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    assert proc.poll() is None, f"ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
     time.sleep(0.3)  # inside the next epoch
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -188,3 +189,17 @@ def test_sigkill_mid_epoch_then_rerun_matches_an_uninterrupted_ensemble(tmp_path
             assert a[key] == b[key], key
         ra, rb = (np.load(Path(r["run_dir"]) / "records.npz") for r in (a, b))
         np.testing.assert_array_equal(ra["p_gt"], rb["p_gt"])
+
+
+def test_run_rows_trains_rows_as_one_ensemble_and_picks_the_mode(tmp_path):
+    from lt_paper.experiments import run_mode, run_rows
+
+    rows = {"CE": "ce", "ALA": "ala"}
+    together = run_rows("smoke", "resnet8", rows, runs_dir=tmp_path, progress=False, mode="ensemble", epochs=1)
+    assert sorted(together) == ["ALA", "CE"] and not together["ALA"][0]["reused"]
+    again = run_rows("smoke", "resnet8", rows, runs_dir=tmp_path, progress=False, mode="sequential", epochs=1)
+    assert again["CE"][0]["reused"] and again["CE"][0]["run_dir"] == together["CE"][0]["run_dir"]
+    assert run_mode("auto", 1, "cuda") == "ensemble" and run_mode("auto", 1, "cpu") == "sequential"
+    assert run_mode("auto", 4, "cpu") == "side_by_side" and run_mode("ensemble", 4, "cpu") == "ensemble"
+    with pytest.raises(ValueError, match="side_by_side"):
+        run_mode("parallel", 1, "cpu")

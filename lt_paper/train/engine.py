@@ -19,7 +19,9 @@ it trains, and once finished ``model.pt``, ``history.json``, ``records.npz`` and
 config returns the finished run without training, resumes an unfinished one from its last
 checkpoint (the epoch order and augmentation are functions of (seed, epoch), so a resumed run ends
 with the same numbers), and ``force=True`` trains anew into a fresh directory: a finished run is never
-overwritten.
+overwritten. ``eval_every`` N tests every N-th epoch and always the last (the headline number); the
+``best`` of ``metrics.json`` is the best test epoch among the evaluated ones. Many runs can also train
+together in one batched step (``lt_paper.train.ensemble``), into the same directories and files.
 
 Speed (DESIGN "Speed"): at CIFAR size one step is launch-bound, so the loop never waits for the GPU
 inside an epoch (loss and accuracy are summed on the device; the labels are range-checked once per

@@ -277,8 +277,8 @@ def train_ensemble_epoch(model: nn.Module, loaders: Sequence, seed_index: Sequen
             outs = model(stacked)
             teacher_logits = [t(images[seed_index[m]]).logits if t is not None else None
                               for m, t in enumerate(teachers)]
-        losses = torch.stack([objectives[m](outs[m], labels[m], class_weights[m], router_active, teacher_logits[m])
-                              for m in range(size)])  # (M,)
+        losses = torch.stack([objectives[m](outs[m], labels[m], class_weights[m], router_active,
+                                            teacher_logits[m]) for m in range(size)])  # (M,)
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # d(sum)/d(loss_m) = 1: every member gets its own gradient
         optimizer.step()
@@ -390,29 +390,31 @@ def _write_member_checkpoint(run_dir: Path, config: Config, network: nn.Module, 
                     best=saved["bests"][m], wall_time_s=saved["wall_time_s"])
 
 
+class EagerFallback(nn.Module):
+    """A ``torch.compile``'d module that falls back to its eager original, once and saying so, when a
+    call of the compiled form fails (a compiler that cannot handle ``vmap`` over a stacked network):
+    the batched ensemble is the point, compilation only makes it faster. Errors of the eager form raise."""
+
+    def __init__(self, eager: nn.Module, compiled: nn.Module):
+        super().__init__()
+        self.eager, self.current = eager, compiled
+
+    def forward(self, images: Tensor):
+        try:
+            return self.current(images)
+        except Exception as e:  # noqa: BLE001 - any compiler failure
+            if self.current is self.eager:
+                raise
+            print(f"ensemble: torch.compile failed ({type(e).__name__}: {str(e)[:300]}); training eagerly",
+                  flush=True)
+            self.current = self.eager
+            return self.eager(images)
+
+
 def _guarded_compile(model: nn.Module, config: Config, device: torch.device) -> nn.Module:
-    """``compile_network`` for the ensemble; falls back to eager if the first compiled call fails."""
+    """``engine.compile_network`` for the ensemble (CUDA graphs on CUDA), with an eager fallback."""
     compiled = compile_network(model, config, device)
-    if compiled is model:
-        return model
-
-    class FirstCallGuard(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.eager, self.current = model, compiled
-
-        def forward(self, images):
-            try:
-                return self.current(images)
-            except Exception as e:  # noqa: BLE001 - any compiler failure: the eager ensemble is still the point
-                if self.current is self.eager:
-                    raise
-                print(f"ensemble: torch.compile failed ({type(e).__name__}: {str(e)[:200]}); training eagerly",
-                      flush=True)
-                self.current = self.eager
-                return self.eager(images)
-
-    return FirstCallGuard()
+    return model if compiled is model else EagerFallback(model, compiled)
 
 
 @dataclass
@@ -451,15 +453,17 @@ class EnsembleRun:
             self.device, amp=lead.amp, channels_last=lead.channels_last,
             class_weights=[p.class_weights if on else None for p, on in zip(self.parts, drw)],
             router_active=router_active, teachers=[p.teacher for p in self.parts], compiled=lead.compile,
-            progress=f"ensemble of {len(self.parts)}, epoch {epoch + 1}/{lead.epochs}" if lead.progress else None,
+            progress=f"ensemble of {len(self.parts)}, epoch {epoch + 1}/{lead.epochs}" if lead.progress
+            else None,
             step_losses=step_losses)
         return totals, {"lr": lr, "router_active": router_active, "drw": drw}
 
     def predict(self) -> list[dict]:
         """Every member's test records (this process's shard), from one batched pass."""
         self.ensemble.eval()
-        return predict_members(self.model, self.test_loader, [p.objective.scale for p in self.parts], self.device,
-                               self.lead.amp, self.lead.compile)
+        scales = [p.objective.scale for p in self.parts]
+        return predict_members(self.model, self.test_loader, scales, self.device, self.lead.amp,
+                               self.lead.compile)
 
 
 def build_ensemble(configs: Sequence[Config], data, device: torch.device) -> EnsembleRun:
@@ -472,8 +476,9 @@ def build_ensemble(configs: Sequence[Config], data, device: torch.device) -> Ens
     parts = [build_run(c, data, device) for c in configs]
     ensemble = EnsembleNetwork([p.network for p in parts], seed_index)
     optimizer = build_optimizer(lead, ensemble.parameters())
-    return EnsembleRun(list(configs), device, parts, ensemble, _guarded_compile(ensemble, lead, device), optimizer,
-                       [pair[0] for pair in loaders], loaders[0][1], seed_index)
+    model = _guarded_compile(ensemble, lead, device)
+    return EnsembleRun(list(configs), device, parts, ensemble, model, optimizer, [pair[0] for pair in loaders],
+                       loaders[0][1], seed_index)
 
 
 def train_group(configs: Sequence[Config], runs_dir: Path) -> tuple[list[dict | None], dict[int, str]]:
@@ -499,7 +504,9 @@ def train_group(configs: Sequence[Config], runs_dir: Path) -> tuple[list[dict | 
     rules = [shot_rule(c) for c in configs]
 
     size = len(configs)
-    start_epoch, histories, bests, failed, wall_before = 0, [[] for _ in configs], [{} for _ in configs], {}, 0.0
+    start_epoch, failed, wall_before = 0, {}, 0.0
+    histories: list[list] = [[] for _ in configs]
+    bests: list[dict] = [{} for _ in configs]
     if ckpt_path.is_file():
         state = _load_ensemble(ckpt_path, configs, device)
         ensemble.load_state_dict(state["model"])
@@ -523,7 +530,8 @@ def train_group(configs: Sequence[Config], runs_dir: Path) -> tuple[list[dict | 
                     _write_member_checkpoint(run_dirs[m], configs[m], networks[m], ensemble, m,
                                              _load_ensemble(ckpt_path, configs, device))
                 failed[m] = nonfinite_loss_message(train_loss[m], epoch, run_dirs[m], checkpoint)
-                print(f"ensemble: member {configs[m].name} (seed {configs[m].seed}) stopped: {failed[m]}", flush=True)
+                print(f"ensemble: member {configs[m].name} (seed {configs[m].seed}) stopped: {failed[m]}",
+                      flush=True)
         active = [m for m in range(size) if m not in failed]
         if not active:
             break
@@ -539,9 +547,9 @@ def train_group(configs: Sequence[Config], runs_dir: Path) -> tuple[list[dict | 
                                               settings["router_active"], settings["drw"][m],
                                               metrics[m] if evaluated else None))
         if lead.progress:
+            tested = " test acc " + " ".join(f"{metrics[m]['all']:.3f}" for m in active) if evaluated else ""
             tqdm.write(f"ensemble of {size}, epoch {epoch + 1}/{lead.epochs} lr {settings['lr']:.4g} loss "
-                       + " ".join(f"{train_loss[m]:.4f}" for m in active)
-                       + (" test acc " + " ".join(f"{metrics[m]['all']:.3f}" for m in active) if evaluated else ""))
+                       + " ".join(f"{train_loss[m]:.4f}" for m in active) + tested)
         _save_ensemble(ckpt_path, model=ensemble, optimizer=optimizer, epoch=epoch, configs=configs,
                        histories=histories, bests=bests, failed=failed,
                        wall_time_s=wall_before + time.perf_counter() - t0)

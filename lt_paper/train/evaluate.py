@@ -131,4 +131,5 @@ def records_and_metrics(shard: dict[str, np.ndarray], train_counts, shot_rule: d
 def evaluate_model(model: nn.Module, loader, scale: float, device: torch.device, amp: bool, compiled: bool,
                    train_counts, shot_rule: dict, info: DistInfo) -> tuple[dict[str, np.ndarray], dict]:
     """predict -> gather -> metrics for one model: ``(records, metrics)``."""
-    return records_and_metrics(predict(model, loader, scale, device, amp, compiled), train_counts, shot_rule, info)
+    shard = predict(model, loader, scale, device, amp, compiled)
+    return records_and_metrics(shard, train_counts, shot_rule, info)
