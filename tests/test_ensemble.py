@@ -103,6 +103,7 @@ def test_moe_members_match_their_solo_runs(tmp_path):
 def test_groups_split_what_cannot_share_a_step_and_finished_members_are_skipped(tmp_path, capsys):
     configs = _configs([("ce", 0), ("ala", 1), ("ala_moe3", 0)], epochs=1, progress=False)
     assert [len(g) for g in ensemble_groups(configs)] == [2, 1]  # num_experts differs
+    assert [len(g) for g in ensemble_groups(configs, max_members=1)] == [1, 1, 1]
     first = train(configs[0], runs_dir=tmp_path)
     results = train_ensemble(configs, runs_dir=tmp_path)
     assert results[0]["reused"] and results[0]["run_dir"] == first["run_dir"]

@@ -104,25 +104,31 @@ def ensemble_key(config: Config) -> tuple:
     return tuple((k, repr(v)) for k, v in sorted(to_dict(config).items()) if k not in MEMBER_FIELDS)
 
 
-def group_indices(configs: Sequence[Config]) -> list[list[int]]:
-    """Indices of ``configs`` that can share a training step, grouped in order of first appearance."""
+def group_indices(configs: Sequence[Config], max_members: int | None = None) -> list[list[int]]:
+    """Indices of ``configs`` that can share a training step, grouped in order of first appearance;
+    a group larger than ``max_members`` is cut into consecutive groups of at most that many."""
+    if max_members is not None and max_members < 1:
+        raise ValueError(f"max_members must be >= 1 or None, got {max_members}")
     groups: dict[tuple, list[int]] = {}
     for i, config in enumerate(configs):
         groups.setdefault(ensemble_key(config), []).append(i)
-    return list(groups.values())
+    step = max_members or len(configs) or 1
+    return [group[j:j + step] for group in groups.values() for j in range(0, len(group), step)]
 
 
-def ensemble_groups(configs: Sequence[Config]) -> list[list[Config]]:
-    """``configs`` split into groups that can share a training step, in order of first appearance."""
-    return [[configs[i] for i in group] for group in group_indices(configs)]
+def ensemble_groups(configs: Sequence[Config], max_members: int | None = None) -> list[list[Config]]:
+    """``configs`` split into groups that can share a training step (at most ``max_members`` each), in
+    order of first appearance. Pass resolved configs (see :func:`ensemble_key`)."""
+    return [[configs[i] for i in group] for group in group_indices(configs, max_members)]
 
 
 def describe_split(groups: list[list[Config]]) -> str:
     """One line per group: its size, and the shared fields in which the groups differ."""
     keys = [dict(ensemble_key(g[0])) for g in groups]
     differing = sorted(k for k in keys[0] if len({key[k] for key in keys}) > 1)
+    why = f"they differ in {', '.join(differing)}" if differing else "at most max_members per step"
     lines = [f"ensemble: {sum(map(len, groups))} runs in {len(groups)} groups that cannot share a step "
-             f"(they differ in {', '.join(differing)}):"]
+             f"({why}):"]
     for group, key in zip(groups, keys):
         shared = ", ".join(f"{k}={key[k]}" for k in differing)
         lines.append(f"  {len(group)} run(s) [{shared}]: " + ", ".join(f"{c.name} s{c.seed}" for c in group))
@@ -297,13 +303,14 @@ def train_ensemble_epoch(model: nn.Module, loaders: Sequence, seed_index: Sequen
 
 
 # ----------------------------------------------------------------------------------------- training
-def train_ensemble(configs: Sequence[str | Config], runs_dir: str | os.PathLike = "runs",
-                   **overrides) -> list[dict]:
+def train_ensemble(configs: Sequence[str | Config], runs_dir: str | os.PathLike = "runs", *,
+                   max_members: int | None = None, **overrides) -> list[dict]:
     """Train ``configs`` together, batched; return for each exactly what ``train`` returns.
 
     ``configs``: preset names or Configs; ``overrides`` apply to all (unknown keys raise first).
     Finished runs are reused (``reused`` True) and skipped; the rest are split into groups that can
-    share a step (printed when there is more than one) and each group trains as one ensemble. Two
+    share a step (printed when there is more than one; at most ``max_members`` each, None: no limit)
+    and each group trains as one ensemble, one group after the other. Two
     configs that are the same run raise ValueError. One process, one device (no torchrun).
     Raises :class:`EnsembleError` after every group has finished if members stopped on a non-finite loss.
     """
@@ -332,7 +339,8 @@ def train_ensemble(configs: Sequence[str | Config], runs_dir: str | os.PathLike 
             results[i] = {**load_result(run_dir), "reused": True}
         else:
             pending.append(i)
-    groups = [[pending[j] for j in group] for group in group_indices([resolved[i] for i in pending])]
+    pending_configs = [resolved[i] for i in pending]
+    groups = [[pending[j] for j in group] for group in group_indices(pending_configs, max_members)]
     if len(groups) > 1:
         print(describe_split([[resolved[i] for i in group] for group in groups]), flush=True)
     failures: dict[int, str] = {}
