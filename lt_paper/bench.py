@@ -22,17 +22,17 @@ One report (Markdown, printed; ``--out FILE`` writes the same text) with the pro
 3. ResNeXt-50 32x4d training images/s at 224 px, batch 256, fp32 (TF32 on, as the engine runs CUDA)
    and bf16 + channels_last, on synthetic tensors already on the device (the network alone).
 
-Sizes. ``--size full``: the sizes above, on synthetic uint8 images of CIFAR-100-LT's shape (10,847
-train images at imbalance 100, 10,000 test images, 32x32, 100 classes; no download), or the real set
-with ``--data-root``. ``--size short``: the same sections in about 90 s on one H100 (the GPU window
-script): synthetic images of CIFAR-10-LT's shape (12,406 train images, 10 classes), one warm-up and
-one timed epoch per row, ResNeXt-50 at batch 64. ``--size tiny``: a check that the whole benchmark
-runs (CI, 2 CPU cores, under a minute): ResNet-8, 10 classes, 199 training images of 16x16, one timed epoch,
-ResNeXt-50 at batch 2 and 64 px; its numbers say nothing about a GPU. Every timing excludes warm-up
-(the first epoch: cuDNN autotuning, compilation, CUDA-graph capture, DataLoader start) and
-synchronises the device before reading a clock. On CUDA the report also counts the host
-synchronisations in one fast-path training epoch (CUDA sync debug mode), the check that the loop
-never waits for the GPU inside an epoch.
+Sizes. ``--size full``: the sizes above, on synthetic uint8 images of CIFAR-100-LT's shape (10,847 train
+images at imbalance 100, 10,000 test images, 32x32, 100 classes; no download), or the real set with
+``--data-root``. ``--size short``: the same sections, sized for about 90 s on one H100 (the GPU window
+script): synthetic images of CIFAR-10-LT's shape (12,406 train images, 10 classes), one warm-up and one
+timed epoch per row, ResNeXt-50 at batch 64; not yet timed on a GPU. ``--size tiny``: a check that the
+whole benchmark runs (CI, 2 CPU cores, under a minute): ResNet-8, 10 classes, 199 training images of
+16x16, one timed epoch, ResNeXt-50 at batch 2 and 64 px; its numbers say nothing about a GPU. Every
+timing excludes warm-up (the first epoch: cuDNN autotuning, compilation, CUDA-graph capture, DataLoader
+start) and synchronises the device before reading a clock. On CUDA the report also counts the host
+synchronisations in one fast-path training epoch (CUDA sync debug mode), the check that the loop never
+waits for the GPU inside an epoch.
 
 Run it as ``python -m lt_paper bench ...`` or ``python -m lt_paper.bench ...`` (the same options).
 
@@ -516,7 +516,8 @@ def _table4_section(size: BenchSize, data: LongTailData, device: torch.device, d
     sequential_ips = n * images / sum(t.train_s * epochs for t in alone)
     rows = [("one run alone (CE)", 1, images / (alone[0].train_s * epochs), alone[0].end - alone[0].start,
              alone[0].projected_s),
-            ("sequential (one process, one run at a time)", n, sequential_ips, sequential_wall, sequential_projected),
+            ("sequential (one process, one run at a time)", n, sequential_ips, sequential_wall,
+             sequential_projected),
             (f"side by side ({n} processes on one device)", n, n * images / side_wall, side_wall, side_projected),
             (f"ensemble of {n} (one batched step)", n, ensemble.images_per_s, ensemble.end - ensemble.start,
              ensemble.projected_s),
@@ -563,8 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lt_paper bench", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=sorted(SIZES), default="full",
-                        help="full: the real sizes (a GPU); short: about 90 s on an H100; "
-                             "tiny: a seconds-long check (CPU, CI)")
+                        help="full: the real sizes (a GPU); short: sized for about 90 s on an H100 (not yet "
+                             "measured); tiny: a seconds-long check (CPU, CI)")
     parser.add_argument("--device", default="auto", help="cuda, cuda:N, cpu or auto (default)")
     parser.add_argument("--out", default=None, help="also write the report here, e.g. results/bench-h100-full.md")
     parser.add_argument("--data-root", default=None, help="real CIFAR-LT data instead of synthetic images")
