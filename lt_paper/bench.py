@@ -15,27 +15,33 @@ One report (Markdown, printed; ``--out FILE`` writes the same text) with the pro
      channels_last on CUDA);
    - **our fast path**: the same plus ``fast_path_overrides`` (torch.compile with CUDA graphs, fused SGD).
 2. The seven runs of Table 4 (CE, LDAM, A_ins, A_cls, Focal + A_cls, LDAM + A_ins, ALA; default path):
-   one after another in this process, then side by side as seven processes released together (see
-   ``lt_paper.train.parallel``), timed over the same epochs and projected to 200 epochs.
+   one after another in this process, side by side as seven processes released together (see
+   ``lt_paper.train.parallel``), and as one batched ensemble (``lt_paper.train.ensemble``: every
+   kernel does the work of all seven runs); then the 21 runs of three seeds as one ensemble. Training
+   images/s of all runs together and the projected wall time of 200 epochs of every run.
 3. ResNeXt-50 32x4d training images/s at 224 px, batch 256, fp32 (TF32 on, as the engine runs CUDA)
    and bf16 + channels_last, on synthetic tensors already on the device (the network alone).
 
-Sizes. ``--size full``: the sizes above, on synthetic uint8 images of CIFAR-100-LT's shape (10,847
-train images at imbalance 100, 10,000 test images, 32x32, 100 classes; no download), or the real set
-with ``--data-root``. ``--size tiny``: a check that the whole benchmark runs (CI, 2 CPU cores, about
-25 s): ResNet-8, 10 classes, 199 training images, one timed epoch, ResNeXt-50 at batch 2 and 64 px;
-its numbers say nothing about a GPU. Every timing excludes warm-up (the first epoch: cuDNN autotuning,
-compilation, CUDA-graph capture, DataLoader start) and synchronises the device before reading a clock.
-On CUDA the report also counts the host synchronisations in one fast-path training epoch (CUDA sync
-debug mode), the check that the loop never waits for the GPU inside an epoch.
+Sizes. ``--size full``: the sizes above, on synthetic uint8 images of CIFAR-100-LT's shape (10,847 train
+images at imbalance 100, 10,000 test images, 32x32, 100 classes; no download), or the real set with
+``--data-root``. ``--size short``: the same sections, sized for about 90 s on one H100 (the GPU window
+script): synthetic images of CIFAR-10-LT's shape (12,406 train images, 10 classes), one warm-up and one
+timed epoch per row, ResNeXt-50 at batch 64; not yet timed on a GPU. ``--size tiny``: a check that the
+whole benchmark runs (CI, 2 CPU cores, under a minute): ResNet-8, 10 classes, 199 training images of
+16x16, one timed epoch, ResNeXt-50 at batch 2 and 64 px; its numbers say nothing about a GPU. Every
+timing excludes warm-up (the first epoch: cuDNN autotuning, compilation, CUDA-graph capture, DataLoader
+start) and synchronises the device before reading a clock. On CUDA the report also counts the host
+synchronisations in one fast-path training epoch (CUDA sync debug mode), the check that the loop never
+waits for the GPU inside an epoch.
 
 Run it as ``python -m lt_paper bench ...`` or ``python -m lt_paper.bench ...`` (the same options).
 
-GPU check, prepared but NOT YET MEASURED with this code (DESIGN "Speed" has the numbers to expect:
-reference about 1.35 s/epoch, default about 1.25 s, fast about 0.44 s after about 23 s of compilation)::
+On a GPU, NOT YET MEASURED with this code (an earlier probe on one H100, outside this repository, saw
+about 1.35 s/epoch for the reference loop, 1.25 s for the eager default and 0.44 s for the fast path
+after about 23 s of compilation, at CIFAR-100-LT size)::
 
-    python -m lt_paper bench --size full --device cuda --out results/bench-h100-full.md   # about 3 minutes
-    bash scripts/gpu_check.sh   # the same, then 200-epoch fast vs default runs on real CIFAR-10-LT
+    python -m lt_paper bench --size short --device cuda --out results/bench-h100.md   # about 90 s
+    python -m lt_paper bench --size full --device cuda --out results/bench-h100-full.md
 """
 
 from __future__ import annotations
@@ -50,17 +56,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch.utils import benchmark
 from torch.utils.data import DataLoader, Dataset
 
+from .analysis.tables import to_markdown
 from .data import load_dataset, lt_counts, make_loaders
 from .data.containers import ArrayDataset, Augment, LongTailData
 from .models import build_model
 from .provenance import provenance
 from .train.config import Config, apply_overrides, fast_path_overrides
+from .train.distributed import device_type
 from .train.engine import build_run, configure_backends, resolve_runtime, train_one_epoch
+from .train.ensemble import build_ensemble
 from .train.evaluate import predict
 from .train.parallel import BARRIER_TIMEOUT_S, run_side_by_side
 from .train.presets import get_preset
@@ -68,6 +79,7 @@ from .train.presets import get_preset
 PROJECTED_EPOCHS = 200
 # Table 4 of the paper, rows 1-7 (presets of lt_paper.train.presets).
 TABLE4_METHODS = ("ce", "ldam_drw", "ains", "acls", "focal_acls", "ldam_ains", "ala")
+ENSEMBLE_SEEDS = (0, 1, 2)  # the 21-run ensemble: Table 4's rows x three seeds
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 REFERENCE_TEST_BATCH = 100  # LDAM-DRW's validation loader
 
@@ -92,15 +104,19 @@ class BenchSize:
     resnext_warmup: int
     resnext_steps: int
     threads: int | None = None  # CPU threads while measuring (None: torch's default)
+    px: int = 32  # side of the synthetic images (CIFAR: 32)
 
 
 SIZES = {
     "full": BenchSize("full", "resnet32", 100, 500, 100.0, 100, 128, warmup_epochs=1, timed_epochs=3,
                       table4_timed_epochs=2, reference_workers=4, resnext_batch=256, resnext_px=224,
                       resnext_warmup=3, resnext_steps=10),
+    "short": BenchSize("short", "resnet32", 10, 5000, 100.0, 1000, 128, warmup_epochs=1, timed_epochs=1,
+                       table4_timed_epochs=1, reference_workers=4, resnext_batch=64, resnext_px=224,
+                       resnext_warmup=2, resnext_steps=5),
     "tiny": BenchSize("tiny", "resnet8", 10, 50, 10.0, 10, 32, warmup_epochs=1, timed_epochs=1,
                       table4_timed_epochs=1, reference_workers=1, resnext_batch=2, resnext_px=64,
-                      resnext_warmup=1, resnext_steps=2, threads=1),
+                      resnext_warmup=1, resnext_steps=2, threads=1, px=16),
 }
 
 
@@ -129,7 +145,7 @@ def synthetic_long_tail(num_classes: int, n_max: int, imbalance: float, test_per
 def bench_data(size: BenchSize, dataset: str, data_root: str | None) -> LongTailData:
     """The real set when ``data_root`` is given (CIFAR-LT, "array" kind), else synthetic data."""
     if data_root is None:
-        return synthetic_long_tail(size.num_classes, size.n_max, size.imbalance, size.test_per_class)
+        return synthetic_long_tail(size.num_classes, size.n_max, size.imbalance, size.test_per_class, size.px)
     data = load_dataset(dataset, root=data_root, imbalance=size.imbalance)
     if data.kind != "array":
         raise ValueError(f"--dataset {dataset!r}: the benchmark needs an array dataset (CIFAR-LT, digits)")
@@ -197,34 +213,32 @@ def reference_loaders(data: LongTailData, batch_size: int, workers: int, device:
     return train, test
 
 
-def reference_train_epoch(model, loader, optimizer, device) -> int:
-    """LDAM-DRW's ``train``: fp32, eager, ``loss.item()`` every step (a host sync), top-1 kept on the device."""
+def reference_train_epoch(model, loader, optimizer, device) -> float:
+    """LDAM-DRW's ``train``: fp32, eager, ``loss.item()`` every step (a host sync); the mean loss."""
     model.train()
-    losses, top1, seen = 0.0, torch.zeros((), device=device), 0
+    loss_sum, seen = 0.0, 0
     for images, labels in loader:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        logits = model(images).logits
-        loss = F.cross_entropy(logits, labels)
-        top1 += (logits.argmax(1) == labels).float().sum()
-        losses += loss.item() * len(labels)
+        loss = F.cross_entropy(model(images).logits, labels)
+        loss_sum += loss.item() * len(labels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         seen += len(labels)
-    return seen
+    return loss_sum / seen
 
 
 @torch.no_grad()
-def reference_evaluate(model, loader, device) -> np.ndarray:
-    """LDAM-DRW's ``validate``: ``loss.item()`` and the predictions to the host every batch."""
+def reference_evaluate(model, loader, device) -> None:
+    """LDAM-DRW's ``validate``, timed for its cost only."""
     model.eval()
-    preds, losses = [], 0.0
     for images, labels in loader:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         logits = model(images).logits
-        losses += F.cross_entropy(logits, labels).item() * len(labels)
-        preds.extend(logits.argmax(1).cpu().numpy())
-    return np.asarray(preds)
+        # Computed and dropped on purpose: this is the published loop's per-batch work with its host
+        # syncs (the loss meter's .item(), the predictions copied to the host), which is what is timed.
+        F.cross_entropy(logits, labels).item()
+        logits.argmax(1).cpu()
 
 
 @dataclass
@@ -234,7 +248,7 @@ class EpochTimes:
     warmup_s: float  # the warm-up epochs, train + test, compilation included
     train_s: float
     eval_s: float
-    images_per_epoch: int
+    images_per_epoch: int  # of every run together (an ensemble: members x images)
     start: float = 0.0  # wall clock (time.time) at the start and end of the timed epochs
     end: float = 0.0
     host_syncs: int | None = None  # in one training epoch (CUDA sync debug mode); None: not counted
@@ -253,6 +267,38 @@ class EpochTimes:
         return PROJECTED_EPOCHS * self.epoch_s
 
 
+def time_epochs(train_epoch, evaluate, device: torch.device, warmup_epochs: int, timed_epochs: int,
+                images_per_epoch: int, label: str, barrier=None) -> EpochTimes:
+    """Warm up, wait at ``barrier`` (side by side), then time ``timed_epochs`` training + test passes.
+
+    ``train_epoch(epoch)`` returns the epoch's loss (a number or a device tensor: read after the
+    clock stops, so that reading it adds no sync to the timed epoch); a non-finite loss raises.
+    """
+    t0 = time.perf_counter()
+    for epoch in range(warmup_epochs):
+        train_epoch(epoch)
+        evaluate()
+    synchronize(device)
+    warmup = time.perf_counter() - t0
+    if barrier is not None:
+        barrier.wait(BARRIER_TIMEOUT_S)
+    start = time.time()
+    train_s, eval_s, losses = [], [], []
+    for epoch in range(warmup_epochs, warmup_epochs + timed_epochs):
+        t0 = time.perf_counter()
+        losses.append(train_epoch(epoch))
+        synchronize(device)
+        t1 = time.perf_counter()
+        evaluate()
+        synchronize(device)
+        train_s.append(t1 - t0)
+        eval_s.append(time.perf_counter() - t1)
+    end = time.time()
+    if not all(math.isfinite(float(loss)) for loss in losses):
+        raise FloatingPointError(f"{label}: training loss is not finite in the benchmark")
+    return EpochTimes(warmup, float(np.mean(train_s)), float(np.mean(eval_s)), images_per_epoch, start, end)
+
+
 def time_reference(data: LongTailData, size: BenchSize, device: torch.device) -> EpochTimes:
     """Time the reference-style loop (cuDNN autotuning on, as LDAM-DRW sets it)."""
     if device.type == "cuda":
@@ -261,23 +307,9 @@ def time_reference(data: LongTailData, size: BenchSize, device: torch.device) ->
     model = build_model(size.arch, data.num_classes, head="linear").to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
     train_loader, test_loader = reference_loaders(data, size.batch_size, size.reference_workers, device)
-    t0 = time.perf_counter()
-    for _ in range(size.warmup_epochs):
-        reference_train_epoch(model, train_loader, optimizer, device)
-        reference_evaluate(model, test_loader, device)
-    synchronize(device)
-    warmup = time.perf_counter() - t0
-    train_s, eval_s, seen = [], [], 0
-    for _ in range(size.timed_epochs):
-        t0 = time.perf_counter()
-        seen = reference_train_epoch(model, train_loader, optimizer, device)
-        synchronize(device)
-        t1 = time.perf_counter()
-        reference_evaluate(model, test_loader, device)
-        synchronize(device)
-        train_s.append(t1 - t0)
-        eval_s.append(time.perf_counter() - t1)
-    return EpochTimes(warmup, float(np.mean(train_s)), float(np.mean(eval_s)), seen)
+    return time_epochs(lambda epoch: reference_train_epoch(model, train_loader, optimizer, device),
+                       lambda: reference_evaluate(model, test_loader, device), device, size.warmup_epochs,
+                       size.timed_epochs, len(data.train), "reference-style loop")
 
 
 # ------------------------------------------------------------------------------------- our engine's paths
@@ -310,7 +342,7 @@ def count_host_syncs(run_epoch, device: torch.device) -> int | None:
 
 def time_engine(config: Config, data: LongTailData, device: torch.device, warmup_epochs: int,
                 timed_epochs: int, barrier=None, count_syncs: bool = False) -> EpochTimes:
-    """Warm up, wait at ``barrier`` (side by side), then time ``timed_epochs`` engine epochs + test passes."""
+    """Time one run of the engine (``build_run`` / ``train_one_epoch`` / ``predict``)."""
     configure_backends(config, device)
     train_loader, test_loader = make_loaders(data, config.batch_size, device, seed=config.seed,
                                              eval_batch_size=config.eval_batch_size)
@@ -319,38 +351,28 @@ def time_engine(config: Config, data: LongTailData, device: torch.device, warmup
     def train_epoch(epoch: int) -> torch.Tensor:
         train_loader.set_epoch(epoch)
         return train_one_epoch(parts.model, train_loader, parts.objective, parts.optimizer, device,
-                                amp=config.amp, channels_last=config.channels_last, compiled=config.compile)
+                               amp=config.amp, channels_last=config.channels_last, compiled=config.compile)[0]
 
     def evaluate() -> None:
         predict(parts.model, test_loader, parts.objective.scale, device, config.amp, config.compile)
 
-    t0 = time.perf_counter()
-    for epoch in range(warmup_epochs):
-        train_epoch(epoch)
-        evaluate()
-    synchronize(device)
-    warmup = time.perf_counter() - t0
-    if barrier is not None:
-        barrier.wait(BARRIER_TIMEOUT_S)
-    start = time.time()
-    train_s, eval_s = [], []
-    for epoch in range(warmup_epochs, warmup_epochs + timed_epochs):
-        t0 = time.perf_counter()
-        totals = train_epoch(epoch)
-        synchronize(device)
-        t1 = time.perf_counter()
-        evaluate()
-        synchronize(device)
-        train_s.append(t1 - t0)
-        eval_s.append(time.perf_counter() - t1)
-        if not math.isfinite(float(totals[0])):
-            raise FloatingPointError(f"{config.name}: training loss is not finite in the benchmark")
-    end = time.time()
+    times = time_epochs(train_epoch, evaluate, device, warmup_epochs, timed_epochs,
+                        len(train_loader) * config.batch_size, config.name, barrier)
     epoch_after = warmup_epochs + timed_epochs
-    syncs = count_host_syncs(lambda: train_epoch(epoch_after), device) if count_syncs else None
-    return EpochTimes(warmup, float(np.mean(train_s)), float(np.mean(eval_s)),
-                      len(train_loader) * config.batch_size, start, end, syncs,
-                      compile_counters() if config.compile else None)
+    if count_syncs:
+        times.host_syncs = count_host_syncs(lambda: train_epoch(epoch_after), device)
+    times.compiled = compile_counters() if config.compile else None
+    return times
+
+
+def time_ensemble(configs: list[Config], data: LongTailData, device: torch.device, warmup_epochs: int,
+                  timed_epochs: int) -> EpochTimes:
+    """Time ``configs`` trained as one ensemble (``lt_paper.train.ensemble``): one batched step for all."""
+    configure_backends(configs[0], device)
+    run = build_ensemble(configs, data, device)
+    images = len(run.train_loaders[0]) * configs[0].batch_size * len(configs)
+    return time_epochs(lambda epoch: run.train_epoch(epoch)[0][:, 0].sum(), run.predict, device, warmup_epochs,
+                       timed_epochs, images, f"ensemble of {len(configs)}")
 
 
 def _table4_worker(job: dict, barrier) -> EpochTimes:
@@ -381,21 +403,15 @@ def resnext_images_per_s(device: torch.device, batch: int, px: int, warmup: int,
 
     for _ in range(warmup):
         step()
-    synchronize(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    synchronize(device)
-    return batch * steps / (time.perf_counter() - t0)
+    # torch.utils.benchmark synchronises CUDA around the timed steps
+    seconds_per_step = benchmark.Timer(stmt="step()", globals={"step": step}).timeit(steps).mean
+    return batch / seconds_per_step
 
 
 # ------------------------------------------------------------------------------------------------ report
-def _row(cells) -> str:
-    return "| " + " | ".join(str(c) for c in cells) + " |"
-
-
 def _table(header, rows) -> list[str]:
-    return [_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows)]
+    """A Markdown table (the project's writer) as report lines; cells are already formatted."""
+    return to_markdown(pd.DataFrame(rows, columns=header), index=False).rstrip("\n").splitlines()
 
 
 def run_bench(size: BenchSize, device: torch.device, dataset: str = "cifar100_lt", data_root: str | None = None,
@@ -472,30 +488,57 @@ def _loops_section(size: BenchSize, data: LongTailData, device: torch.device, co
 
 def _table4_section(size: BenchSize, data: LongTailData, device: torch.device, dataset: str,
                     data_root: str | None, threads_per_process: int | None, step) -> list[str]:
-    """Section 2: Table 4's runs one after another in this process, then side by side."""
+    """Section 2: Table 4's runs one after another, side by side, as one ensemble; then 21 runs (three
+    seeds) as one ensemble. Sequential and side by side are measured on the 7 runs only; their 21-run
+    rows are three times the 7-run ones (a seed does not change a run's speed)."""
     configs = [bench_config(size, m, device) for m in TABLE4_METHODS]
+    epochs = size.table4_timed_epochs
     alone: list[EpochTimes] = []
     for method, config in zip(TABLE4_METHODS, configs):
         step(f"Table 4 {method}, alone")
-        alone.append(time_engine(config, data, device, size.warmup_epochs, size.table4_timed_epochs))
+        alone.append(time_engine(config, data, device, size.warmup_epochs, epochs))
     n = len(configs)
     step(f"Table 4, {n} runs side by side")
     jobs = [dict(config=c, size=size, device=str(device), dataset=dataset, data_root=data_root) for c in configs]
     together = run_side_by_side(_table4_worker, jobs, start_together=True, labels=list(TABLE4_METHODS),
                                 threads_per_process=threads_per_process or size.threads)
+    step(f"Table 4, {n} runs as one ensemble")
+    ensemble = time_ensemble(configs, data, device, size.warmup_epochs, epochs)
+    seeded = [bench_config(size, m, device, seed=s) for s in ENSEMBLE_SEEDS for m in TABLE4_METHODS]
+    step(f"Table 4 x {len(ENSEMBLE_SEEDS)} seeds, {len(seeded)} runs as one ensemble")
+    ensemble_all = time_ensemble(seeded, data, device, size.warmup_epochs, epochs)
+
+    images = alone[0].images_per_epoch * epochs  # per run over the timed epochs
     sequential_wall = sum(t.end - t.start for t in alone)
     side_wall = max(t.end for t in together) - min(t.start for t in together)
     sequential_projected = sum(t.projected_s for t in alone)  # one run after the other
     side_projected = max(t.projected_s for t in together)  # all at once: the slowest decides
-    epochs = size.table4_timed_epochs
-    lines = ["", f"## Table 4: its {n} runs (default path), one after another and side by side", ""]
-    lines += _table(["schedule", f"measured wall, {epochs} epoch(s) per run (s)",
-                     f"projected, {PROJECTED_EPOCHS} epochs per run (s)"],
-                    [["sequential (one process, one run at a time)", f"{sequential_wall:.3f}",
-                      f"{sequential_projected:.1f}"],
-                     [f"side by side ({n} processes on one device)", f"{side_wall:.3f}", f"{side_projected:.1f}"]])
-    lines += ["", f"Side by side vs sequential: {sequential_projected / side_projected:.2f}x. Seconds per epoch "
-              f"(train + test) of each run:", ""]
+    k = len(ENSEMBLE_SEEDS)
+    sequential_ips = n * images / sum(t.train_s * epochs for t in alone)
+    rows = [("one run alone (CE)", 1, images / (alone[0].train_s * epochs), alone[0].end - alone[0].start,
+             alone[0].projected_s),
+            ("sequential (one process, one run at a time)", n, sequential_ips, sequential_wall,
+             sequential_projected),
+            (f"side by side ({n} processes on one device)", n, n * images / side_wall, side_wall, side_projected),
+            (f"ensemble of {n} (one batched step)", n, ensemble.images_per_s, ensemble.end - ensemble.start,
+             ensemble.projected_s),
+            (f"sequential, {k} seeds (x{k} the {n}-run row)", n * k, sequential_ips, k * sequential_wall,
+             k * sequential_projected),
+            (f"side by side, {k} seeds (x{k} the {n}-run row)", n * k, n * images / side_wall, k * side_wall,
+             k * side_projected),
+            (f"ensemble of {n * k} (one batched step)", n * k, ensemble_all.images_per_s,
+             ensemble_all.end - ensemble_all.start, ensemble_all.projected_s)]
+    lines = ["", f"## Table 4: its {n} runs (default path): one after another, side by side, one ensemble", ""]
+    lines += _table(["schedule", "runs", "train images/s (all runs)", f"measured wall, {epochs} epoch(s) (s)",
+                     f"projected, {PROJECTED_EPOCHS} epochs of every run (s)"],
+                    [[label, runs, f"{ips:.1f}", f"{wall:.3f}", f"{projected:.1f}"]
+                     for label, runs, ips, wall, projected in rows])
+    lines += ["", f"Projected {PROJECTED_EPOCHS}-epoch time vs sequential: side by side "
+              f"{sequential_projected / side_projected:.2f}x, ensemble of {n} "
+              f"{sequential_projected / ensemble.projected_s:.2f}x, ensemble of {n * k} "
+              f"{k * sequential_projected / ensemble_all.projected_s:.2f}x. Measured wall excludes warm-up "
+              f"(ensemble warm-up: {ensemble.warmup_s:.1f} s and {ensemble_all.warmup_s:.1f} s). "
+              f"Seconds per epoch (train + test) of each run:", ""]
     lines += _table(["run", "alone", "side by side"],
                     [[m, f"{a.epoch_s:.4f}", f"{b.epoch_s:.4f}"] for m, a, b in zip(TABLE4_METHODS, alone, together)])
     return lines
@@ -521,14 +564,9 @@ def _resnext_section(size: BenchSize, device: torch.device, step) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lt_paper bench", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return parser
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The bench options, for a subcommand parser (``lt_paper.cli``)."""
     parser.add_argument("--size", choices=sorted(SIZES), default="full",
-                        help="full: the real sizes (a GPU); tiny: a seconds-long check (CPU, CI)")
+                        help="full: the real sizes (a GPU); short: sized for about 90 s on an H100 (not yet "
+                             "measured); tiny: a seconds-long check (CPU, CI)")
     parser.add_argument("--device", default="auto", help="cuda, cuda:N, cpu or auto (default)")
     parser.add_argument("--out", default=None, help="also write the report here, e.g. results/bench-h100-full.md")
     parser.add_argument("--data-root", default=None, help="real CIFAR-LT data instead of synthetic images")
@@ -538,12 +576,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch.compile in the fast path (auto: on CUDA only; about 60 s on a CPU)")
     parser.add_argument("--threads-per-process", type=int, default=None,
                         help="CPU threads of each side-by-side process (default: cores / 7; tiny: 1)")
+    return parser
 
 
-def run(args: argparse.Namespace) -> int:
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    report = run_bench(SIZES[args.size], device, dataset=args.dataset, data_root=args.data_root,
-                       compile_mode=args.compile, threads_per_process=args.threads_per_process,
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lt_paper bench [--size tiny|short|full] [--device D] [--out FILE] ...``; returns 0."""
+    args = build_parser().parse_args(argv)
+    report = run_bench(SIZES[args.size], torch.device(device_type(args.device)), dataset=args.dataset,
+                       data_root=args.data_root, compile_mode=args.compile,
+                       threads_per_process=args.threads_per_process,
                        progress=lambda m: print(m, file=sys.stderr, flush=True))
     print(report)
     if args.out:
@@ -551,11 +592,6 @@ def run(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(report)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m lt_paper bench [--size tiny|full] [--device D] [--out FILE] ...``; returns 0."""
-    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

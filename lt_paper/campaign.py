@@ -53,6 +53,7 @@ from .rows import NOTEBOOK_ROWS
 from .train.config import Config, apply_overrides
 from .train.distributed import device_type
 from .train.engine import FINAL_MODEL, is_finished, resolve_config, resolve_runtime, run_dir_for
+from .train.identity import with_data_fingerprint
 
 # Campaign priority of the notebooks' rows; distillation rows are moved to their own section, after these.
 SECTIONS = ("table 4", "table 1", "table 5", "figures", "distillation")
@@ -110,7 +111,7 @@ class PlannedRun:
 
 def resolved_config(preset: str | Config, overrides: dict) -> Config:
     """The config ``train(preset, **overrides)`` trains, without training (the device need not exist)."""
-    config = resolve_config(preset, overrides)
+    config = with_data_fingerprint(resolve_config(preset, overrides))
     return resolve_runtime(config, torch.device(device_type(config.device)))
 
 

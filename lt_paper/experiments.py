@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from tqdm.auto import tqdm
 
-from .train import train
+from .train import train, train_ensemble
+from .train.distributed import device_type
 from .train.engine import resolve_config
 from .train.presets import get_preset
 
@@ -24,13 +25,32 @@ def preset_name(prefix: str, arch: str, method: str) -> str:
     return name
 
 
+RUN_MODES = ("auto", "sequential", "side_by_side", "ensemble")
+
+
+def run_mode(mode: str, parallel: int, device: str) -> str:
+    """The way ``run_rows`` trains: ``mode`` itself, or for "auto" side by side when ``parallel`` > 1,
+    else one ensemble on CUDA and one run after another on the CPU (smoke Table 4 on 2 CPU cores:
+    sequential was the fastest; a grouped convolution on the CPU gains nothing)."""
+    if mode not in RUN_MODES:
+        raise ValueError(f"run_rows mode {mode!r} is not one of {RUN_MODES}")
+    if mode != "auto":
+        return mode
+    if parallel > 1:
+        return "side_by_side"
+    return "ensemble" if device_type(device) == "cuda" else "sequential"
+
+
 def run_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs_dir="runs",
-             progress: bool = True, parallel: int = 1, **overrides) -> dict[str, list[dict]]:
+             progress: bool = True, parallel: int = 1, mode: str = "auto",
+             **overrides) -> dict[str, list[dict]]:
     """Train (or reuse) every row for every seed; ``overrides`` apply to every run (and the teacher).
 
-    ``parallel`` > 1 trains up to that many runs side by side on the one device (separate processes,
-    :func:`lt_paper.train.parallel.train_side_by_side`): a ResNet-32 run leaves a GPU mostly idle.
-    Distillation teachers are trained first in either case.
+    ``mode``: "sequential" (one run after another in this process), "side_by_side" (up to
+    ``parallel`` runs at once, one process each: :func:`lt_paper.train.parallel.train_side_by_side`),
+    "ensemble" (the runs batched into one training step: :func:`lt_paper.train.train_ensemble`) or
+    "auto" (:func:`run_mode`). A ResNet-32 run leaves a GPU mostly idle; the ensemble fills it.
+    Distillation teachers are trained first in every mode.
     """
     jobs = [(row, method, seed) for row, method in rows.items() for seed in seeds]
     names = {job: preset_name(prefix, arch, job[1]) for job in jobs}
@@ -40,11 +60,15 @@ def run_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs_dir=
                 for seed in sorted({seed for _, _, seed in distilled})}
     job_overrides = {job: dict(overrides, seed=job[2], progress=False,
                                **({"teacher": teachers[job[2]]} if job in distilled else {})) for job in jobs}
-    if parallel > 1:
+    configs = [resolve_config(names[job], job_overrides[job]) for job in jobs]
+    how = run_mode(mode, parallel, configs[0].device if configs else "cpu")
+    if how == "side_by_side":
         from .train.parallel import train_side_by_side
 
-        configs = [resolve_config(names[job], job_overrides[job]) for job in jobs]
-        finished = train_side_by_side(configs, runs_dir=runs_dir, max_parallel=parallel)
+        finished = train_side_by_side(configs, runs_dir=runs_dir,
+                                      max_parallel=parallel if parallel > 1 else None)
+    elif how == "ensemble":
+        finished = train_ensemble(configs, runs_dir=runs_dir)
     else:
         finished = [train(names[job], runs_dir=runs_dir, **job_overrides[job])
                     for job in tqdm(jobs, desc=f"{prefix}/{arch} runs", disable=not progress)]

@@ -47,9 +47,10 @@ NOTEBOOKS = (
 
 _SMOKE = dict(prefix="smoke", dataset="digits_lt", arch="resnet8", epochs=30, seeds=[0], device="cpu",
               data_root=None)
-# cifar: one GPU, 7 runs side by side (one ResNet-32 run leaves a GPU mostly idle)
+# cifar: one GPU; a notebook's rows train as one batched ensemble (run_rows' default on CUDA: one
+# ResNet-32 run leaves a GPU mostly idle)
 _CIFAR = dict(prefix="cifar10_lt", dataset="cifar10_lt", arch="resnet32", epochs=200, seeds=[0, 1, 2],
-              device="cuda", data_root=None, parallel=7)
+              device="cuda", data_root=None, parallel=1)
 _IMAGENET = dict(prefix="imagenet_lt", dataset="imagenet_lt", arch="resnext50", epochs=100, seeds=[0],
                  device="cuda", data_root=None)
 

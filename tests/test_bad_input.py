@@ -15,7 +15,7 @@ from PIL import Image
 from lt_paper.cli import main
 from lt_paper.train import Config, config_hash, evaluate_run, get_preset, train
 from lt_paper.train.config import ADDED_FIELDS, apply_overrides, parse_assignment
-from lt_paper.train.engine import resolve_config
+from lt_paper.train.identity import with_data_fingerprint
 from lt_paper.train.guards import nonfinite_tensors
 
 REPO = Path(__file__).resolve().parent.parent
@@ -145,7 +145,7 @@ def _cifar_tree(root: Path, shade: int = 0) -> Path:
 
 def test_run_identity_includes_the_data_so_other_data_trains_anew(tmp_path):
     digits = get_preset("smoke/resnet8/ala")
-    assert config_hash(resolve_config(digits, {})) == config_hash(digits)  # published digits runs keep theirs
+    assert config_hash(with_data_fingerprint(digits)) == config_hash(digits)  # published digits runs keep theirs
     assert ADDED_FIELDS["data_fingerprint"] is None
     tree = _cifar_tree(tmp_path / "tree")
     settings = dict(dataset="cifar10_lt", data_root=str(tree), allow_incomplete_data=True, imbalance=2.0,

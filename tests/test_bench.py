@@ -19,7 +19,8 @@ from lt_paper.train.config import config_hash, fast_path_overrides
 from lt_paper.train.engine import build_run
 from lt_paper.train.parallel import SideBySideError, train_side_by_side
 
-ROW_LABELS = ("reference-style loop", "our default path", "our fast path", "sequential", "side by side",
+ROW_LABELS = ("reference-style loop", "our default path", "our fast path", "one run alone", "sequential",
+              "side by side", "ensemble of 7", "ensemble of 21",
               "fp32", "bf16 + channels_last") + bench.TABLE4_METHODS
 
 

@@ -42,7 +42,8 @@ from ..models import ARCHITECTURES, ROUTER_NAMES
 RUNTIME_ONLY_FIELDS = ("num_workers", "eval_batch_size", "data_root", "download", "progress")
 # Fields added after the first recorded runs, with their defaults: hashed only when set otherwise.
 ADDED_FIELDS = {"compile": False, "fused_optimizer": False, "aggregate_loss": True,
-                "allow_incomplete_data": False, "data_fingerprint": None}
+                "allow_incomplete_data": False, "data_fingerprint": None,
+                "eval_every": 1}
 
 # The names a config may use, from the registries that define them (one source each).
 VALID_CHOICES = {
@@ -98,6 +99,7 @@ class Config:
     lr_decay_at: tuple[float, ...] = (0.8, 0.9)  # fractions of epochs
     lr_decay_factors: tuple[float, ...] = (0.01, 0.0001)  # lr multipliers from each decay on
     router_at: float | None = None  # fraction of epochs where the router switches on; None: last decay
+    eval_every: int = 1  # test every N epochs; the last epoch always (the headline, decision 7)
     # runtime
     seed: int = 0
     device: str = "auto"  # "auto": cuda when available
@@ -198,6 +200,7 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "diversity_temperature": (lambda v: v > 0, "a number > 0"),
     "distill_temperature": (lambda v: v > 0, "a number > 0"),
     "epochs": (lambda v: v >= 1, "an integer >= 1"),
+    "eval_every": (lambda v: v >= 1, "an integer >= 1 (test every N-th epoch; the last always)"),
     "batch_size": (lambda v: v >= 1, "an integer >= 1"),
     "lr": (lambda v: v > 0, "a number > 0"),
     "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),

@@ -6,6 +6,7 @@ nothing here touches ``torch.distributed``.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -39,7 +40,14 @@ def setup(device_type: str) -> DistInfo:
         if device_type == "cuda":
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend=backend)
+        atexit.register(shutdown)  # the end of a torchrun run: NCCL wants its group destroyed before exit
     return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size)
+
+
+def shutdown() -> None:
+    """Leave the process group (``destroy_process_group``) if this process joined one."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def device_type(requested: str) -> str:

@@ -19,7 +19,9 @@ it trains, and once finished ``model.pt``, ``history.json``, ``records.npz`` and
 config returns the finished run without training, resumes an unfinished one from its last
 checkpoint (the epoch order and augmentation are functions of (seed, epoch), so a resumed run ends
 with the same numbers), and ``force=True`` trains anew into a fresh directory: a finished run is never
-overwritten.
+overwritten. ``eval_every`` N tests every N-th epoch and always the last (the headline number); the
+``best`` of ``metrics.json`` is the best test epoch among the evaluated ones. Many runs can also train
+together in one batched step (``lt_paper.train.ensemble``), into the same directories and files.
 
 Speed (DESIGN "Speed"): at CIFAR size one step is launch-bound, so the loop never waits for the GPU
 inside an epoch (loss and accuracy are summed on the device; the labels are range-checked once per
@@ -43,7 +45,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data import load_dataset, make_loaders
+from ..data import SHOT_GROUPS, load_dataset, make_loaders
 from ..losses import LOSS_HEADS, build_loss, class_balanced_weights
 from ..losses.validation import check_label_range
 from ..models import build_model
@@ -51,7 +53,7 @@ from ..provenance import provenance
 from . import distributed as D
 from .checkpoint import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
 from .config import Config, apply_overrides, config_hash, from_dict, to_dict
-from .evaluate import gather_records, metrics_from_records, predict
+from .evaluate import evaluate_model
 from .guards import check_teacher, check_weights_belong, stop_if_not_finite
 from .identity import check_same_data, data_source_of, with_data_fingerprint
 from .objective import Objective
@@ -64,12 +66,15 @@ METRICS = "metrics.json"
 
 
 def resolve_config(config: str | Config, overrides: dict) -> Config:
-    """A preset name or a Config, with keyword overrides (unknown keys raise, listing valid ones), and
-    the fingerprint of its data (part of the run hash: ``identity.py``)."""
+    """A preset name or a Config, with keyword overrides (unknown keys raise, listing valid ones).
+
+    This needs no data; the trainers then add the fingerprint of the data (``identity.py``), which is
+    part of the run hash, with :func:`with_data_fingerprint` before naming the run directory.
+    """
     base = get_preset(config) if isinstance(config, str) else config
     if not isinstance(base, Config):
         raise TypeError(f"config must be a preset name or a Config, not {type(config).__name__}")
-    return with_data_fingerprint(apply_overrides(base, overrides))
+    return apply_overrides(base, overrides)
 
 
 def run_dir_for(runs_dir: Path, config: Config, force: bool) -> Path:
@@ -223,12 +228,13 @@ def train_one_epoch(model: nn.Module, loader, objective: Objective, optimizer: t
                     device: torch.device, *, amp: bool, channels_last: bool,
                     class_weight: torch.Tensor | None = None, router_active: bool = False,
                     teacher: nn.Module | None = None, compiled: bool = False,
-                    progress: str | None = None) -> torch.Tensor:
+                    progress: str | None = None, step_losses: list | None = None) -> torch.Tensor:
     """One pass over ``loader``; returns float64 ``[loss sum, correct, samples]`` (3,) on the device.
 
     Nothing here waits for the device: the sums stay on it until the caller reads them after the
     epoch, and tqdm only counts batches on the host. ``compiled``: ``model`` is ``torch.compile``'d
     (each step is marked as a new CUDA-graph iteration). ``progress``: a tqdm description, or None.
+    ``step_losses``: a list that receives each step's loss (a detached device scalar), or None.
     """
     model.train()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -248,24 +254,37 @@ def train_one_epoch(model: nn.Module, loader, objective: Objective, optimizer: t
         optimizer.step()
         # accumulated on the device: no host synchronisation inside the epoch
         loss_sum += batch_loss.detach().double() * len(labels)
+        if step_losses is not None:
+            step_losses.append(batch_loss.detach())
         correct += (out.logits.detach().argmax(1) == labels).sum()
         seen += len(labels)
     return torch.stack([loss_sum, correct, seen])
+
+
+def check_teacher_named(config: Config) -> None:
+    """A distilled run must name its teacher (checked before anything is written)."""
+    if config.distill and not config.teacher:
+        raise ValueError(f"config {config.name!r} distils (distill=True) and needs config key 'teacher': the run "
+                         f"directory of a finished MoE teacher (the paper uses 6 experts: preset "
+                         f"{config.name.replace('ala_distill', 'ala_moe6')!r})")
+
+
+def start_run_dir(run_dir: Path, config: Config, info: D.DistInfo = D.DistInfo()) -> None:
+    """Create an unfinished run's directory with its resolved ``config.json`` (rank 0)."""
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "config.json", to_dict(config))
 
 
 def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.PathLike = "runs",
           force: bool = False, **overrides) -> dict:
     """Train and evaluate one run; return its metrics (``all``, ``many``, ``medium``, ``few``, ...)
     plus ``run_dir``. See the module docstring for caching, resuming and ``torchrun``."""
-    config = resolve_config(config, overrides)
+    config = with_data_fingerprint(resolve_config(config, overrides))
     info = D.setup(D.device_type(config.device))
     device = D.resolve_device(config.device, info)
     config = resolve_runtime(config, device)
-    if config.distill and not config.teacher:
-        raise ValueError(f"config {config.name!r} distils (distill=True) and needs config key 'teacher': the run "
-                         f"directory of a finished MoE teacher (the paper uses 6 experts: preset "
-                         f"{config.name.replace('ala_distill', 'ala_moe6')!r})")
-
+    check_teacher_named(config)
     if config.compile and info.distributed:
         raise ValueError("config key 'compile' is supported in one process only; under torchrun leave it "
                          "false (torch.compile with DDP is not measured here)")
@@ -276,9 +295,7 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
         result = load_result(run_dir)
         result["reused"] = True
         return result
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir / "config.json", to_dict(config))
+    start_run_dir(run_dir, config, info)
     D.barrier(info)
 
     configure_backends(config, device)
@@ -302,7 +319,7 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
         start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
         wall_before = state["wall_time_s"]
 
-    shot_rule = dict(many=config.many_threshold, few=config.few_threshold, few_inclusive=config.few_inclusive)
+    rule = shot_rule(config)
     t0 = time.perf_counter()
     records = None
     for epoch in range(start_epoch, config.epochs):
@@ -322,16 +339,17 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
         train_loss, train_acc = (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
         stop_if_not_finite(train_loss, network, epoch, run_dir / CHECKPOINT, info)  # before it is saved
 
-        records = gather_records(predict(model, test_loader, objective.scale, device, config.amp, config.compile), info)
-        metrics = metrics_from_records(records, data.train_counts, **shot_rule)
-        history.append({"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
-                        "router_active": router_active, "drw": class_weight is not None,
-                        **{f"test_{g}": metrics[g] for g in ("all", "many", "medium", "few")}})
-        if not best or metrics["all"] > best["all"]:
-            best = {"epoch": epoch + 1, **{g: metrics[g] for g in ("all", "many", "medium", "few")}}
+        metrics = None
+        if is_eval_epoch(config, epoch):
+            records, metrics = evaluate_model(model, test_loader, objective.scale, device, config.amp,
+                                              config.compile, data.train_counts, rule, info)
+            best = update_best(best, epoch, metrics)
+        history.append(history_entry(epoch, lr, train_loss, train_acc, router_active, class_weight is not None,
+                                     metrics))
         if info.is_main and config.progress:
+            tested = f" test acc {metrics['all']:.3f}" if metrics is not None else ""
             tqdm.write(f"epoch {epoch + 1}/{config.epochs} lr {lr:.4g} loss {train_loss:.4f} "
-                       f"train acc {train_acc:.3f} test acc {metrics['all']:.3f}")
+                       f"train acc {train_acc:.3f}{tested}")
         if info.is_main:
             save_checkpoint(run_dir / CHECKPOINT, model=network, optimizer=optimizer, epoch=epoch,
                             config=to_dict(config), config_hash=chash, history=history, best=best,
@@ -339,32 +357,81 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
         D.barrier(info)
 
     if records is None:  # resumed after the last epoch's checkpoint but before metrics.json
-        records = gather_records(predict(model, test_loader, objective.scale, device, config.amp, config.compile), info)
-        metrics = metrics_from_records(records, data.train_counts, **shot_rule)
+        records, metrics = evaluate_model(model, test_loader, objective.scale, device, config.amp,
+                                          config.compile, data.train_counts, rule, info)
     wall = wall_before + time.perf_counter() - t0
+    result = finish_run(run_dir, network, config, history=history, best=best, records=records, metrics=metrics,
+                        train_counts=data.train_counts, wall_time_s=wall, device=device, info=info)
+    D.barrier(info)
+    return result
+
+
+def shot_rule(config: Config) -> dict:
+    """The shot-group thresholds of a run (decision 2), as ``metrics_from_records`` takes them."""
+    return dict(many=config.many_threshold, few=config.few_threshold, few_inclusive=config.few_inclusive)
+
+
+def is_eval_epoch(config: Config, epoch: int) -> bool:
+    """Test after 0-indexed ``epoch``? Every ``eval_every``-th epoch, and always the last (the headline)."""
+    return (epoch + 1) % config.eval_every == 0 or epoch == config.epochs - 1
+
+
+def update_best(best: dict, epoch: int, metrics: dict) -> dict:
+    """The best test epoch so far (over the evaluated epochs only), given this epoch's metrics."""
+    if not best or metrics["all"] > best["all"]:
+        return {"epoch": epoch + 1, **{g: metrics[g] for g in ("all", *SHOT_GROUPS)}}
+    return best
+
+
+def history_entry(epoch: int, lr: float, train_loss: float, train_acc: float, router_active: bool, drw: bool,
+                  metrics: dict | None) -> dict:
+    """One ``history.json`` entry; the test accuracies are None in an epoch that was not evaluated."""
+    return {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
+            "router_active": router_active, "drw": drw,
+            **{f"test_{g}": None if metrics is None else metrics[g] for g in ("all", *SHOT_GROUPS)}}
+
+
+def nonfinite_loss_message(train_loss: float, epoch: int, run_dir: Path, checkpoint: Path,
+                           what: str | None = None) -> str:
+    """Why a run stopped: its epoch's mean training loss (or ``what``) is not finite (0-indexed ``epoch``)."""
+    last = f"the last good checkpoint (epoch {epoch}) is kept at {checkpoint}" if epoch > 0 \
+        else "no checkpoint was written"
+    return f"{what or f'training loss is {train_loss}'} in epoch {epoch + 1} of run {run_dir}; {last}"
+
+
+def finish_run(run_dir: Path, network: nn.Module, config: Config, *, history: list, best: dict, records: dict,
+               metrics: dict, train_counts, wall_time_s: float, device: torch.device,
+               info: D.DistInfo = D.DistInfo()) -> dict:
+    """Write a trained run's files and return its result (what ``train`` returns).
+
+    ``model.pt``, ``history.json`` and ``records.npz`` first, ``metrics.json`` last (it marks the run
+    finished), then the training checkpoint is removed. Only rank 0 writes. ``metrics.json`` holds the
+    last epoch's numbers (the headline, decision 7) and ``best``: the best test epoch over the evaluated
+    epochs (every ``eval_every``-th and the last), which is what published CIFAR baselines reported.
+    """
+    chash = config_hash(config)
     result = {
-        **{g: metrics[g] for g in ("all", "many", "medium", "few")},
+        **{g: metrics[g] for g in ("all", *SHOT_GROUPS)},
         "per_class": metrics["per_class"],
         "epoch": config.epochs,
         "best": best,
-        "best_note": "best test epoch, reported only beside the last-epoch numbers (decision 7)",
-        "shot_rule": shot_rule,
-        "train_counts": list(data.train_counts),
+        "shot_rule": shot_rule(config),
+        "train_counts": list(train_counts),
         "config_hash": chash,
         "data_source": data_source_of(config).as_record(),
-        "wall_time_s": wall,
+        "wall_time_s": wall_time_s,
         "world_size": info.world_size,
         "provenance": provenance(device, world_size=info.world_size),
     }
     if info.is_main:
         save_checkpoint(run_dir / FINAL_MODEL, model=network, optimizer=None, epoch=config.epochs - 1,
-                        config=to_dict(config), config_hash=chash, history=history, best=best, wall_time_s=wall)
+                        config=to_dict(config), config_hash=chash, history=history, best=best,
+                        wall_time_s=wall_time_s)
         atomic_write_json(run_dir / "history.json", history)
-        arrays = {**records, "train_counts": np.asarray(data.train_counts, dtype=np.int64)}
+        arrays = {**records, "train_counts": np.asarray(train_counts, dtype=np.int64)}
         atomic_write_bytes(run_dir / "records.npz", lambda f: np.savez_compressed(f, **arrays))
         atomic_write_json(run_dir / METRICS, result)  # last: marks the run finished
         (run_dir / CHECKPOINT).unlink(missing_ok=True)
-    D.barrier(info)
     return {**result, "run_dir": str(run_dir), "reused": False}
 
 
@@ -377,6 +444,7 @@ def evaluate_run(run_dir: str | os.PathLike, device: str = "auto") -> dict:
     config = from_dict(json.loads(config_path.read_text()))
     info = D.DistInfo()
     dev = D.resolve_device(device if device != "auto" else config.device, info)
+    config = resolve_runtime(apply_overrides(config, {"device": dev.type}), dev)  # as train resolves it
     weights = run_dir / FINAL_MODEL if (run_dir / FINAL_MODEL).is_file() else run_dir / CHECKPOINT
     check_same_data(config, with_data_fingerprint(config), f"run {run_dir}")
     data = load_dataset(config.dataset, root=config.data_root, imbalance=config.imbalance, download=False,
@@ -389,8 +457,9 @@ def evaluate_run(run_dir: str | os.PathLike, device: str = "auto") -> dict:
     if config.num_experts > 1:
         model.set_router_active(Schedule.from_config(config).router_active(state["epoch"]))
     model.to(dev)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     scale = build_loss(config.loss, data.train_counts).scale
-    records = gather_records(predict(model, test_loader, scale, dev, amp=bool(config.amp) and dev.type == "cuda"), info)
-    metrics = metrics_from_records(records, data.train_counts, many=config.many_threshold,
-                                   few=config.few_threshold, few_inclusive=config.few_inclusive)
+    _, metrics = evaluate_model(model, test_loader, scale, dev, config.amp, False, data.train_counts,
+                                shot_rule(config), info)
     return {**metrics, "run_dir": str(run_dir), "weights": str(weights), "epoch": state["epoch"] + 1}

@@ -1,8 +1,9 @@
 """A run's identity beyond its recipe: the data it trains on (config.py, "How runs are keyed").
 
 ``with_data_fingerprint`` fills the config field ``data_fingerprint`` from the data source before the
-run hash is taken; every path from a config to a run directory (``train``, side-by-side runs, any other
-trainer) goes through ``engine.resolve_config``, which calls it. ``check_same_data`` guards evaluating
+run hash is taken; every path from a config to a run directory calls it (``train``, which side-by-side
+runs use too, ``train_ensemble``, and ``campaign``'s plan). Resolving a config alone
+(``engine.resolve_config``) needs no data. ``check_same_data`` guards evaluating
 or distilling from a run against data that changed since it trained.
 """
 
