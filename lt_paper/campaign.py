@@ -15,7 +15,7 @@ Priority (the order in which the budget is spent):
 5. the other seeds (seed 1 before seed 2), in the same order.
 
 Runs that can train together (same data, network shape, schedule, optimizer and device settings:
-:func:`pack_key`) form a pack, trained by ``lt_paper.train.train_ensemble`` as one batched model;
+:func:`lt_paper.train.ensemble_key`) form a pack, trained by ``lt_paper.train.train_ensemble`` as one batched model;
 packs never mix the first seed with the others, so the first seed's tables complete first. Before a
 pack trains, a probe measures it: the pack trains for 1 and for 3 epochs in a scratch folder (deleted
 afterwards), which gives a fixed cost and a cost per epoch; the estimate for the real epochs is
@@ -53,6 +53,7 @@ from .rows import NOTEBOOK_ROWS
 from .train.config import Config, apply_overrides
 from .train.distributed import device_type
 from .train.engine import FINAL_MODEL, is_finished, resolve_config, resolve_runtime, run_dir_for
+from .train.ensemble import ensemble_key, train_ensemble
 from .train.identity import with_data_fingerprint
 
 # Campaign priority of the notebooks' rows; distillation rows are moved to their own section, after these.
@@ -71,21 +72,6 @@ MARGIN_S = 2.0  # and this much is kept free after the pack would end
 # epochs is underestimated by its evaluations beyond the probe's one (SAFETY covers a few).
 PROBE_EPOCHS = (1, 3)
 DEFAULT_MAX_MEMBERS = 21  # runs in one pack (Table 4 x 3 seeds)
-
-# until train_ensemble lands: lt_paper.train.ensemble's grouping decides which configs train together.
-# Config fields that must agree for runs to share one batched step; the rest (loss, head, DRW, router
-# type, seed, distillation temperature...) may differ between members.
-PACK_FIELDS = (
-    "dataset", "imbalance", "data_root", "arch", "num_experts", "shared_stages", "expert_width",
-    "epochs", "batch_size", "lr", "warmup_epochs", "lr_decay_at", "lr_decay_factors", "momentum",
-    "weight_decay", "fused_optimizer", "device", "amp", "channels_last", "compile", "distill", "teacher",
-)
-
-
-def pack_key(config: Config) -> tuple:
-    """Configs with equal keys can train as one ensemble (until train_ensemble lands)."""
-    return tuple(getattr(config, name, None) for name in PACK_FIELDS)
-
 
 @dataclass(frozen=True)
 class PlannedRun:
@@ -173,7 +159,7 @@ def planned_runs(profile: str, runs_dir: str | Path, seeds: Sequence[int] | None
 
 
 def make_packs(runs: Sequence[PlannedRun], max_members: int = DEFAULT_MAX_MEMBERS) -> list[list[PlannedRun]]:
-    """Group runs (in priority order) into packs of equal :func:`pack_key`, the first seed apart.
+    """Group runs (in priority order) into packs of equal ``ensemble_key``, the first seed apart.
 
     A pack takes its place in the order at its highest-priority member; a pack that reaches
     ``max_members`` is closed and the next compatible run opens a new one.
@@ -183,7 +169,8 @@ def make_packs(runs: Sequence[PlannedRun], max_members: int = DEFAULT_MAX_MEMBER
     packs: list[list[PlannedRun]] = []
     open_pack: dict[tuple, int] = {}
     for run in runs:
-        key = (run.first_seed, pack_key(run.config))
+        # a student waits for its teacher, which trains in an earlier pack: students pack apart
+        key = (run.first_seed, run.config.distill, ensemble_key(run.config))
         index = open_pack.get(key)
         if index is None or len(packs[index]) >= max_members:
             packs.append([])
@@ -210,29 +197,9 @@ class Estimate:
         return cls(fixed_s=max(short_s - short_epochs * per_epoch, 0.0), per_epoch_s=per_epoch)
 
 
-class PackTrainer:
-    """Trains a list of configs into a runs directory: one ensemble when ``train_ensemble`` exists.
-
-    ``sequential``: the configs train one after another (so a pack's time is its members' times added
-    up, and one member's probe is enough to estimate any number of them).
-    """
-
-    def __init__(self):
-        try:
-            from .train import train_ensemble
-        except ImportError:  # until train_ensemble lands
-            train_ensemble = None
-        self._ensemble = train_ensemble
-        self.sequential = train_ensemble is None
-        self.name = ("train, one run after another (train_ensemble is not importable)" if self.sequential
-                     else "train_ensemble")
-
-    def __call__(self, configs: Sequence[Config], runs_dir: Path) -> list[dict]:
-        if self._ensemble is not None:
-            return self._ensemble(list(configs), runs_dir=str(runs_dir))
-        from .train import train
-
-        return [train(config, runs_dir=runs_dir) for config in configs]  # until train_ensemble lands
+def train_pack(configs: Sequence[Config], runs_dir: Path) -> list[dict]:
+    """The campaign's trainer: one batched ensemble per pack (its members share every step)."""
+    return train_ensemble(list(configs), runs_dir=str(runs_dir))
 
 
 @dataclass
@@ -252,7 +219,7 @@ class Campaign:
                  log: Callable[[str], None] = print, plan_only: bool = False, probe: bool = True,
                  started: float | None = None):
         self.runs_dir, self.budget_s, self.plan_only, self.probe = Path(runs_dir), float(budget_s), plan_only, probe
-        self.trainer = trainer if trainer is not None else PackTrainer()
+        self.trainer = trainer if trainer is not None else train_pack
         self.clock, self.log = clock, log
         self.started = clock() if started is None else started  # on ``clock``'s scale
         self.planned_s = 0.0  # --plan: estimated seconds of the packs that would train
@@ -265,19 +232,16 @@ class Campaign:
     def _probe_key(self, members: Sequence[PlannedRun]) -> tuple:
         config = members[0].config
         # a student's teacher path does not change its cost, only whether it has one
-        return (pack_key(apply_overrides(config, {"teacher": None})), config.distill, len(members))
+        return (ensemble_key(apply_overrides(config, {"teacher": None})), config.distill, len(members))
 
     def estimate(self, members: Sequence[PlannedRun]) -> Estimate | None:
-        """The pack's estimate, probing it (or one member, for sequential training) when not yet known."""
-        probed = members[:1] if self.trainer.sequential else members
-        key = self._probe_key(probed)
+        """The pack's estimate, probing it when no pack of its kind and size was measured yet."""
+        key = self._probe_key(members)
         if key not in self.estimates:
             if not self.probe:
                 return None
-            self.estimates[key] = self._measure([run.config for run in probed])
-        unit = self.estimates[key]
-        scale = len(members) / len(probed)
-        return Estimate(unit.fixed_s * scale, unit.per_epoch_s * scale)
+            self.estimates[key] = self._measure([run.config for run in members])
+        return self.estimates[key]
 
     def _measure(self, configs: list[Config]) -> Estimate:
         scratch = Path(tempfile.mkdtemp(prefix="lt_paper-probe-"))
@@ -333,8 +297,8 @@ class Campaign:
             if self.fits(estimate, epochs, reserve=sum(run.run_dir in self.teachers for run in members)):
                 break
             outcome.reason = f"estimated {outcome.estimate_s:.0f} s, {self.left_s():.0f} s left"
-            # sequential training costs each member alone; an ensemble's cost is re-measured at half size
-            members = members[:-1] if self.trainer.sequential else members[:len(members) // 2]
+            # an ensemble's cost grows with its members (less than linearly): re-measure at half size
+            members = members[:len(members) // 2]
         if not members:
             outcome.status = "skipped"
             return outcome
@@ -420,7 +384,7 @@ def campaign(profile: str, budget_s: float, runs_dir: str | Path, seeds: Sequenc
     runner = Campaign(runs_dir, budget_s, trainer=trainer, log=log, plan_only=plan_only,
                       probe=probe and device_here, started=started)
     log(f"campaign: profile {profile}, {len(runs)} runs: {len(runs) - len(todo)} done, {len(todo)} to train "
-        f"in {len(packs)} pack(s); budget {budget_s:.0f} s; packs train with {runner.trainer.name}")
+        f"in {len(packs)} pack(s); budget {budget_s:.0f} s; packs train as batched ensembles")
     if todo and runner.probe:
         for dataset, root, imbalance in sorted({(r.config.dataset, r.config.data_root, r.config.imbalance)
                                                 for r in todo}, key=str):
@@ -434,7 +398,7 @@ def campaign(profile: str, budget_s: float, runs_dir: str | Path, seeds: Sequenc
     log(f"campaign: {trained} run(s) trained in {time.monotonic() - started:.0f} s of {budget_s:.0f} s")
     return {
         "profile": profile, "budget_s": budget_s, "elapsed_s": time.monotonic() - started,
-        "trainer": runner.trainer.name, "plan_only": plan_only, "runs_dir": str(Path(runs_dir).resolve()),
+        "plan_only": plan_only, "runs_dir": str(Path(runs_dir).resolve()),
         "runs": [{"run": run.name, "run_dir": run.run_dir.name, "section": run.section, "seed": run.seed,
                   "needed_by": list(run.needed_by), "finished_before": run.finished} for run in runs],
         "packs": [{"members": [run.run_dir.name for run in o.members], "dropped": [run.run_dir.name for run in o.dropped],

@@ -11,6 +11,7 @@ from lt_paper.cli import main
 from lt_paper.experiments import run_rows
 from lt_paper.rows import NOTEBOOK_ROWS, TABLE4_ROWS
 from lt_paper.train.config import apply_overrides, config_hash
+from lt_paper.train.ensemble import ensemble_key
 from lt_paper.train.presets import get_preset
 
 SMOKE_FAST = {"epochs": 1}
@@ -66,7 +67,7 @@ def test_packs_hold_compatible_runs_and_never_mix_the_first_seed_with_others(tmp
     assert [len(p) for p in packs[:5]] == [9, 4, 4, 1, 1]  # seed 0: single, MoE-3, MoE-4, teacher, student
     assert sum(len(p) for p in packs) == len(runs)
     for pack in packs:
-        assert len({C.pack_key(r.config) for r in pack}) == 1
+        assert len({ensemble_key(r.config) for r in pack}) == 1
         assert len({r.first_seed for r in pack}) == 1
     assert all(len(p) <= 4 for p in C.make_packs(runs, max_members=4))
     with pytest.raises(ValueError, match="max_members"):
@@ -82,16 +83,15 @@ def test_estimate_is_fixed_cost_plus_epochs_times_the_measured_epoch_cost():
 
 
 class FakeTrainer:
-    """Trains nothing; advances a fake clock by ``fixed + epochs * per_epoch`` per member (or per pack)."""
+    """Trains nothing; advances a fake clock by ``fixed + epochs * per_epoch * members`` per pack."""
 
-    def __init__(self, clock, sequential, fixed=1.0, per_epoch=1.0):
-        self.clock, self.sequential, self.fixed, self.per_epoch = clock, sequential, fixed, per_epoch
-        self.name, self.calls = "fake", []
+    def __init__(self, clock, fixed=1.0, per_epoch=1.0):
+        self.clock, self.fixed, self.per_epoch = clock, fixed, per_epoch
+        self.calls = []
 
     def __call__(self, configs, runs_dir):
         self.calls.append((len(configs), configs[0].epochs, Path(runs_dir)))
-        members = len(configs) if self.sequential else 1  # an ensemble costs the same at any size here
-        self.clock.now += members * (self.fixed + configs[0].epochs * self.per_epoch)
+        self.clock.now += self.fixed + configs[0].epochs * self.per_epoch * len(configs)
         results = []
         for config in configs:
             run_dir = C.expected_run_dir(config, runs_dir)
@@ -110,35 +110,40 @@ class FakeClock:
         return self.now
 
 
-def _campaign(tmp_path, budget, sequential):
+def _campaign(tmp_path, budget):
     clock = FakeClock()
-    trainer = FakeTrainer(clock, sequential)
+    trainer = FakeTrainer(clock)
     runs = C.planned_runs("smoke", tmp_path / "runs", parameters={"epochs": 10})
     packs = C.make_packs(runs)
     runner = C.Campaign(tmp_path / "runs", budget, trainer=trainer, clock=clock, log=lambda _: None)
     return runner.run(packs, set()), trainer, packs
 
 
-def test_sequential_packs_drop_their_lowest_priority_runs_to_fit_the_budget(tmp_path):
-    # one run: 1 s + 10 epochs x 1 s = 11 s; probes 2 + 4 = 6 s once per kind
-    outcomes, trainer, packs = _campaign(tmp_path, budget=60.0, sequential=True)
-    first = outcomes[0]
-    assert first.status == "partly trained" and first.estimate_s == pytest.approx(11.0 * len(first.members))
-    assert first.members == packs[0][:len(first.members)] and first.dropped == packs[0][len(first.members):]
-    assert 6 + 11 * len(first.members) * C.SAFETY + C.MARGIN_S <= 60 < 6 + 11 * (len(first.members) + 1) * C.SAFETY + C.MARGIN_S
-    assert all(o.status == "skipped" for o in outcomes[1:])
+def test_a_pack_too_large_for_the_budget_is_halved_keeping_its_highest_priority_runs(tmp_path):
+    # the first pack (the smoke plain networks), M members: 1 s + 10 epochs x M s; its two probes cost
+    # (1 + M) + (1 + 3 M) s per size tried; 100 s fit neither all M nor M // 2 of them
+    outcomes, trainer, packs = _campaign(tmp_path, budget=100.0)
+    first, size = outcomes[0], len(packs[0])
+    kept = len(first.members)
+    assert first.status == "partly trained" and 0 < kept < size // 2
+    assert first.members == packs[0][:kept] and first.dropped == packs[0][kept:]
+    assert first.estimate_s == pytest.approx(1 + 10 * kept)
+    probes = [c[0] for c in trainer.calls if c[1] in C.PROBE_EPOCHS]
+    tried = sorted(set(probes), reverse=True)
+    assert tried[0] == size and all(b == a // 2 for a, b in zip(tried, tried[1:])) and tried[-1] == kept
+    spent = sum(2 + 4 * m for m in tried)  # the probes
+    assert (1 + 10 * kept) * C.SAFETY + C.MARGIN_S <= 100 - spent  # what trained fits what was left
     trained = [d for d in (tmp_path / "runs").iterdir() if (d / "metrics.json").is_file()]
-    assert sorted(trained) == sorted(r.run_dir for r in first.members)
-    assert [c[1] for c in trainer.calls[:2]] == list(C.PROBE_EPOCHS)  # probed before it trained
+    assert {r.run_dir for r in first.members} <= set(trained)
 
 
 def test_ensemble_packs_train_whole_and_students_wait_for_their_teacher(tmp_path):
-    outcomes, trainer, packs = _campaign(tmp_path, budget=1000.0, sequential=False)
+    outcomes, trainer, packs = _campaign(tmp_path, budget=1000.0)
     assert [o.status for o in outcomes] == ["trained"] * len(packs)
     assert [c[0] for c in trainer.calls if c[1] == 10] == [len(p) for p in packs]
     # without the teacher's pack, the student's pack is skipped rather than failing
     clock = FakeClock()
-    runner = C.Campaign(tmp_path / "other", 1000.0, trainer=FakeTrainer(clock, False), clock=clock, log=lambda _: None)
+    runner = C.Campaign(tmp_path / "other", 1000.0, trainer=FakeTrainer(clock), clock=clock, log=lambda _: None)
     student_pack = next(p for p in C.make_packs(C.planned_runs("smoke", tmp_path / "other")) if p[0].config.distill)
     outcome = runner.run_pack(student_pack, available=set())
     assert outcome.status == "skipped" and "teacher" in outcome.reason
