@@ -241,23 +241,23 @@ class Interrupted(Exception):
     pass
 
 
-real_predict, calls = engine.predict, []
+real_evaluate, calls = engine.evaluate_model, []
 
 
-def predict_then_stop(*args, **kwargs):  # the evaluation of epoch 3 never happens: 2 checkpoints exist
+def evaluate_then_stop(*args, **kwargs):  # the evaluation of epoch 3 never happens: 2 checkpoints exist
     calls.append(1)
     if len(calls) == 3:
         raise Interrupted()
-    return real_predict(*args, **kwargs)
+    return real_evaluate(*args, **kwargs)
 
 
-engine.predict = predict_then_stop
+engine.evaluate_model = evaluate_then_stop
 try:
     train("smoke/resnet8/ala_moe3", runs_dir=runs + "/resumed", **common)
     raise SystemExit("the interruption did not happen")
 except Interrupted:
     pass
-engine.predict = real_predict
+engine.evaluate_model = real_evaluate
 resumed = train("smoke/resnet8/ala_moe3", runs_dir=runs + "/resumed", **common)
 print(json.dumps({"whole": whole["run_dir"], "resumed": resumed["run_dir"]}))
 '''
