@@ -5,7 +5,8 @@ registry, no backend state: the library never changes what a notebook or a test 
 Jupyter displays a returned Figure, ``save_figure`` writes it. Styling uses seaborn's palettes and a
 local ``axes_style`` context, never ``sns.set_theme`` (global state).
 
-- Figure 1 (a)-(c): ``plot_probability_curves``; (d): ``plot_probability_by_class``.
+- Figure 1 (a)-(c): ``plot_probability_curves``; (d): ``plot_probability_by_class``; the test images
+  one method finds hard and the other easy: ``plot_sample_gallery``.
 - Figure 2 (a): ``plot_adjusting_terms``; (b): ``plot_target_gradients``; both: ``plot_figure2``.
   The curves are computed by ``lt_paper.losses`` (``adjusting_terms``, ``target_logit_gradients``);
   these functions only draw the arrays they are given, keyed by legend label.
@@ -250,6 +251,41 @@ def plot_router_weights(record: RunRecord, groups: Sequence[str] = SHOT_GROUPS, 
     axes[0, 0].set_ylabel("mean router weight" if bar == "weight" else "expert accuracy (%)")
     fig.suptitle("router weight per expert (bars) and expert accuracy % (on top)" if bar == "weight"
                  else "expert accuracy % (bars) and mean router weight (on top)", fontsize=10)
+    return fig
+
+
+def plot_sample_gallery(picks: Mapping[str, Sequence[int]], images: Mapping[int, np.ndarray],
+                        runs: Mapping[str, RunRecord], class_names: Sequence[str] | None = None,
+                        per_group: int = 6) -> Figure:
+    """Test images, one row per shot group (``picks``: {group: test-set indices}, e.g. from
+    ``samples.disagreeing_samples``), each titled with its true label and, per run in ``runs``
+    ({label: RunRecord}, usually the run that finds them hard, then the one that finds them easy),
+    the predicted label and the probability of the true class. ``images``: {index: (H, W, 3) uint8}.
+    """
+    names = list(class_names) if class_names is not None else None
+    label = (lambda c: names[c]) if names else str
+    fig, axes = _new_figure(per_group, nrows=len(picks), panel=(1.9, 2.3))
+    for row, (group, indices) in zip(axes, picks.items()):
+        indices = list(indices)[:per_group]
+        for col, ax in enumerate(row):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if col == 0:
+                ax.set_ylabel(f"{GROUP_TITLES.get(group, group)}\n({len(picks[group])} found)", fontsize=9)
+            if col >= len(indices):  # fewer samples than panels: blank, or "none" for an empty row
+                if col == 0:
+                    ax.text(0.5, 0.5, "none", ha="center", va="center")
+                else:
+                    ax.axis("off")
+                continue
+            i = int(indices[col])
+            image = np.asarray(images[i])
+            ax.imshow(image.squeeze(), cmap="gray" if image.squeeze().ndim == 2 else None,
+                      interpolation="nearest")
+            lines = [f"#{i} true {label(int(next(iter(runs.values())).label[i]))}"]
+            lines += [f"{name}: {label(int(r.pred[i]))} p={float(r.p_gt[i]):.2f}" for name, r in runs.items()]
+            ax.set_title("\n".join(lines), fontsize=7)
     return fig
 
 

@@ -154,3 +154,21 @@ def router_weight_by_group(record: RunRecord, **rule) -> pd.DataFrame:
     weights = np.asarray(record.router_weights, dtype=float)  # (N, K)
     data = {g: masked_mean(weights, m, what=f"router weight of group {g!r}") for g, m in masks.items()}
     return pd.DataFrame(data, index=pd.RangeIndex(1, record.num_experts + 1, name="expert"))
+
+
+def router_verdict(record: RunRecord, **rule) -> pd.DataFrame:
+    """Figure 4's claim per group: does the expert with the largest mean router weight have the best
+    accuracy? Index: groups; columns: the top-weight expert and its weight, the most accurate expert and
+    its accuracy (percent), and ``agrees`` ("yes" / "no"; "-" where a group is empty)."""
+    weights, accuracy = router_weight_by_group(record, **rule), expert_group_accuracy(record, **rule)
+    rows = {}
+    for g in weights.columns:
+        if weights[g].isna().all() or accuracy[g].isna().all():
+            rows[g] = {"top-weight expert": None, "its weight": np.nan, "most accurate expert": None,
+                       "its accuracy %": np.nan, "agrees": "-"}
+            continue
+        top, best = int(weights[g].idxmax()), int(accuracy[g].idxmax())
+        rows[g] = {"top-weight expert": top, "its weight": float(weights[g][top]),
+                   "most accurate expert": best,
+                   "its accuracy %": 100 * float(accuracy[g][best]), "agrees": "yes" if top == best else "no"}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("group")

@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # Fields that never change what a run computes: they are left out of the run hash.
@@ -167,6 +168,8 @@ def config_hash(config: Config) -> str:
     """Hash of every field that can change the result (names and runtime knobs excluded)."""
     d = {k: v for k, v in to_dict(config).items() if k not in RUNTIME_ONLY_FIELDS + ("name",)
          and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
+    if d.get("teacher"):  # the teacher run's name (its own config hash), not where its cache lies
+        d["teacher"] = Path(d["teacher"]).name
     blob = json.dumps(d, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 

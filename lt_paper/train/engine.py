@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # plain text bars: tqdm.auto warns in a notebook without ipywidgets
 
 from ..data import load_dataset, make_loaders
 from ..losses import LOSS_HEADS, build_loss, class_balanced_weights
