@@ -160,7 +160,13 @@ def test_table5_has_the_eight_router_rows(smoke):
 
 def test_figure1_records_and_shares(smoke):
     summary = _summary(smoke, "figure1_hard_samples")
-    assert {f["name"] for f in summary["figures"]} == {"figure1_abc", "figure1_d"}
+    names = {f["name"] for f in summary["figures"]}
+    galleries = {"figure1_gallery_ldam_hard", "figure1_gallery_ce_hard"}
+    assert {"figure1_abc", "figure1_d"} <= names <= {"figure1_abc", "figure1_d"} | galleries
+    for hard, easy in (("LDAM", "CE"), ("CE", "LDAM")):  # a gallery wherever a sample was found
+        found = summary["records"][f"hard_for_{hard}_easy_for_{easy}"]
+        assert set(found) == {"many", "medium", "few"}
+        assert (f"figure1_gallery_{hard.lower()}_hard" in names) == (sum(found.values()) > 0)
     main = _summary(smoke, "table1_3_main_results")["records"]["top1"]
     assert summary["records"]["accuracy"]["CE"]["many"] == pytest.approx(main["ce"]["many"][0])
     shares = _table(smoke, "figure1_hard_samples", "hard_easy_shares")
@@ -245,7 +251,7 @@ def test_notebook_parameters_fail_in_one_line_naming_what_is_valid(monkeypatch, 
                 data_root=None, runs_dir="runs", train=True, parallel=1, run_overrides={}, output_dir=None)
     cases = {  # wrong parameters -> what the message must name
         "prefix": ({"prefix": "cifar"}, "'cifar10_lt'"),
-        "arch": ({"prefix": "cifar10_lt", "dataset": "cifar10_lt"}, "valid for prefix 'cifar10_lt': 'resnet32'"),
+        "arch": ({"prefix": "cifar10_lt", "dataset": "cifar10_lt"}, "prefix 'cifar10_lt': 'resnet32'"),
         "dataset": ({"dataset": "cifar10_lt"}, "set dataset = 'digits_lt'"),
         "data_root": ({"prefix": "cifar10_lt", "dataset": "cifar10_lt", "arch": "resnet32"}, "data_root"),
         "seeds": ({"seeds": 0}, "list of ints"),
