@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .train import train
+from .train import train as train_run  # `train` is run_rows' flag
 from .train.distributed import device_type
 from .train.engine import is_finished, load_result, resolve_config, resolve_runtime, run_dir_for
 from .train.presets import get_preset
@@ -68,7 +68,7 @@ def _train(name: str, runs_dir, label: str, announce: bool, **overrides) -> dict
     """``train`` with plain lines (``announce``) saying which run is being trained or reused."""
     if announce:
         print(f"run {label} ({name}, seed {overrides.get('seed')}) ...", flush=True)
-    result = train(name, runs_dir=runs_dir, **overrides)
+    result = train_run(name, runs_dir=runs_dir, **overrides)
     if announce:
         print(f"    {'reused' if result.get('reused') else 'trained'}: {Path(result['run_dir']).name} "
               f"top-1 {100 * result['all']:.1f} %", flush=True)
