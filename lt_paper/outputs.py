@@ -127,7 +127,7 @@ class NotebookOutputs:
         out.run_kwargs = dict(runs_dir=runs_dir, train=parameters.get("train", True),
                               parallel=parameters.get("parallel", 1), **overrides)
         if trains:
-            mode = "trains what is missing" if out.run_kwargs["train"] else "finished runs only (train=False)"
+            mode = "trains what is missing" if out.run_kwargs["train"] else "train=False: finished runs only"
             print(f"runs: {runs_dir} ({mode})")
         print(f"outputs: {out.dir}")
         return out
