@@ -154,7 +154,8 @@ class JupyterLabInChromium:
     def run_all(self, notebook: Path, timeout: float = 90) -> dict:
         """Open ``notebook`` (a file under ``root``), Run All, wait until every cell ran.
 
-        Returns what the page shows: ``images`` (rendered <img> in output areas), ``errors`` (error
+        Returns the seconds Run All took (``run_all_s``, polled every 0.5 s) and what the page
+        shows: ``images`` (rendered <img> in output areas), ``errors`` (error
         outputs), ``stderr`` (stderr stream outputs), ``cells`` (code cells), ``executed`` (of them).
         """
         rel = notebook.relative_to(self.root).as_posix()
@@ -164,6 +165,7 @@ class JupyterLabInChromium:
                    f"const w = {panel}; return !!(w && w.sessionContext && w.sessionContext.session"
                    f" && w.sessionContext.session.kernel && w.sessionContext.session.kernel.status === 'idle'"
                    f" && w.content && w.content.widgets.length > 0);", 60)
+        started = time.perf_counter()
         self._js("window.jupyterapp.commands.execute('notebook:run-all-cells');")
         cells = ("Array.from(window.jupyterapp.shell.currentWidget.content.widgets)"
                  ".filter(c => c.model.type === 'code')")
@@ -171,14 +173,15 @@ class JupyterLabInChromium:
                    f"const cells = {cells}; const k = window.jupyterapp.shell.currentWidget.sessionContext;"
                    f" return k.session.kernel.status === 'idle' && cells.every(c => c.model.executionCount"
                    f" !== null);", timeout)
+        run_all_s = round(time.perf_counter() - started, 1)
         time.sleep(1.0)  # let the last outputs render
-        return self._js(
+        return {"run_all_s": run_all_s, **self._js(
             f"const cells = {cells}; const outs = cells.flatMap(c => c.model.outputs.toJSON());"
             " return {cells: cells.length,"
             " executed: cells.filter(c => c.model.executionCount !== null).length,"
             " images: document.querySelectorAll('.jp-OutputArea-output img').length,"
             " errors: outs.filter(o => o.output_type === 'error').map(o => o.ename + ': ' + o.evalue),"
-            " stderr: outs.filter(o => o.name === 'stderr').map(o => o.text)};")
+            " stderr: outs.filter(o => o.name === 'stderr').map(o => o.text)};")}
 
     def screenshot(self, path: Path, image: int = 0) -> Path:
         """A PNG of the browser window scrolled to the cell of the ``image``-th output image (its code,
