@@ -47,8 +47,11 @@ class ParameterError(ValueError):
 
 
 def project_root() -> Path:
-    """Where relative notebook paths point: ``$LT_PAPER_ROOT`` if set, else the repository root."""
-    return Path(os.environ.get(ROOT_ENV) or REPO_ROOT).expanduser().resolve()
+    """Where relative notebook paths point: ``$LT_PAPER_ROOT`` if set, else the repository root (the
+    working directory when the package is installed without its repository)."""
+    if os.environ.get(ROOT_ENV):
+        return Path(os.environ[ROOT_ENV]).expanduser().resolve()
+    return REPO_ROOT if (REPO_ROOT / "notebooks").is_dir() else Path.cwd().resolve()
 
 
 def resolve_path(path) -> str | None:
