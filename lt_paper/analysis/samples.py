@@ -92,7 +92,8 @@ def hard_easy_shares(records: Mapping[str, RunRecord], groups: Sequence[str] = G
                 rows.append({"samples": int(p.size), "hard": float((p < hard).mean()),
                              "easy": float((p > easy).mean())})
             index.append((method, g))
-    return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["method", "group"]))
+    return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["method", "group"]),
+                        columns=["samples", "hard", "easy"])  # columns named even without records
 
 
 def disagreeing_samples(hard_for: RunRecord, easy_for: RunRecord, groups: Sequence[str] = SHOT_GROUPS,
