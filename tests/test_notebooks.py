@@ -234,13 +234,17 @@ def test_published_runs_are_read_without_training_and_missing_rows_show_as_missi
     assert sorted(p.name for p in moved.iterdir()) == before and not (tmp_path / "nothing").exists()
 
 
-def test_a_notebook_on_an_empty_runs_dir_with_train_false_shows_missing_rows(tmp_path):
-    result = reproduce("smoke", out_root=tmp_path, only="table4", runs_dir=str(tmp_path / "empty"),
+@pytest.mark.parametrize("notebook", ["table4_ala_ablation", "figure1_hard_samples"])
+def test_a_notebook_on_an_empty_runs_dir_with_train_false_shows_missing_rows(tmp_path, notebook):
+    result = reproduce("smoke", out_root=tmp_path, only=notebook, runs_dir=str(tmp_path / "empty"),
                        overrides={"train": False})
-    assert result["ok"] == ["table4_ala_ablation"], result["failed"]
-    table = pd.read_csv(tmp_path / "smoke" / "table4_ala_ablation" / "table4.csv", index_col=0)
-    assert (table["seeds"] == 0).all() and table["All"].isna().all()  # missing, never 0
+    assert result["ok"] == [notebook], result["failed"]
     assert not (tmp_path / "empty").exists()  # nothing trained
+    summary = json.loads((tmp_path / "smoke" / notebook / "summary.json").read_text())
+    assert summary["figures"] == []  # nothing to draw: no empty figure either
+    if notebook == "table4_ala_ablation":
+        table = pd.read_csv(tmp_path / "smoke" / notebook / "table4.csv", index_col=0)
+        assert (table["seeds"] == 0).all() and table["All"].isna().all()  # missing, never 0
 
 
 def test_notebook_parameters_fail_in_one_line_naming_what_is_valid(monkeypatch, tmp_path):
