@@ -7,11 +7,15 @@ so notebooks that share rows (Table 1 and Figure 1 both need CE and LDAM-DRW) tr
 
 from __future__ import annotations
 
-from tqdm.auto import tqdm
+from pathlib import Path
 
-from .train import train, train_ensemble
+import numpy as np
+import torch
+
+from .train import train as train_run  # `train` is run_rows' flag
+from .train import train_ensemble
 from .train.distributed import device_type
-from .train.engine import resolve_config
+from .train.engine import find_finished_run, load_result, resolve_config, resolve_runtime
 from .train.presets import get_preset
 
 # Decision 6: the paper distils from a 6-expert MoE trained with the ALA loss.
@@ -42,7 +46,7 @@ def run_mode(mode: str, parallel: int, device: str) -> str:
 
 
 def run_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs_dir="runs",
-             progress: bool = True, parallel: int = 1, mode: str = "auto",
+             progress: bool = True, parallel: int = 1, mode: str = "auto", train: bool = True,
              **overrides) -> dict[str, list[dict]]:
     """Train (or reuse) every row for every seed; ``overrides`` apply to every run (and the teacher).
 
@@ -50,16 +54,21 @@ def run_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs_dir=
     ``parallel`` runs at once, one process each: :func:`lt_paper.train.parallel.train_side_by_side`),
     "ensemble" (the runs batched into one training step: :func:`lt_paper.train.train_ensemble`) or
     "auto" (:func:`run_mode`). A ResNet-32 run leaves a GPU mostly idle; the ensemble fills it.
-    Distillation teachers are trained first in every mode.
+    Distillation teachers are trained first in every mode. ``train=False`` trains nothing: see
+    :func:`finished_rows`. ``progress`` prints one plain line per run (no progress bar: in a notebook
+    a bar needs widgets, and without them it lands in stderr as a red box).
     """
+    if not train:
+        return finished_rows(prefix, arch, rows, seeds=seeds, runs_dir=runs_dir, **overrides)
     jobs = [(row, method, seed) for row, method in rows.items() for seed in seeds]
     names = {job: preset_name(prefix, arch, job[1]) for job in jobs}
     distilled = [job for job in jobs if get_preset(names[job]).distill]
-    teachers = {seed: train(preset_name(prefix, arch, TEACHER_METHOD), runs_dir=runs_dir,
-                            **dict(overrides, seed=seed, progress=False))["run_dir"]
+    teachers = {seed: _train(preset_name(prefix, arch, TEACHER_METHOD), runs_dir, "teacher", progress,
+                             **dict(overrides, seed=seed, progress=False))["run_dir"]
                 for seed in sorted({seed for _, _, seed in distilled})}
     job_overrides = {job: dict(overrides, seed=job[2], progress=False,
-                               **({"teacher": teachers[job[2]]} if job in distilled else {})) for job in jobs}
+                               **({"teacher": teachers[job[2]]} if job in distilled else {}))
+                     for job in jobs}
     configs = [resolve_config(names[job], job_overrides[job]) for job in jobs]
     how = run_mode(mode, parallel, configs[0].device if configs else "cpu")
     if how == "side_by_side":
@@ -70,11 +79,69 @@ def run_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs_dir=
     elif how == "ensemble":
         finished = train_ensemble(configs, runs_dir=runs_dir)
     else:
-        finished = [train(names[job], runs_dir=runs_dir, **job_overrides[job])
-                    for job in tqdm(jobs, desc=f"{prefix}/{arch} runs", disable=not progress)]
+        finished = [_train(names[job], runs_dir, f"{i}/{len(jobs)} {job[0]}", progress, **job_overrides[job])
+                    for i, job in enumerate(jobs, 1)]
     results: dict[str, list[dict]] = {row: [] for row in rows}
     for (row, _, _), result in zip(jobs, finished):
         results[row].append(result)
+    return results
+
+
+def _train(name: str, runs_dir, label: str, announce: bool, **overrides) -> dict:
+    """``train`` with plain lines (``announce``) saying which run is being trained or reused."""
+    if announce:
+        print(f"run {label} ({name}, seed {overrides.get('seed')}) ...", flush=True)
+    result = train_run(name, runs_dir=runs_dir, **overrides)
+    if announce:
+        print(f"    {'reused' if result.get('reused') else 'trained'}: {Path(result['run_dir']).name} "
+              f"top-1 {100 * result['all']:.1f} %", flush=True)
+    return result
+
+
+def finished_run(name: str, runs_dir, **overrides) -> dict | None:
+    """What ``train(name, runs_dir=runs_dir, **overrides)`` would return for a finished run, or None.
+
+    Never trains: the config is resolved for the requested device type without asking whether that
+    device is present, and the data need not be here either (``engine.find_finished_run``), so that
+    GPU runs can be read on a laptop.
+    """
+    config = resolve_config(name, overrides)
+    config = resolve_runtime(config, torch.device(device_type(config.device)))
+    run_dir = find_finished_run(Path(runs_dir), config)
+    return None if run_dir is None else dict(load_result(run_dir), reused=True)
+
+
+def finished_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs_dir="runs",
+                  progress: bool = True, **overrides) -> dict[str, list[dict]]:
+    """``run_rows`` for finished runs only (published results): ``{row: [result per finished seed]}``.
+
+    A row/seed without a finished run in ``runs_dir`` is left out of its list (an empty list for a
+    row none of whose seeds finished: tables show it as missing, never as 0) and named in one printed
+    line. Distilled rows are looked up with the teacher the engine would have used.
+    """
+    results: dict[str, list[dict]] = {row: [] for row in rows}
+    missing = []
+    for seed in seeds:
+        teacher = None
+        for row, method in rows.items():
+            name = preset_name(prefix, arch, method)
+            extra = {}
+            if get_preset(name).distill:
+                teacher = teacher or finished_run(preset_name(prefix, arch, TEACHER_METHOD), runs_dir,
+                                                  **dict(overrides, seed=seed)) or {}
+                if not teacher:
+                    missing.append(f"{row} (seed {seed}, its teacher {TEACHER_METHOD} is missing)")
+                    continue
+                extra = {"teacher": teacher["run_dir"]}
+            result = finished_run(name, runs_dir, **dict(overrides, seed=seed, **extra))
+            if result is None:
+                missing.append(f"{row} (seed {seed})")
+            else:
+                results[row].append(result)
+    if progress:
+        found = sum(map(len, results.values()))
+        print(f"{found} finished run(s) read from {runs_dir}"
+              + (f"; missing (train=False trains nothing): {', '.join(missing)}" if missing else ""))
     return results
 
 
@@ -124,3 +191,31 @@ def moe_shapes(model, dataset: str) -> dict[str, str]:
     fmt = lambda t: "×".join(str(s) for s in tuple(t.shape)[1:])  # noqa: E731
     return {"input": fmt(x), "trunk": fmt(trunk), "expert": fmt(expert), "logits": fmt(out.logits),
             "weights": fmt(out.router_weights)}
+
+
+def load_test_images(record, indices, data_root=None,
+                     side: int = 96) -> tuple[dict[int, np.ndarray], list[str]]:
+    """The test images at ``indices`` of the dataset a run was evaluated on, as (H, W, 3) uint8 arrays,
+    and the dataset's class names. Loaded through the dataset loader, like the run did (``data_root``:
+    where the data lies on this machine; the run's own ``data_root`` is used when None). Image-file
+    datasets are resized to ``side`` pixels on the longer edge."""
+    from .data import load_dataset
+
+    config = record.config
+    data = load_dataset(config["dataset"], root=data_root or config.get("data_root"),
+                        imbalance=config.get("imbalance", 100))
+    if len(data.test) != record.num_samples:
+        raise ValueError(f"{record.run_dir}: records.npz has {record.num_samples} samples, the "
+                         f"{config['dataset']} test set {len(data.test)}: not the data the run saw")
+    images = {}
+    for i in map(int, indices):
+        if data.kind == "array":
+            images[i] = data.test.images[i].permute(1, 2, 0).numpy()  # (C, H, W) -> (H, W, C)
+        else:
+            from PIL import Image
+
+            with Image.open(data.test.image_root / data.test.paths[i]) as image:
+                image = image.convert("RGB")
+                image.thumbnail((side, side))
+                images[i] = np.asarray(image)
+    return images, list(data.class_names)

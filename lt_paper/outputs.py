@@ -1,21 +1,99 @@
-"""Where a notebook puts what it produced: tables (Markdown + CSV), figures (PNG), a summary.
+"""What a notebook needs around its science: checked parameters, its output folder, figures and tables
+shown where the reader is (JupyterLab, papermill's executed copy) and saved to disk, a summary.
 
-Each notebook writes into its own folder; ``summary.json`` lists every table and figure with a title,
+``NotebookOutputs.from_parameters(notebook, globals())`` is the first code cell of every notebook: it
+reads the parameters cell's values, stops with one line naming what is valid when a parameter cannot
+work (:class:`ParameterError`), resolves relative paths against the project root, so that JupyterLab
+(whose kernels start in ``notebooks/``), papermill and ``reproduce`` share one ``runs/`` cache and
+one output tree, and gives each notebook its own output folder (``outputs/notebook/<notebook>``).
+
+Each notebook writes into that folder; ``summary.json`` lists every table and figure with a title,
 plus the numbers the notebook recorded, and its provenance. The reproduce command and the tests read
 these files, never the notebook's cell outputs.
 """
 
 from __future__ import annotations
 
+import html
 import json
+import os
 import time
 from pathlib import Path
 
 import pandas as pd
 
 from .analysis import save_figure, table_markdown
-from .provenance import provenance
+from .analysis.tables import format_results
+from .provenance import REPO_ROOT, provenance
 from .train.checkpoint import atomic_write_json
+
+# Relative paths in notebook parameters are relative to this folder: the repository root, or the
+# folder this environment variable names (a copy of the results elsewhere, a shared runs cache).
+ROOT_ENV = "LT_PAPER_ROOT"
+# The parameters every notebook's parameters cell holds (notebooks add their own through ``extra``).
+COMMON_PARAMETERS = ("profile", "prefix", "dataset", "arch", "epochs", "seeds", "device", "data_root",
+                     "runs_dir", "train", "parallel", "run_overrides", "output_dir")
+# Figures are saved at 150 dpi and shown at 100 px per inch of figure width (matplotlib's inline size).
+SHOWN_PX_PER_INCH = 100
+
+
+class ParameterError(ValueError):
+    """A notebook parameter that cannot work. In Jupyter it shows as its one-line message, without the
+    traceback (IPython's ``_render_traceback_`` protocol): the fix is in the parameters cell, not in
+    the library frames a traceback would list."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[31mParameterError\x1b[0m: {self}"]
+
+
+def project_root() -> Path:
+    """Where relative notebook paths point: ``$LT_PAPER_ROOT`` if set, else the repository root (the
+    working directory when the package is installed without its repository)."""
+    if os.environ.get(ROOT_ENV):
+        return Path(os.environ[ROOT_ENV]).expanduser().resolve()
+    return REPO_ROOT if (REPO_ROOT / "notebooks").is_dir() else Path.cwd().resolve()
+
+
+def resolve_path(path) -> str | None:
+    """``path`` made absolute against :func:`project_root` (None stays None; ``~`` is expanded)."""
+    if path is None:
+        return None
+    path = Path(path).expanduser()
+    return str(path if path.is_absolute() else project_root() / path)
+
+
+def check_parameters(p: dict, trains: bool = True) -> None:
+    """Raise :class:`ParameterError` for a parameter set that cannot work, naming what is valid.
+
+    ``prefix`` and ``arch`` must name presets (``python -m lt_paper presets``); ``dataset`` must be the
+    one the prefix's presets train on (it labels tables and picks the paper's column, so a mismatch
+    would mislabel reused runs); ``trains``: the notebook trains when ``train`` is True, and then a
+    dataset other than the embedded digits needs ``data_root``.
+    """
+    from .train.presets import DATASET_ARCHS
+
+    prefix, arch, dataset = p.get("prefix"), p.get("arch"), p.get("dataset")
+    if prefix not in DATASET_ARCHS:
+        raise ParameterError(f"prefix = {prefix!r} is not a preset prefix; valid: "
+                             f"{', '.join(map(repr, DATASET_ARCHS))}")
+    recipe, archs = DATASET_ARCHS[prefix]
+    if arch not in archs:
+        raise ParameterError(f"arch = {arch!r} has no {prefix!r} presets; valid for prefix {prefix!r}: "
+                             f"{', '.join(map(repr, archs))}")
+    if dataset != recipe["dataset"]:
+        raise ParameterError(f"dataset = {dataset!r} does not match prefix = {prefix!r}, whose presets train "
+                             f"on {recipe['dataset']!r}: set dataset = {recipe['dataset']!r}, or change "
+                             f"prefix (and arch) too")
+    if "train" in p and not isinstance(p["train"], bool):
+        raise ParameterError(f"train = {p['train']!r} must be True (train missing runs) or False "
+                             f"(read finished runs only)")
+    seeds = p.get("seeds")
+    if not isinstance(seeds, (list, tuple)) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ParameterError(f"seeds = {seeds!r} must be a non-empty list of ints, e.g. [0] or [0, 1, 2]")
+    if trains and p.get("train", True) and dataset != "digits_lt" and not p.get("data_root"):
+        raise ParameterError(f"dataset {dataset!r} needs data_root to train (the CIFAR .tar.gz or folder, "
+                             f"the ImageNet-LT / iNaturalist root); or set train = False to read "
+                             f"finished runs only")
 
 
 class NotebookOutputs:
@@ -25,10 +103,45 @@ class NotebookOutputs:
         self.started = time.perf_counter()
         self.summary = {"notebook": notebook, "parameters": parameters, "tables": [], "figures": [],
                         "records": {}}
+        self.run_kwargs: dict = {}  # from_parameters: the keyword arguments of experiments.run_rows
+        self.runs_dir: str | None = None  # from_parameters: the resolved runs_dir and data_root
+        self.data_root: str | None = None
 
-    def table(self, name: str, frame: pd.DataFrame, title: str, decimals: int = 1):
-        """Save ``frame`` as ``name.md`` and ``name.csv``; return it rendered, for Jupyter to show."""
-        from IPython.display import Markdown
+    @classmethod
+    def from_parameters(cls, notebook: str, namespace: dict, extra: tuple[str, ...] = (),
+                        trains: bool = True) -> "NotebookOutputs":
+        """The notebook's outputs from its parameters cell (``namespace``: the notebook's ``globals()``).
+
+        Checks the parameters (:func:`check_parameters`), records them (common ones plus ``extra``),
+        resolves ``runs_dir``, ``data_root`` and ``output_dir`` against :func:`project_root`
+        (``output_dir`` None: ``outputs/notebook/<notebook>``) and sets ``run_kwargs``: the keyword
+        arguments of ``run_rows`` (runs_dir, train, parallel and the config overrides for every run:
+        epochs, device, data_root and ``run_overrides``).
+        """
+        parameters = {k: namespace[k] for k in COMMON_PARAMETERS + tuple(extra) if k in namespace}
+        check_parameters(parameters, trains=trains)
+        directory = resolve_path(parameters.get("output_dir") or Path("outputs", "notebook", notebook))
+        out = cls(directory, notebook, parameters)
+        runs_dir = resolve_path(parameters.get("runs_dir", "runs"))
+        overrides = dict(epochs=parameters["epochs"], device=parameters["device"],
+                         data_root=resolve_path(parameters.get("data_root")),
+                         **(parameters.get("run_overrides") or {}))
+        out.runs_dir, out.data_root = runs_dir, overrides["data_root"]
+        out.run_kwargs = dict(runs_dir=runs_dir, train=parameters.get("train", True),
+                              parallel=parameters.get("parallel", 1), **overrides)
+        if trains:
+            mode = "trains what is missing" if out.run_kwargs["train"] else "train=False: finished runs only"
+            print(f"runs: {runs_dir} ({mode})")
+        print(f"outputs: {out.dir}")
+        return out
+
+    def path(self, path) -> str | None:
+        """A path parameter (e.g. a counts file) resolved like runs_dir: against the project root."""
+        return resolve_path(path)
+
+    def table(self, name: str, frame: pd.DataFrame, title: str, decimals: int = 1) -> None:
+        """Save ``frame`` as ``name.md`` and ``name.csv`` and show it (HTML; missing values as "-")."""
+        from IPython.display import display
 
         markdown = f"### {title}\n\n{table_markdown(frame, decimals=decimals)}\n"
         (self.dir / f"{name}.md").write_text(markdown)
@@ -36,14 +149,26 @@ class NotebookOutputs:
         self.summary["tables"].append({"name": name, "title": title, "markdown": f"{name}.md",
                                        "csv": f"{name}.csv"})
         self._flush()
-        return Markdown(markdown)
+        caption = frame.attrs.get("caption")
+        body = format_results(frame, decimals=decimals).to_html(na_rep="-")
+        note = f"<p><small>{html.escape(caption)}</small></p>" if caption else ""
+        display({"text/html": f"<h4>{html.escape(title)}</h4>{note}{body}", "text/markdown": markdown},
+                raw=True)
 
-    def figure(self, name: str, fig, title: str):
-        """Save ``fig`` as ``name.png`` and return it so Jupyter shows it inline."""
-        save_figure(fig, self.dir / f"{name}.png")
+    def figure(self, name: str, fig, title: str) -> None:
+        """Save ``fig`` as ``name.png`` and show that PNG under its title.
+
+        The figures are matplotlib ``Figure`` objects made without pyplot (no global state), which
+        Jupyter would show only as the text ``<Figure size ...>``: the saved PNG is displayed instead,
+        so JupyterLab and papermill's executed copy carry an ``image/png`` output.
+        """
+        from IPython.display import Image, Markdown, display
+
+        path = save_figure(fig, self.dir / f"{name}.png")
         self.summary["figures"].append({"name": name, "title": title, "png": f"{name}.png"})
         self._flush()
-        return fig
+        display(Markdown(f"**{title}**"))
+        display(Image(filename=str(path), width=round(fig.get_figwidth() * SHOWN_PX_PER_INCH)))
 
     def record(self, key: str, value) -> None:
         """A number or small structure the notebook measured (the tests assert on these)."""
@@ -51,9 +176,13 @@ class NotebookOutputs:
         self._flush()
 
     def finish(self, device=None) -> dict:
+        """Add wall time and provenance to ``summary.json``, print one line about it, return it."""
         self.summary["wall_time_s"] = time.perf_counter() - self.started
         self.summary["provenance"] = provenance(device)
         self._flush()
+        s = self.summary
+        print(f"{len(s['tables'])} table(s), {len(s['figures'])} figure(s) in {self.dir} "
+              f"({s['wall_time_s']:.1f} s, commit {s['provenance']['commit']})")
         return self.summary
 
     def _flush(self) -> None:

@@ -230,6 +230,38 @@ def test_expert_accuracy_and_router_weight_per_group(moe_run):
     np.testing.assert_allclose(acc["all"].to_numpy(), [4 / 6, 5 / 6, 3 / 6])
 
 
+def test_router_verdict_compares_the_top_weight_expert_with_the_most_accurate(moe_run, tmp_path):
+    verdict = A.router_verdict(moe_run)
+    assert list(verdict.index) == ["many", "medium", "few", "all"]
+    assert list(verdict["top-weight expert"]) == [1, 2, 3, 2]
+    assert list(verdict["agrees"]) == ["yes", "yes", "yes", "yes"]  # few: experts 2 and 3 tie at 1.0
+    assert verdict.loc["many", "weight spread"] == pytest.approx(0.5 - 0.15)
+    assert set(A.router_verdict(moe_run, flat=0.5)["agrees"]) == {"flat"}  # weights too close to call
+    moe = {"expert_pred": MOE_EXPERT_PRED, "router_weights": MOE_WEIGHTS[:, ::-1].astype(np.float32),
+           "expert_p_gt": np.full(MOE_EXPERT_PRED.shape, 0.5, np.float32)}
+    swapped = A.load_run(write_run(tmp_path / "swapped", MOE_LABELS, MOE_EXPERT_PRED[:, 1], np.full(6, 0.5),
+                                   MOE_COUNTS, moe=moe))
+    assert A.router_verdict(swapped).loc["many", "agrees"] == "no"  # most weight on the worst expert
+
+
+def test_disagreeing_samples_are_hard_for_one_run_and_easy_for_the_other(tmp_path):
+    a_p, b_p = [0.1, 0.9, 0.1, 0.15, 0.5, 0.05], [0.9, 0.1, 0.85, 0.95, 0.9, 0.81]
+    a = A.load_run(write_run(tmp_path / "a", MOE_LABELS, MOE_LABELS, a_p, MOE_COUNTS))
+    b = A.load_run(write_run(tmp_path / "b", MOE_LABELS, MOE_LABELS, b_p, MOE_COUNTS))
+    picks = A.disagreeing_samples(a, b)
+    assert {g: list(v) for g, v in picks.items()} == {"many": [0], "medium": [2, 3], "few": [5]}
+    assert {g: list(v) for g, v in A.disagreeing_samples(b, a).items()} == {"many": [1], "medium": [],
+                                                                            "few": []}
+    other = A.load_run(write_run(tmp_path / "c", MOE_LABELS[::-1], MOE_LABELS, a_p, MOE_COUNTS))
+    with pytest.raises(ValueError, match="same test set"):
+        A.disagreeing_samples(a, other)
+    images = {i: np.full((8, 8, 3), 40 * i, np.uint8) for i in range(6)}
+    fig = A.plot_sample_gallery(picks, images, {"A": a, "B": b}, class_names=["zero", "one", "two"])
+    assert_png(A.save_figure(fig, tmp_path / "gallery.png"))
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles[0] == "#0 true zero\nA: zero p=0.10\nB: zero p=0.90"
+
+
 def test_expert_functions_reject_single_network(single_run):
     with pytest.raises(ValueError, match="expert_pred"):
         A.expert_group_accuracy(single_run)

@@ -167,3 +167,27 @@ def test_run_identity_includes_the_data_so_other_data_trains_anew(tmp_path):
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(moved / "test" / "class0" / "2.png")
     with pytest.raises(ValueError, match="was trained on data"):
         evaluate_run(other["run_dir"], device="cpu")  # the data changed since it trained
+
+
+def test_published_runs_are_found_without_their_data_but_never_across_two_data_sources(tmp_path):
+    from lt_paper.experiments import finished_run
+
+    tree = _cifar_tree(tmp_path / "tree")
+    settings = dict(dataset="cifar10_lt", allow_incomplete_data=True, imbalance=2.0, many_threshold=5,
+                    few_threshold=4, batch_size=16, **QUICK)
+    trained = train("smoke/resnet8/ce", runs_dir=tmp_path / "runs", data_root=str(tree), **settings)
+    lookup = dict(settings, progress=True)  # a runtime-only field may differ
+    assert finished_run("smoke/resnet8/ce", tmp_path / "runs", data_root=str(tree), **lookup)["run_dir"] \
+        == trained["run_dir"]
+    gone = tmp_path / "not-here"  # a laptop without the data reads the published runs all the same
+    assert finished_run("smoke/resnet8/ce", tmp_path / "runs", data_root=str(gone), **lookup)["run_dir"] \
+        == trained["run_dir"]
+    assert finished_run("smoke/resnet8/ce", tmp_path / "runs", data_root=str(gone),
+                        **dict(lookup, seed=1)) is None
+    other = _cifar_tree(tmp_path / "other", shade=7)
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(other / "train" / "class0" / "6.png")
+    # with data present, only runs on that data count
+    assert finished_run("smoke/resnet8/ce", tmp_path / "runs", data_root=str(other), **lookup) is None
+    train("smoke/resnet8/ce", runs_dir=tmp_path / "runs", data_root=str(other), **settings)
+    with pytest.raises(ValueError, match="trained on different data"):
+        finished_run("smoke/resnet8/ce", tmp_path / "runs", data_root=str(gone), **lookup)

@@ -38,17 +38,18 @@ def test_every_notebook_row_is_a_preset_and_the_figures_reuse_table_rows():
             get_preset(f"cifar10_lt/resnet32/{method}")
         if notebook.startswith("figure"):
             assert set(rows.values()) <= table_methods, notebook
-    assert list(TABLE4_ROWS.values()) == ["ce", "ldam_drw", "ains", "acls", "focal_acls", "ldam_ains", "ala"]
+    assert list(TABLE4_ROWS.values()) == ["ce", "ldam_drw", "ains", "acls", "focal_acls", "ldam_ains", "ala",
+                                          "ala_nodrw"]  # rows 1-7, then ours
 
 
 def test_cifar_plan_lists_each_run_once_table4_first_teacher_before_student(tmp_path, cifar_root):
     runs = C.planned_runs("cifar", tmp_path, data_root=cifar_root)
-    # per seed: 9 single networks (Table 4 + focal, LA), 4 + 4 MoEs (Tables 1, 5), teacher, student
-    assert len(runs) == 3 * 19 and len({r.run_dir for r in runs}) == len(runs)
-    assert [r.config.name.split("/")[-1] for r in runs[:7]] == list(TABLE4_ROWS.values())
-    assert {r.seed for r in runs[:19]} == {0} and all(r.first_seed for r in runs[:19])
-    assert [r.seed for r in runs[19:]] == sorted(r.seed for r in runs[19:])  # seed 1 before seed 2
-    assert [r.section for r in runs[:19]] == sorted((r.section for r in runs[:19]), key=C.SECTIONS.index)
+    # per seed: 10 single networks (Table 4 + focal, LA), 4 + 4 MoEs (Tables 1, 5), teacher, student
+    assert len(runs) == 3 * 20 and len({r.run_dir for r in runs}) == len(runs)
+    assert [r.config.name.split("/")[-1] for r in runs[:8]] == list(TABLE4_ROWS.values())
+    assert {r.seed for r in runs[:20]} == {0} and all(r.first_seed for r in runs[:20])
+    assert [r.seed for r in runs[20:]] == sorted(r.seed for r in runs[20:])  # seed 1 before seed 2
+    assert [r.section for r in runs[:20]] == sorted((r.section for r in runs[:20]), key=C.SECTIONS.index)
     for seed in (0, 1, 2):
         names = [r.config.name.split("/")[-1] for r in runs if r.seed == seed]
         assert names.index("ala_moe6") == names.index("ala_distill") - 1
@@ -64,7 +65,7 @@ def test_cifar_plan_lists_each_run_once_table4_first_teacher_before_student(tmp_
 def test_packs_hold_compatible_runs_and_never_mix_the_first_seed_with_others(tmp_path, cifar_root):
     runs = C.planned_runs("cifar", tmp_path, data_root=cifar_root)
     packs = C.make_packs(runs)
-    assert [len(p) for p in packs[:5]] == [9, 4, 4, 1, 1]  # seed 0: single, MoE-3, MoE-4, teacher, student
+    assert [len(p) for p in packs[:5]] == [10, 4, 4, 1, 1]  # seed 0: single, MoE-3, MoE-4, teacher, student
     assert sum(len(p) for p in packs) == len(runs)
     for pack in packs:
         assert len({ensemble_key(r.config) for r in pack}) == 1
@@ -168,7 +169,7 @@ def test_smoke_campaign_trains_exactly_the_runs_the_notebooks_then_reuse(tmp_pat
     # what is trained is the point here, not the budget (the fake-trainer tests cover the probes)
     monkeypatch.setattr(C.Campaign, "estimate", lambda self, members: C.Estimate(0.0, 0.0))
     summary = C.campaign("smoke", 600, runs_dir, parameters=SMOKE_FAST, log=lambda _: None)
-    assert summary["trained"] == 19 and all(p["status"] == "trained" for p in summary["packs"])
+    assert summary["trained"] == 20 and all(p["status"] == "trained" for p in summary["packs"])
     overrides = dict(epochs=1, device="cpu", data_root=None)
     for notebook, (rows, _) in NOTEBOOK_ROWS.items():
         results = run_rows("smoke", "resnet8", rows, seeds=[0], runs_dir=str(runs_dir.resolve()), progress=False,
@@ -193,7 +194,7 @@ def test_cli_plan_trains_nothing_and_a_negative_budget_is_refused(tmp_path, caps
               "--no-probe", "--json", str(tmp_path / "plan.json")])
     assert done.value.code == 0
     out = capsys.readouterr().out
-    assert "19 to train" in out and "table4_ala_ablation:ce s0" in out
+    assert "20 to train" in out and "table4_ala_ablation:ce s0" in out
     assert not runs_dir.exists() and (tmp_path / "plan.json").is_file()
     with pytest.raises(SystemExit) as done:
         main(["campaign", "--profile", "smoke", "--budget", "-1", "--runs-dir", str(runs_dir)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -86,6 +87,37 @@ def test_reproduce_runs_every_notebook_and_writes_one_report(smoke):
             assert (out / folder / table["markdown"]).read_text() in report
 
 
+def _outputs(folder: Path, notebook: str) -> list[dict]:
+    """Every output of every code cell of the executed copy of ``notebook``."""
+    nb = json.loads((folder / f"{notebook}.ipynb").read_text())
+    return [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+
+
+def _text(output: dict) -> str:
+    data = output.get("data", {})
+    text = output.get("text", "") or data.get("text/plain", "") or data.get("text/markdown", "")
+    return "".join(text) if isinstance(text, list) else text
+
+
+def test_every_executed_notebook_shows_its_figures_and_tables_and_prints_numbers(smoke):
+    """What a person sees: one PNG per figure, tables as HTML, no '<Figure ...>' text, no f-string
+    template printed, no red stderr box, and a last cell with real numbers."""
+    out, _ = smoke
+    for folder in NOTEBOOKS:
+        summary, outputs = _summary(smoke, folder), _outputs(out / folder, folder)
+        pngs = [o for o in outputs if "image/png" in o.get("data", {})]
+        assert len(pngs) == len(summary["figures"]), folder
+        html = [o for o in outputs if "text/html" in o.get("data", {})]
+        assert len(html) == len(summary["tables"]), folder
+        texts = [_text(o) for o in outputs]
+        assert not [t for t in texts if "<Figure size" in t], folder
+        assert not [t for t in texts if re.search(r"\{\{?(len|summary|output_dir)\b", t)], folder
+        assert not [o for o in outputs if o.get("name") == "stderr"], (folder, [_text(o) for o in outputs])
+        last = texts[-1]
+        assert re.search(rf"{len(summary['tables'])} table\(s\), {len(summary['figures'])} figure\(s\) in "
+                         r".+ \(\d+\.\d s, commit \w+", last), last
+
+
 def _check_results_table(frame: pd.DataFrame, ours: dict, paper_table, setting):
     assert {"Many", "Medium", "Few", "All", "All paper", "All diff"} <= set(frame.columns)
     for row, groups in ours.items():
@@ -130,7 +162,13 @@ def test_table5_has_the_eight_router_rows(smoke):
 
 def test_figure1_records_and_shares(smoke):
     summary = _summary(smoke, "figure1_hard_samples")
-    assert {f["name"] for f in summary["figures"]} == {"figure1_abc", "figure1_d"}
+    names = {f["name"] for f in summary["figures"]}
+    galleries = {"figure1_gallery_ldam_drw_hard", "figure1_gallery_ce_hard"}
+    assert {"figure1_abc", "figure1_d"} <= names <= {"figure1_abc", "figure1_d"} | galleries
+    for hard, easy in (("LDAM-DRW", "CE"), ("CE", "LDAM-DRW")):  # a gallery wherever a sample was found
+        found = summary["records"][f"hard_for_{hard}_easy_for_{easy}"]
+        assert set(found) == {"many", "medium", "few"}
+        assert (f"figure1_gallery_{hard.lower().replace('-', '_')}_hard" in names) == (sum(found.values()) > 0)
     main = _summary(smoke, "table1_3_main_results")["records"]["top1"]
     assert summary["records"]["accuracy"]["CE"]["many"] == pytest.approx(main["ce"]["many"][0])
     shares = _table(smoke, "figure1_hard_samples", "hard_easy_shares")
@@ -141,10 +179,9 @@ def test_figure1_records_and_shares(smoke):
 
 
 def test_figure2_is_the_analytic_curves(smoke):
-    records = _summary(smoke, "figure2_adjusting_terms")["records"]
-    assert records["acls_rarest"] == pytest.approx(1.0)  # eq. 4 at the rarest class
-    assert records["ldam_max"] == pytest.approx(0.5)
-    assert records["focal_gradient_monotonic_on_minus5_0"] is False  # the paper's point about FL
+    summary = _summary(smoke, "figure2_adjusting_terms")  # the curves themselves: tests/test_losses.py
+    assert [f["name"] for f in summary["figures"]] == ["figure2a", "figure2b"]
+    assert summary["records"]["focal_gradient_monotonic_on_minus5_0"] is False  # the paper's point about FL
 
 
 def test_figure3_shapes_come_from_the_model(smoke):
@@ -177,6 +214,77 @@ def test_a_failing_notebook_is_named_and_earlier_outputs_are_kept(tmp_path, caps
     assert json.loads((folder / "summary.json").read_text())["parameters"]["arch"] == "resnet8"
     with pytest.raises(ValueError, match="unknown profile"):
         reproduce("nope", out_root=tmp_path)
+
+
+def test_published_runs_are_read_without_training_and_missing_rows_show_as_missing(smoke, tmp_path):
+    """train=False: the finished runs of a runs directory are found (also after the directory moved:
+    a distilled run names its teacher by run name), missing rows stay empty, nothing trains."""
+    from lt_paper.experiments import finished_rows, run_rows
+
+    out, _ = smoke
+    moved = tmp_path / "published" / "runs"
+    shutil.copytree(out / "runs", moved)
+    rows = {"ce": "ce", "ala_distill": "ala_distill", "ala_moe3": "ala_moe3"}
+    found = run_rows("smoke", "resnet8", rows, seeds=[0, 1], runs_dir=moved, train=False, device="cpu",
+                     data_root=None, **SMALL)
+    main = _summary(smoke, "table1_3_main_results")["records"]["top1"]
+    assert {row: [r["all"] for r in rs] for row, rs in found.items()} == {
+        row: main[row]["all"] for row in rows}  # seed 1 was never trained: left out, not zero
+    before = sorted(p.name for p in moved.iterdir())
+    empty = finished_rows("smoke", "resnet8", rows, runs_dir=tmp_path / "nothing", device="cpu", **SMALL)
+    assert empty == {row: [] for row in rows}
+    assert sorted(p.name for p in moved.iterdir()) == before and not (tmp_path / "nothing").exists()
+
+
+@pytest.mark.parametrize("notebook", ["table4_ala_ablation", "figure1_hard_samples"])
+def test_a_notebook_on_an_empty_runs_dir_with_train_false_shows_missing_rows(tmp_path, notebook):
+    result = reproduce("smoke", out_root=tmp_path, only=notebook, runs_dir=str(tmp_path / "empty"),
+                       overrides={"train": False})
+    assert result["ok"] == [notebook], result["failed"]
+    assert not (tmp_path / "empty").exists()  # nothing trained
+    summary = json.loads((tmp_path / "smoke" / notebook / "summary.json").read_text())
+    assert summary["figures"] == []  # nothing to draw: no empty figure either
+    if notebook == "table4_ala_ablation":
+        table = pd.read_csv(tmp_path / "smoke" / notebook / "table4.csv", index_col=0)
+        assert (table["seeds"] == 0).all() and table["All"].isna().all()  # missing, never 0
+
+
+def test_notebook_parameters_fail_in_one_line_naming_what_is_valid(monkeypatch, tmp_path):
+    from lt_paper.outputs import NotebookOutputs, ParameterError
+
+    good = dict(prefix="smoke", dataset="digits_lt", arch="resnet8", epochs=2, seeds=[0], device="cpu",
+                data_root=None, runs_dir="runs", train=True, parallel=1, run_overrides={}, output_dir=None)
+    cases = {  # wrong parameters -> what the message must name
+        "prefix": ({"prefix": "cifar"}, "'cifar10_lt'"),
+        "arch": ({"prefix": "cifar10_lt", "dataset": "cifar10_lt"}, "prefix 'cifar10_lt': 'resnet32'"),
+        "dataset": ({"dataset": "cifar10_lt"}, "set dataset = 'digits_lt'"),
+        "data_root": ({"prefix": "cifar10_lt", "dataset": "cifar10_lt", "arch": "resnet32"}, "data_root"),
+        "seeds": ({"seeds": 0}, "list of ints"),
+        "train": ({"train": "no"}, "True"),
+    }
+    monkeypatch.setenv("LT_PAPER_ROOT", str(tmp_path))
+    for name, (change, needle) in cases.items():
+        with pytest.raises(ParameterError) as err:
+            NotebookOutputs.from_parameters("figure1_hard_samples", dict(good, **change))
+        message = str(err.value)
+        assert needle in message and "\n" not in message and len(message) < 300, (name, message)
+        assert err.value._render_traceback_() == [f"\x1b[31mParameterError\x1b[0m: {message}"]
+    # read-only CIFAR needs no data; paths resolve against the root, one output folder per notebook
+    out = NotebookOutputs.from_parameters("figure4_router_weights", dict(
+        good, prefix="cifar10_lt", dataset="cifar10_lt", arch="resnet32", train=False))
+    assert out.dir == tmp_path / "outputs" / "notebook" / "figure4_router_weights"
+    assert out.run_kwargs["runs_dir"] == str(tmp_path / "runs") and out.run_kwargs["train"] is False
+    assert out.summary["parameters"]["prefix"] == "cifar10_lt"
+
+
+def test_an_unknown_preset_says_in_one_line_which_part_is_wrong():
+    from lt_paper.train.presets import get_preset
+
+    for name, needle in (("cifar10_lt/resnet8/ala", "arch resnet32 only"), ("nope/resnet8/ala", "smoke, "),
+                         ("smoke/resnet8/alaa", "method 'alaa'")):
+        with pytest.raises(KeyError) as err:
+            get_preset(name)
+        assert needle in str(err.value) and "\n" not in str(err.value) and len(str(err.value)) < 400
 
 
 def _free_port() -> int:

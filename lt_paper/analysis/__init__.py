@@ -16,15 +16,16 @@ Analysis reads files only: no model, checkpoint or GPU is needed to rebuild a ta
 
 from .diagram import SHAPE_KEYS, draw_moe_diagram
 from .figures import (plot_adjusting_terms, plot_figure2, plot_probability_by_class, plot_probability_curves,
-                      plot_router_weights, plot_target_gradients, plot_training_curves, save_figure)
+                      plot_router_weights, plot_sample_gallery, plot_target_gradients, plot_training_curves,
+                      save_figure)
 from .groups import (GROUPS_WITH_ALL, SHOT_GROUPS, EmptyGroupWarning, class_groups, expert_group_accuracy,
-                     group_accuracy, per_group_accuracy, record_groups, regroup_metrics, router_weight_by_group,
-                     sample_groups, shot_groups)
+                     group_accuracy, per_group_accuracy, record_groups, regroup_metrics, router_verdict,
+                     router_weight_by_group, sample_groups, shot_groups)
 from .paper_numbers import (CIFAR_PUBLISHED, GROUPS, PAPER_TABLES, TABLE1, TABLE3, TABLE4, TABLE5, PaperRow,
                             PaperTable, paper_table)
 from .records import RunRecord, load_metrics, load_run
 from .report import provenance_markdown
-from .samples import hard_easy_shares, sample_like_train, train_like_counts
+from .samples import disagreeing_samples, hard_easy_shares, sample_like_train, train_like_counts
 from .tables import (cifar_frame, format_results, results_table, save_table, summarize_seeds, table1_frame,
                      table3_frame, table4_frame, table5_frame, table_markdown, to_markdown)
 
@@ -37,14 +38,16 @@ __all__ = [
     "SHOT_GROUPS", "GROUPS_WITH_ALL", "EmptyGroupWarning", "shot_groups", "class_groups", "sample_groups",
     "record_groups",
     "group_accuracy", "per_group_accuracy", "regroup_metrics", "expert_group_accuracy", "router_weight_by_group",
+    "router_verdict",
     # samples
-    "sample_like_train", "train_like_counts", "hard_easy_shares",
+    "sample_like_train", "train_like_counts", "hard_easy_shares", "disagreeing_samples",
     # tables
     "summarize_seeds", "results_table", "table1_frame", "table3_frame", "table4_frame", "table5_frame",
     "cifar_frame", "format_results", "to_markdown", "table_markdown", "save_table",
     # figures
     "save_figure", "plot_probability_curves", "plot_probability_by_class", "plot_adjusting_terms",
     "plot_target_gradients", "plot_figure2", "plot_router_weights", "plot_training_curves",
+    "plot_sample_gallery",
     "draw_moe_diagram", "SHAPE_KEYS",
     # report
     "provenance_markdown",

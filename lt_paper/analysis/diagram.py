@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import Mapping
 
-import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
+
+from .style import PASTEL, palette
 
 SHAPE_KEYS = ("input", "trunk", "expert", "logits", "weights")
 """Keys of ``shapes``: input image, trunk output, expert feature map, per-expert logits, router weights."""
@@ -55,7 +56,7 @@ def draw_moe_diagram(num_experts: int = 3, trunk_label: str = "stem + stages 1-2
     unknown = set(shapes) - set(SHAPE_KEYS)
     if unknown:
         raise ValueError(f"unknown shape key(s) {sorted(unknown)}; valid: {list(SHAPE_KEYS)}")
-    colors = sns.color_palette("pastel", 8)
+    colors = palette(PASTEL, 8)
     fig = Figure(figsize=(12.0, 7.6), layout="constrained")
     ax = fig.subplots()
     ax.set(xlim=(0, 16.4), ylim=(0, 10), aspect="equal")  # equal: the sum node stays a circle

@@ -2,10 +2,12 @@
 
 Every function returns a ``matplotlib.figure.Figure`` built without ``pyplot`` (no global figure
 registry, no backend state: the library never changes what a notebook or a test has set up);
-Jupyter displays a returned Figure, ``save_figure`` writes it. Styling uses seaborn's palettes and a
-local ``axes_style`` context, never ``sns.set_theme`` (global state).
+Jupyter shows a Figure only as text, so notebooks display the saved PNG (``NotebookOutputs.figure``).
+Styling: seaborn's whitegrid look and palettes as constants (``style``), applied in a local
+``rc_context``, never globally.
 
-- Figure 1 (a)-(c): ``plot_probability_curves``; (d): ``plot_probability_by_class``.
+- Figure 1 (a)-(c): ``plot_probability_curves``; (d): ``plot_probability_by_class``; the test images
+  one method finds hard and the other easy: ``plot_sample_gallery``.
 - Figure 2 (a): ``plot_adjusting_terms``; (b): ``plot_target_gradients``; both: ``plot_figure2``.
   The curves are computed by ``lt_paper.losses`` (``adjusting_terms``, ``target_logit_gradients``);
   these functions only draw the arrays they are given, keyed by legend label.
@@ -20,15 +22,15 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import seaborn as sns
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 
 from .groups import SHOT_GROUPS, expert_group_accuracy, per_group_accuracy, record_groups, router_weight_by_group
 from .records import RunRecord
 from .samples import sample_like_train
+from .style import DEEP, WHITEGRID, palette
 
 GROUP_TITLES = {"many": "Many-shot", "medium": "Medium-shot", "few": "Few-shot", "all": "All"}
-STYLE = "whitegrid"
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
@@ -41,7 +43,7 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
 
 def _new_figure(ncols: int, nrows: int = 1, panel: tuple[float, float] = (4.0, 3.2),
                 sharey: bool = False) -> tuple[Figure, np.ndarray]:
-    with sns.axes_style(STYLE):
+    with rc_context(WHITEGRID):
         fig = Figure(figsize=(panel[0] * ncols, panel[1] * nrows), layout="constrained")
         axes = fig.subplots(nrows, ncols, sharey=sharey, squeeze=False)
     return fig, axes
@@ -91,10 +93,10 @@ def plot_probability_curves(records: Mapping[str, RunRecord], groups: Sequence[s
     thresholds.
     """
     fig, axes = _new_figure(len(groups), sharey=True)
-    palette = sns.color_palette("deep", len(records))
+    colors = palette(DEEP, len(records))
     accuracy = {method: per_group_accuracy(record) for method, record in records.items()}
     for ax, g in zip(axes[0], groups):
-        for color, (method, record) in zip(palette, records.items()):
+        for color, (method, record) in zip(colors, records.items()):
             mask = record_groups(record)[g]  # (N,)
             p_sorted = np.sort(record.p_gt[mask])  # (n_g,) ascending
             acc = accuracy[method][g]
@@ -140,8 +142,8 @@ def plot_probability_by_class(records: Mapping[str, RunRecord], size: int | None
 
     fig, axes = _new_figure(1, panel=(8.0, 3.6))
     ax = axes[0, 0]
-    palette = sns.color_palette("deep", len(records))
-    for color, (method, record) in zip(palette, records.items()):
+    colors = palette(DEEP, len(records))
+    for color, (method, record) in zip(colors, records.items()):
         ax.scatter(rank[record.label[subset]], record.p_gt[subset], s=6, alpha=0.5, color=color,
                    label=method, linewidths=0)
     sample_masks = record_groups(first)  # group boundaries on the x axis come from the class ranks
@@ -179,8 +181,8 @@ def plot_adjusting_terms(class_sizes: Any, curves: Mapping[str, Any], ax=None, l
     curves = _check_curves(sizes, curves, "plot_adjusting_terms")
     fig, ax = _figure_and_axes(ax)
     order = np.argsort(sizes, kind="stable")
-    palette = sns.color_palette("deep", len(curves))
-    for color, (name, values) in zip(palette, curves.items()):
+    colors = palette(DEEP, len(curves))
+    for color, (name, values) in zip(colors, curves.items()):
         ax.plot(sizes[order], values[order], color=color, lw=1.8, label=name)
     if logx:
         ax.set_xscale("log")
@@ -200,8 +202,8 @@ def plot_target_gradients(x: Any, curves: Mapping[str, Any], ax=None) -> Figure:
     grid = _as_array(x, "x")
     curves = _check_curves(grid, curves, "plot_target_gradients")
     fig, ax = _figure_and_axes(ax)
-    palette = sns.color_palette("deep", len(curves))
-    for color, (name, values) in zip(palette, curves.items()):
+    colors = palette(DEEP, len(curves))
+    for color, (name, values) in zip(colors, curves.items()):
         ax.plot(grid, values, color=color, lw=1.8, label=name)
     ax.axhline(0.0, color="0.5", lw=0.8)
     ax.set(xlabel="target logit", ylabel="gradient of the target logit",
@@ -236,11 +238,11 @@ def plot_router_weights(record: RunRecord, groups: Sequence[str] = SHOT_GROUPS, 
     acc = 100.0 * expert_group_accuracy(record)  # (K, groups) percent
     weight = router_weight_by_group(record)  # (K, groups)
     fig, axes = _new_figure(len(groups), panel=(3.4, 3.2))
-    palette = sns.color_palette("deep", record.num_experts)
+    colors = palette(DEEP, record.num_experts)
     experts = list(acc.index)
     for ax, g in zip(axes[0], groups):
         heights, labels = (weight[g], acc[g]) if bar == "weight" else (acc[g], weight[g])
-        bars = ax.bar([f"expert {k}" for k in experts], heights.to_numpy(), color=palette)
+        bars = ax.bar([f"expert {k}" for k in experts], heights.to_numpy(), color=colors)
         text = [f"{v:.1f}" if bar == "weight" else f"{v:.3f}" for v in labels]
         ax.bar_label(bars, labels=text, padding=2, fontsize=8)
         top = np.nanmax(heights.to_numpy()) if np.isfinite(heights.to_numpy()).any() else 1.0
@@ -250,6 +252,41 @@ def plot_router_weights(record: RunRecord, groups: Sequence[str] = SHOT_GROUPS, 
     axes[0, 0].set_ylabel("mean router weight" if bar == "weight" else "expert accuracy (%)")
     fig.suptitle("router weight per expert (bars) and expert accuracy % (on top)" if bar == "weight"
                  else "expert accuracy % (bars) and mean router weight (on top)", fontsize=10)
+    return fig
+
+
+def plot_sample_gallery(picks: Mapping[str, Sequence[int]], images: Mapping[int, np.ndarray],
+                        runs: Mapping[str, RunRecord], class_names: Sequence[str] | None = None,
+                        per_group: int = 6) -> Figure:
+    """Test images, one row per shot group (``picks``: {group: test-set indices}, e.g. from
+    ``samples.disagreeing_samples``), each titled with its true label and, per run in ``runs``
+    ({label: RunRecord}, usually the run that finds them hard, then the one that finds them easy),
+    the predicted label and the probability of the true class. ``images``: {index: (H, W, 3) uint8}.
+    """
+    names = list(class_names) if class_names is not None else None
+    label = (lambda c: names[c]) if names else str
+    fig, axes = _new_figure(per_group, nrows=len(picks), panel=(1.9, 2.3))
+    for row, (group, indices) in zip(axes, picks.items()):
+        indices = list(indices)[:per_group]
+        for col, ax in enumerate(row):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if col == 0:
+                ax.set_ylabel(f"{GROUP_TITLES.get(group, group)}\n({len(picks[group])} found)", fontsize=9)
+            if col >= len(indices):  # fewer samples than panels: blank, or "none" for an empty row
+                if col == 0:
+                    ax.text(0.5, 0.5, "none", ha="center", va="center")
+                else:
+                    ax.axis("off")
+                continue
+            i = int(indices[col])
+            image = np.asarray(images[i])
+            ax.imshow(image.squeeze(), cmap="gray" if image.squeeze().ndim == 2 else None,
+                      interpolation="nearest")
+            lines = [f"#{i} true {label(int(next(iter(runs.values())).label[i]))}"]
+            lines += [f"{name}: {label(int(r.pred[i]))} p={float(r.p_gt[i]):.2f}" for name, r in runs.items()]
+            ax.set_title("\n".join(lines), fontsize=7)
     return fig
 
 
@@ -271,10 +308,10 @@ def plot_training_curves(runs: Mapping[str, RunRecord | Sequence[Mapping[str, An
     """
     nrows = int(np.ceil(len(panels) / ncols))
     fig, axes = _new_figure(min(ncols, len(panels)), nrows=nrows, panel=(3.6, 2.8))
-    palette = sns.color_palette("deep", len(runs))
+    colors = palette(DEEP, len(runs))
     for i, key in enumerate(panels):
         ax = axes.flat[i]
-        for color, (label, run) in zip(palette, runs.items()):
+        for color, (label, run) in zip(colors, runs.items()):
             history = run.history if isinstance(run, RunRecord) else run
             epochs, values = [], []
             for entry in history:

@@ -156,3 +156,26 @@ def router_weight_by_group(record: RunRecord, **rule) -> pd.DataFrame:
     weights = np.asarray(record.router_weights, dtype=float)  # (N, K)
     data = {g: masked_mean(weights, m, what=f"router weight of group {g!r}") for g, m in masks.items()}
     return pd.DataFrame(data, index=pd.RangeIndex(1, record.num_experts + 1, name="expert"))
+
+
+def router_verdict(record: RunRecord, flat: float = 0.01, **rule) -> pd.DataFrame:
+    """Figure 4's claim per group: does the expert with the largest mean router weight have the best
+    accuracy? Index: groups; columns: the top-weight expert and its weight, the spread of the mean
+    weights (max - min), the most accurate expert and its accuracy (percent), and ``agrees``: "yes"
+    (the top-weight expert's accuracy is the best, ties included), "no", "flat" when the weights spread
+    less than ``flat`` (the router hardly moved from the mean, so there is no top expert to speak
+    of), "-" for an empty group."""
+    weights, accuracy = router_weight_by_group(record, **rule), expert_group_accuracy(record, **rule)
+    rows = {}
+    for g in weights.columns:
+        if weights[g].isna().all() or accuracy[g].isna().all():
+            rows[g] = {"top-weight expert": None, "its weight": np.nan, "weight spread": np.nan,
+                       "most accurate expert": None, "its accuracy %": np.nan, "agrees": "-"}
+            continue
+        top, best = int(weights[g].idxmax()), int(accuracy[g].idxmax())
+        spread = float(weights[g].max() - weights[g].min())
+        agrees = "flat" if spread < flat else "yes" if accuracy[g][top] >= accuracy[g][best] else "no"
+        rows[g] = {"top-weight expert": top, "its weight": float(weights[g][top]), "weight spread": spread,
+                   "most accurate expert": best, "its accuracy %": 100 * float(accuracy[g][best]),
+                   "agrees": agrees}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("group")

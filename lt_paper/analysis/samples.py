@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .groups import GROUPS_WITH_ALL, EmptyGroupWarning, record_groups
+from .groups import GROUPS_WITH_ALL, SHOT_GROUPS, EmptyGroupWarning, record_groups
 from .records import RunRecord
 
 
@@ -93,4 +93,24 @@ def hard_easy_shares(records: Mapping[str, RunRecord], groups: Sequence[str] = G
                 rows.append({"samples": int(p.size), "hard": float((p < hard).mean()),
                              "easy": float((p > easy).mean())})
             index.append((method, g))
-    return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["method", "group"]))
+    return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["method", "group"]),
+                        columns=["samples", "hard", "easy"])  # columns named even without records
+
+
+def disagreeing_samples(hard_for: RunRecord, easy_for: RunRecord, groups: Sequence[str] = SHOT_GROUPS,
+                        hard: float = 0.2, easy: float = 0.8) -> dict[str, np.ndarray]:
+    """Per shot group, the test samples ``hard_for`` finds hard (``p_gt < hard``) and ``easy_for`` easy
+    (``p_gt > easy``): ``{group: test-set indices, hardest first (by hard_for's p_gt)}``.
+
+    Both records must cover the same test set in the same order (the engine writes records in
+    dataset order, so a position in ``records.npz`` is the sample's index in the test set).
+    """
+    if hard_for.label.shape != easy_for.label.shape or not np.array_equal(hard_for.label, easy_for.label):
+        raise ValueError(f"{hard_for.run_dir} and {easy_for.run_dir} do not cover the same test set "
+                         f"({hard_for.num_samples} vs {easy_for.num_samples} samples or different labels)")
+    masks = record_groups(hard_for)
+    chosen = {}
+    for g in groups:
+        picked = np.flatnonzero(masks[g] & (hard_for.p_gt < hard) & (easy_for.p_gt > easy))  # (n,)
+        chosen[g] = picked[np.argsort(hard_for.p_gt[picked], kind="stable")]
+    return chosen

@@ -29,7 +29,6 @@ from typing import Callable
 
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision import transforms
 
 from .containers import Augment, LongTailData
 from .splits import check_labels, class_counts, read_split_entries
@@ -43,6 +42,8 @@ RESIZE = 256
 
 def train_transform() -> Callable:
     """RandomResizedCrop(224) + flip + ToTensor + Normalize(ImageNet): the published training transform."""
+    from torchvision import transforms  # here, not at the top: importing torchvision takes seconds
+
     return transforms.Compose([
         transforms.RandomResizedCrop(CROP), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
         transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
@@ -50,6 +51,8 @@ def train_transform() -> Callable:
 
 def eval_transform() -> Callable:
     """Resize(256) + CenterCrop(224) + ToTensor + Normalize(ImageNet): the published evaluation transform."""
+    from torchvision import transforms
+
     return transforms.Compose([
         transforms.Resize(RESIZE), transforms.CenterCrop(CROP), transforms.ToTensor(),
         transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])

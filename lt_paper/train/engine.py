@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # plain text bars: tqdm.auto warns in a notebook without ipywidgets
 
 from ..data import SHOT_GROUPS, load_dataset, make_loaders
 from ..losses import LOSS_HEADS, build_loss, class_balanced_weights
@@ -91,6 +91,34 @@ def run_dir_for(runs_dir: Path, config: Config, force: bool) -> Path:
 
 def is_finished(run_dir: Path) -> bool:
     return (Path(run_dir) / METRICS).is_file()
+
+
+def find_finished_run(runs_dir: Path, config: Config) -> Path | None:
+    """The finished run of ``config`` (resolved, without its data fingerprint) in ``runs_dir``, or None.
+
+    With the data on this machine, the run must have trained on that very data (its fingerprint is
+    part of the run hash). Without it (published GPU runs read on a laptop), every hashed field but
+    the data fingerprint must match; two such runs on different data are an error that names them.
+    """
+    try:
+        identified = with_data_fingerprint(config)
+    except FileNotFoundError:
+        identified = None
+    if identified is not None:
+        run_dir = run_dir_for(Path(runs_dir), identified, force=False)
+        return run_dir if is_finished(run_dir) else None
+    wanted = config_hash(apply_overrides(config, {"data_fingerprint": None}))
+    stem = run_dir_for(Path(runs_dir), config, force=False).name.rsplit("-", 1)[0]
+    matches = []
+    for run_dir in sorted(Path(runs_dir).glob(f"{stem}-*")):
+        if is_finished(run_dir) and (run_dir / "config.json").is_file():
+            saved = from_dict(json.loads((run_dir / "config.json").read_text()))
+            if config_hash(apply_overrides(saved, {"data_fingerprint": None})) == wanted:
+                matches.append(run_dir)
+    if len(matches) > 1:
+        raise ValueError(f"{len(matches)} finished runs of {config.name} (seed {config.seed}) in {runs_dir} trained "
+                         f"on different data: {[m.name for m in matches]}; set data_root to the data to choose")
+    return matches[0] if matches else None
 
 
 def load_result(run_dir: Path) -> dict:

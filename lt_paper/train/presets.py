@@ -104,6 +104,29 @@ def _build_table() -> dict[str, Config]:
 _PRESETS = _build_table()
 
 
+class UnknownPresetError(KeyError):
+    """An unknown preset name. A KeyError (callers catch it as one) whose ``str`` is the plain message:
+    KeyError's own would print the quoted repr, with literal ``\\n`` for line breaks."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def _unknown_preset_message(name: str) -> str:
+    """One line on what is wrong with ``name``: its prefix, its arch for that prefix, or its method."""
+    prefix, _, rest = name.partition("/")
+    arch, _, method = rest.partition("/")
+    hint = ("names are <prefix>/<arch>/<method>, e.g. 'smoke/resnet8/ala'; "
+            "`python -m lt_paper presets` lists all")
+    if prefix not in DATASET_ARCHS:
+        return f"unknown preset {name!r}: prefix {prefix!r} is not one of {', '.join(DATASET_ARCHS)} ({hint})"
+    archs = DATASET_ARCHS[prefix][1]
+    if arch not in archs:
+        return (f"unknown preset {name!r}: prefix {prefix!r} has presets for arch {', '.join(archs)} only "
+                f"({hint})")
+    return f"unknown preset {name!r}: method {method!r} is not one of {', '.join(METHODS)} ({hint})"
+
+
 def presets() -> list[str]:
     """All preset names (the smoke ones contain 'smoke')."""
     return sorted(_PRESETS)
@@ -113,4 +136,4 @@ def get_preset(name: str) -> Config:
     """The config of preset ``name``; an unknown name raises and lists the valid ones."""
     if name in _PRESETS:
         return _PRESETS[name]
-    raise KeyError(f"unknown preset {name!r}; valid presets are:\n  " + "\n  ".join(presets()))
+    raise UnknownPresetError(_unknown_preset_message(name))
