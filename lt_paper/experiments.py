@@ -149,7 +149,7 @@ def main_results_table(dataset: str, arch: str, runs: dict[str, list[dict]], epo
     """The Table 1 / Table 3 analogue for ``dataset``: our rows beside the paper's matching column.
 
     ImageNet-LT -> Table 1 (the ResNet-50 or ResNeXt-50 block), iNaturalist-2018 -> Table 3, CIFAR-LT ->
-    the published ResNet-32 numbers of DESIGN.md. Other datasets (the smoke digits) are shown beside
+    the published ResNet-32 numbers (``analysis.CIFAR_PUBLISHED``). Other datasets (the smoke digits) are shown beside
     Table 1's ResNeXt-50 block for layout only: the paper numbers there are ImageNet-LT's.
     """
     from .analysis import cifar_frame, table1_frame, table3_frame

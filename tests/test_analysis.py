@@ -21,7 +21,7 @@ import pytest  # noqa: E402
 from lt_paper import analysis as A  # noqa: E402
 
 # --------------------------------------------------------------------------------------------
-# synthetic run directories, written exactly as INTERFACES.md "run records" describes
+# synthetic run directories, in the layout engine.finish_run writes (analysis/records.py describes it)
 
 # 6 classes: many = {0, 1} (n > 100), medium = {2, 3} (20 <= n <= 100), few = {4, 5} (n < 20);
 # class 3 has n = 20, so it moves to few under the paper's Table 2 rule (n <= 20).

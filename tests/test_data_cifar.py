@@ -12,10 +12,12 @@ from PIL import Image
 
 from lt_paper.data import load_dataset, lt_counts
 from lt_paper.data.cifar import read_cifar_source
+from lt_paper.data.registry import default_data_root
 from ldam_reference import ldam_pick
 
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-REAL_TARBALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+# the real CIFAR-10 JPEG tarball where the package looks by default ($LT_PAPER_DATA or data/downloads)
+REAL_TARBALL = default_data_root() / "cifar10-jpeg.tar.gz"
 
 
 

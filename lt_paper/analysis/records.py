@@ -1,6 +1,6 @@
 """Load one run directory written by the training engine into a ``RunRecord``.
 
-The run-record format is fixed in INTERFACES.md ("run records"): ``config.json`` (resolved config),
+The run-record format (what ``engine.finish_run`` writes): ``config.json`` (resolved config),
 ``metrics.json`` (top-1 in [0, 1] per group at the last epoch, ``best``, ``shot_rule``, ...),
 ``history.json`` (one dict per epoch) and ``records.npz`` (per test sample, in dataset order:
 ``label``, ``pred``, ``p_gt``, ``target_logit``, ``train_counts``; MoE runs add ``expert_p_gt``,

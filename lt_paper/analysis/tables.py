@@ -9,7 +9,7 @@ Input is ``{row key: [metrics dict per seed]}`` where a metrics dict is a run's 
 
 ``std`` is the sample standard deviation over seeds (ddof=1, NaN for a single seed);
 ``diff = ours - paper`` in percentage points (NaN where the paper prints "-").
-DESIGN decision 7: the headline is the last epoch (``epoch="last"``); ``epoch="best"`` reads the
+README decision 7: the headline is the last epoch (``epoch="last"``); ``epoch="best"`` reads the
 best-test-epoch numbers, which is how the published CIFAR baselines were picked. The choice is kept
 in ``frame.attrs["epoch"]`` and shown in the Markdown caption.
 
@@ -189,7 +189,7 @@ def _other_rule_columns(metrics: Sequence[Mapping[str, Any]], other: Mapping[str
 
 
 def describe_shot_rule(rule: Mapping[str, Any]) -> str:
-    """E.g. "many n > 100, few n < 20" (DESIGN decision 2; "n <= 20" is the paper's Table 2 wording)."""
+    """E.g. "many n > 100, few n < 20" (README decision 2; "n <= 20" is the paper's Table 2 wording)."""
     few_op = "<=" if rule.get("few_inclusive") else "<"
     return f"many n > {rule.get('many', 100)}, few n {few_op} {rule.get('few', 20)}"
 
@@ -228,10 +228,10 @@ def table5_frame(runs: Mapping[str, Sequence[Mapping[str, Any]]], epoch: str = "
 
 def cifar_frame(runs: Mapping[str, Sequence[Mapping[str, Any]]], dataset: str = "cifar100_lt",
                 epoch: str = "last", rows: Sequence[str] | None = None) -> pd.DataFrame:
-    """CIFAR-LT (ResNet-32) results beside the published numbers of DESIGN.md (All only).
+    """CIFAR-LT (ResNet-32) results beside the published numbers (``CIFAR_PUBLISHED``; All only).
 
     The published baselines were picked at the best test epoch: pass ``epoch="best"`` for a
-    like-for-like comparison, keep "last" for the headline (DESIGN decision 7).
+    like-for-like comparison, keep "last" for the headline (README decision 7).
     """
     return results_table(runs, CIFAR_PUBLISHED, setting=dataset, epoch=epoch, rows=rows)
 

@@ -1,8 +1,8 @@
-"""Long-tailed datasets and loaders (INTERFACES.md, "lt_paper.data").
+"""Long-tailed datasets and loaders: from a dataset name to device batches.
 
 Modules, one concern each:
 
-- ``longtail``: ``lt_counts`` (DESIGN decision 3), ``shot_groups`` (decision 2), ``long_tail_indices``
+- ``longtail``: ``lt_counts`` (README decision 3), ``shot_groups`` (decision 2), ``long_tail_indices``
   (LDAM-DRW's sampling rule).
 - ``containers``: ``Augment``, ``ArrayDataset``, ``LongTailData``.
 - ``splits``: ``read_split`` for ``relative/path.jpg label`` files, label checks, class counts.

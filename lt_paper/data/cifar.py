@@ -1,4 +1,4 @@
-"""CIFAR-10-LT and CIFAR-100-LT at any imbalance factor (DESIGN decision 3), from three sources.
+"""CIFAR-10-LT and CIFAR-100-LT at any imbalance factor (README decision 3), from three sources.
 
 Sources (``root`` decides which, in this order):
 
@@ -273,4 +273,4 @@ def load_cifar_lt(name: str, root: str | Path, imbalance: float = 100, download:
         kind="array", mean=spec.mean, std=spec.std, augment=Augment(crop=32, pad=4, flip=True),
         many=many, few=few,
         info={"source": source, "imbalance": imbalance, "n_max": n_max,
-              "sampling": "LDAM-DRW: numpy seed 0, per-class shuffle, keep first n_i (DESIGN decision 3)"})
+              "sampling": "LDAM-DRW: numpy seed 0, per-class shuffle, keep first n_i (README decision 3)"})

@@ -1,6 +1,6 @@
 """The data containers every loader returns: ``Augment``, ``ArrayDataset`` and ``LongTailData``.
 
-Two kinds of data exist (INTERFACES.md): "array" sets (CIFAR-LT, digits) that fit in device memory as one
+Two kinds of data exist: "array" sets (CIFAR-LT, digits) that fit in device memory as one
 uint8 tensor and are augmented on the device, and "files" sets (ImageNet-LT, iNaturalist-2018, Places-LT)
 whose images stay on disk and go through PIL transforms in DataLoader workers.
 """
@@ -22,7 +22,7 @@ class Augment:
     """Training augmentation of a dataset.
 
     Array kind: zero-pad by ``pad`` then take a random ``crop`` x ``crop`` window, then a random
-    horizontal flip when ``flip`` (LDAM-DRW's CIFAR recipe: crop 32, pad 4, flip; DESIGN decision 4).
+    horizontal flip when ``flip`` (LDAM-DRW's CIFAR recipe: crop 32, pad 4, flip; README decision 4).
     Files kind: ``random_resized`` means RandomResizedCrop(crop) + flip, done by the dataset's transform.
     """
 
@@ -60,7 +60,7 @@ class LongTailData:
     """A long-tailed training set with its (balanced) test set and everything a run needs to know.
 
     ``train_counts[c]`` is the number of training images of class ``c``; ``many``/``few`` are the shot
-    thresholds (DESIGN decision 2) used by ``groups``. ``info`` records provenance (source path, imbalance
+    thresholds (README decision 2) used by ``groups``. ``info`` records provenance (source path, imbalance
     factor, sampling seed, split files) for the run records.
     """
 

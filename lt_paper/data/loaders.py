@@ -2,7 +2,8 @@
 
 "array" data (CIFAR-LT, digits): the whole uint8 set is moved to ``device`` once and every batch is
 gathered, cropped, flipped and normalised there. At CIFAR size the step is launch-bound and a DataLoader
-with workers is slower than indexing tensors already in memory (SETUP-FACTS, DESIGN "Speed").
+with workers is slower than indexing tensors already in memory (measured on the 2-core build machines;
+docs/design.md, "Speed").
 
 "files" data (ImageNet-LT, iNat-2018, Places-LT): a torch DataLoader with the samplers of
 ``sharding.py`` and PIL transforms in worker processes. To keep an epoch a pure function of
@@ -152,7 +153,7 @@ class FileLoader:
 
 def make_loaders(data: LongTailData, batch_size: int, device, rank: int = 0, world_size: int = 1,
                  seed: int = 0, num_workers: int = 4, eval_batch_size: int | None = None):
-    """``(train_loader, test_loader)`` for ``data`` (contract in INTERFACES.md and the module docstring).
+    """``(train_loader, test_loader)`` for ``data`` (contract in the module docstring).
 
     ``batch_size`` is the global training batch (ValueError unless ``world_size`` divides it);
     ``eval_batch_size`` is per rank and defaults to ``2 * batch_size // world_size``. ``num_workers``

@@ -1,6 +1,6 @@
 """Long-tailed class sizes, shot groups and the long-tailed subsampling rule.
 
-DESIGN decision 3 (CIFAR-LT): class ``i`` of ``C`` keeps ``n_i = int(n_max * IF ** (-i / (C - 1)))``
+README decision 3 (CIFAR-LT): class ``i`` of ``C`` keeps ``n_i = int(n_max * IF ** (-i / (C - 1)))``
 images, and the images are chosen as LDAM-DRW's ``IMBALANCECIFAR10`` chooses them (``rand_number=0``):
 ``numpy.random.seed(0)`` once, then for each class in label order shuffle that class's indices with
 ``np.random.shuffle`` and keep the first ``n_i``. Every published CIFAR-LT number was measured on this
@@ -27,7 +27,7 @@ TABLE2_SHOT_RULE = MappingProxyType({"many": 100, "few": 20, "few_inclusive": Tr
 
 
 def lt_counts(n_max: int, num_classes: int, imbalance: float) -> list[int]:
-    """Per-class training sizes of an exponentially long-tailed set (DESIGN decision 3).
+    """Per-class training sizes of an exponentially long-tailed set (README decision 3).
 
     ``n_i = int(n_max * imbalance ** (-i / (num_classes - 1)))`` for ``i = 0 .. num_classes - 1``, so
     class 0 keeps ``n_max`` images and the last class ``n_max / imbalance`` (truncated). CIFAR-10 at

@@ -37,8 +37,8 @@ class CrossEntropyLoss(ClassificationLoss):
 class FocalLoss(ClassificationLoss):
     """Softmax focal loss (Lin et al. 2017) ``-(1 - p_y)^gamma log p_y`` on the raw logits.
 
-    gamma defaults to 1.0, not Lin et al.'s 2.0: the long-tailed "Focal" baseline the paper and DESIGN
-    compare with (70.4 / 38.4 on CIFAR-10/100-LT) is LDAM-DRW's, which trains the softmax focal loss
+    gamma defaults to 1.0, not Lin et al.'s 2.0: the long-tailed "Focal" baseline that the
+    published CIFAR-LT tables compare with (70.4 / 38.4 on CIFAR-10/100-LT) is LDAM-DRW's, which trains the softmax focal loss
     with gamma = 1; Lin et al.'s 2.0 (with alpha balancing) was tuned for sigmoid dense detection.
     Figure 2(b) plots "the commonly used formulation" with gamma = 2 instead
     (``figure2.target_logit_gradients``); README decision 10 keeps the two apart.

@@ -5,7 +5,7 @@ name           loss                                        head    paper
 =============  ==========================================  ======  ==================================
 ``ce``         CrossEntropyLoss                            linear  Table 4 #1, Table 1 CE
 ``focal``      FocalLoss(gamma=1)                          linear  Focal baseline (LDAM-DRW's)
-``la``         LogitAdjustedLoss(tau=1)                    linear  Menon et al. (DESIGN's table)
+``la``         LogitAdjustedLoss(tau=1)                    linear  Menon et al. 2021 (loss form)
 ``ldam``       ALALoss(instance_term=False, "ldam")        cosine  Table 4 #2 (LDAM; DRW via weight)
 ``ala``        ALALoss()                                   cosine  Table 4 #7, eq. 6
 ``ains``       ALALoss(instance_term=True, None)           cosine  Table 4 #3

@@ -3,9 +3,9 @@
 Public entry point: ``build_model(arch, num_classes, head, num_experts, router, shared_stages,
 expert_width, in_channels)``; every model's ``forward(x)`` returns a :class:`ModelOutput`.
 
-Decisions (DESIGN.md): the cosine head returns unscaled cos theta, s lives only in the loss (1); the MoE
-shares stem + first stages, experts are 3/4 width, the router is zero-initialised and switched on by
-the engine at the last lr decay (5); ``model.spec`` records the architecture for checkpoints (8).
+Decisions (README, numbered): the cosine head returns unscaled cos theta, s lives only in the loss (1);
+the MoE shares stem + first stages, experts are 3/4 width, the router is zero-initialised and switched on
+by the engine at ``router_at`` (5, 9); ``model.spec`` records the architecture for checkpoints (8).
 
 Modules: ``output`` (ModelOutput), ``heads``, ``stages`` (StagePlan: a ResNet as stem + stages),
 ``resnet_cifar``, ``resnet_imagenet`` (the two families' plans), ``plain`` (single network), ``routers``,

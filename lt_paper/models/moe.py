@@ -1,4 +1,4 @@
-"""The Mixture-of-Experts network of paper section 3.2 (DESIGN decision 5, following RIDE).
+"""The Mixture-of-Experts network of paper section 3.2 (README decision 5, following RIDE).
 
     x -> stem -> shared stages (trunk) --+--> expert 1: its own later stages (reduced width) -> pool -> head -> l^1
                                          +--> ...

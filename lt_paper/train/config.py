@@ -5,7 +5,7 @@ result) names the run directory, so calling ``train`` twice with the same config
 run. Fields added after runs were first recorded (``ADDED_FIELDS``) enter the hash only when set away
 from their default, so adding a knob does not rename every existing run directory.
 
-The fast path (DESIGN "Speed") is two such fields, ``compile`` and ``fused_optimizer``, plus the
+The fast path (docs/design.md, "Speed") is two such fields, ``compile`` and ``fused_optimizer``, plus the
 device defaults of ``amp`` and ``channels_last``; :func:`fast_path_overrides` gives them for a device.
 Both are hashed when on: CUDA graphs / Inductor kernels and a fused SGD kernel may round differently
 from the eager default (the same recipe, not the same bits), so a fast run never reuses, and is never
@@ -57,7 +57,7 @@ VALID_CHOICES = {
 
 @dataclass(frozen=True)
 class Config:
-    """Everything that defines a run. Defaults are the CIFAR-LT / LDAM-DRW recipe (DESIGN decision 4)."""
+    """Everything that defines a run. Defaults are the CIFAR-LT / LDAM-DRW recipe (README decision 4)."""
 
     name: str = "custom"  # the preset it came from (informational; not hashed)
     # data
@@ -261,9 +261,10 @@ def config_hash(config: Config) -> str:
 def fast_path_overrides(device_type: str) -> dict[str, Any]:
     """The fast path's config fields on ``device_type`` ("cuda" or "cpu"): ``train(p, **fast_path_overrides("cuda"))``.
 
-    CUDA: torch.compile with CUDA graphs, fused SGD, bf16 autocast, channels_last (DESIGN "Speed":
-    0.44 s instead of 1.25 s per CIFAR-100-LT epoch on an H100). CPU: fused SGD only; compiling a
-    ResNet-32 costs about 60 s there for little or no gain (SETUP-FACTS), and bf16 autocast and
+    CUDA: torch.compile with CUDA graphs, fused SGD, bf16 autocast, channels_last (docs/design.md, "Speed":
+    an earlier probe on one H100 saw 0.44 s instead of 1.25 s per CIFAR-100-LT epoch). CPU: fused SGD
+    only; compiling a ResNet-32 cost about 60 s on a 2-core build machine for no gain in training
+    speed, and bf16 autocast and
     channels_last stay at the CPU defaults (off).
     """
     on_cuda = device_type == "cuda"

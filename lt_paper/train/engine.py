@@ -23,7 +23,7 @@ overwritten. ``eval_every`` N tests every N-th epoch and always the last (the he
 ``best`` of ``metrics.json`` is the best test epoch among the evaluated ones. Many runs can also train
 together in one batched step (``lt_paper.train.ensemble``), into the same directories and files.
 
-Speed (DESIGN "Speed"): at CIFAR size one step is launch-bound, so the loop never waits for the GPU
+Speed (docs/design.md, "Speed"): at CIFAR size one step is launch-bound, so the loop never waits for the GPU
 inside an epoch (loss and accuracy are summed on the device; the labels are range-checked once per
 dataset instead of once per loss call). ``compile=True`` wraps the network in
 ``torch.compile(mode="reduce-overhead")`` (CUDA graphs: one launch per forward and per backward) and
@@ -200,7 +200,7 @@ def compile_network(network: nn.Module, config: Config, device: torch.device) ->
     """``torch.compile`` the network when ``config.compile``, else the network itself.
 
     CUDA: mode "reduce-overhead", i.e. CUDA graphs: the forward and the backward replay as one launch
-    each, which is what a launch-bound ResNet-32 step needs (DESIGN "Speed": 0.44 s instead of 1.25 s
+    each, which is what a launch-bound ResNet-32 step needs (docs/design.md, "Speed": 0.44 s instead of 1.25 s
     per epoch after about 23 s of compilation). Elsewhere mode "default" (Inductor kernels, no graphs).
     ``dynamic=False``: the training batch has one shape (drop_last); evaluation adds one graph per
     batch shape, and eval mode, DRW and the router switch-on one each: a handful of recompiles per run.

@@ -1,7 +1,7 @@
 """Several runs side by side on one device, one process per run.
 
-Why: at CIFAR size a ResNet-32 step is launch-bound, so one run leaves an H100 mostly idle (DESIGN
-"Speed": four eager runs side by side take 1.5 s per epoch each, against 1.25 s for one alone). The
+Why: at CIFAR size a ResNet-32 step is launch-bound, so one run leaves an H100 mostly idle (an earlier
+probe on one H100: four eager runs side by side took 1.5 s per epoch each, against 1.25 s for one alone). The
 rows of a table are independent runs, so running them at the same time finishes the table several
 times sooner without touching any run's numbers.
 

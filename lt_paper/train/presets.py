@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from .config import Config, validate
 
-# The recipes of DESIGN decision 4 (schedule points as fractions of the epochs).
+# The recipes of README decision 4 (schedule points as fractions of the epochs).
 CIFAR_RECIPE = dict(
     epochs=200, batch_size=128, lr=0.1, weight_decay=2e-4, warmup_epochs=5,
     lr_decay_at=(0.8, 0.9), lr_decay_factors=(0.01, 0.0001), drw_at=0.8, router_at=0.8,
