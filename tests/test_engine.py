@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ from lt_paper.train.checkpoint import load_checkpoint
 from lt_paper.train.config import apply_overrides, config_hash, parse_assignment
 from lt_paper.train.engine import build_for
 from lt_paper.train.schedule import Schedule
+from interrupt import sigkill_mid_epoch
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = dict(epochs=6, progress=False)  # 6 epochs x 6 batches of 64 digits
@@ -178,18 +177,7 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
     cmd = [sys.executable, "-m", "lt_paper", "train", "--preset", "smoke/resnet8/ala_moe3",
            "--runs-dir", str(tmp_path / "killed")] + sum((["--set", o] for o in overrides), [])
     proc = subprocess.Popen(cmd, cwd=REPO, env=_python_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    checkpoints = []
-    while time.time() < deadline and proc.poll() is None:
-        checkpoints = list((tmp_path / "killed").glob("*/checkpoint.pt"))
-        if checkpoints and load_checkpoint(checkpoints[0])["epoch"] >= 2:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, f"run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
-    time.sleep(0.3)  # inside the next epoch
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = load_checkpoint(checkpoints[0])["epoch"]
+    killed_at = sigkill_mid_epoch(proc, "*/checkpoint.pt", tmp_path / "killed")
     assert killed_at < 7 and not list((tmp_path / "killed").glob("*/metrics.json"))
 
     resumed = train("smoke/resnet8/ala_moe3", runs_dir=tmp_path / "killed", epochs=8, progress=False)

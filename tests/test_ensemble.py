@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +27,7 @@ from lt_paper.train.checkpoint import load_checkpoint
 from lt_paper.train.engine import build_run, resolve_config, resolve_runtime, train_one_epoch
 from lt_paper.train.ensemble import build_ensemble
 from lt_paper.train.schedule import Schedule
+from interrupt import sigkill_mid_epoch
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_FILES = ["config.json", "history.json", "metrics.json", "model.pt", "records.npz"]
@@ -195,17 +194,7 @@ def test_sigkill_mid_epoch_then_rerun_matches_an_uninterrupted_ensemble(tmp_path
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "killed")], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline, checkpoints = time.time() + 120, []
-    while time.time() < deadline and proc.poll() is None:
-        checkpoints = list((tmp_path / "killed").glob("ensemble-*/checkpoint.pt"))
-        if checkpoints and torch.load(checkpoints[0], weights_only=True)["epoch"] >= 2:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, f"ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
-    time.sleep(0.3)  # inside the next epoch
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = torch.load(checkpoints[0], weights_only=True)["epoch"]
+    killed_at = sigkill_mid_epoch(proc, "ensemble-*/checkpoint.pt", tmp_path / "killed")
     assert killed_at < 7 and not list((tmp_path / "killed").glob("*/metrics.json"))
 
     resumed = train_ensemble(names, runs_dir=tmp_path / "killed", epochs=8, progress=False)

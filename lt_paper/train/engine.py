@@ -89,6 +89,18 @@ def run_dir_for(runs_dir: Path, config: Config, force: bool) -> Path:
     return Path(f"{base}-force{n}")
 
 
+def refuse_duplicate_runs(configs) -> None:
+    """ValueError when two of the resolved ``configs`` are the same run: trained at once (side by side
+    or as one ensemble), they would write one directory from two places."""
+    seen: dict[str, int] = {}
+    for i, config in enumerate(configs):
+        key = config_hash(config)
+        if key in seen:
+            raise ValueError(f"configs {seen[key]} and {i} are the same run ({config.name}, hash {key}); "
+                             f"they would train into one directory at once")
+        seen[key] = i
+
+
 def is_finished(run_dir: Path) -> bool:
     return (Path(run_dir) / METRICS).is_file()
 

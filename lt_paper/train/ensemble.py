@@ -69,8 +69,8 @@ from .checkpoint import CHECKPOINT_FORMAT, atomic_write_bytes, atomic_write_json
 from .config import Config, config_hash, to_dict
 from .engine import (CHECKPOINT, RunParts, build_optimizer, build_run, check_teacher_named, compile_network,
                      configure_backends, finish_run, history_entry, is_eval_epoch, is_finished, load_result,
-                     nonfinite_loss_message, resolve_config, resolve_runtime, run_dir_for, shot_rule,
-                     start_run_dir, update_best)
+                     nonfinite_loss_message, refuse_duplicate_runs, resolve_config, resolve_runtime, run_dir_for,
+                     shot_rule, start_run_dir, update_best)
 from .evaluate import predict_members, records_and_metrics
 from .identity import with_data_fingerprint
 from .schedule import Schedule
@@ -338,13 +338,7 @@ def train_ensemble(configs: Sequence[str | Config], runs_dir: str | os.PathLike 
         config = with_data_fingerprint(resolve_config(c, overrides))
         check_teacher_named(config)
         resolved.append(resolve_runtime(config, D.resolve_device(config.device, info)))
-    seen: dict[str, int] = {}
-    for i, config in enumerate(resolved):
-        key = config_hash(config)
-        if key in seen:
-            raise ValueError(f"configs {seen[key]} and {i} are the same run ({config.name}, hash {key}); "
-                             f"they would train into one directory at once")
-        seen[key] = i
+    refuse_duplicate_runs(resolved)
 
     runs_dir = Path(runs_dir)
     results: list[dict | None] = [None] * len(resolved)

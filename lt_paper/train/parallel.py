@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .config import Config, config_hash
-from .engine import resolve_config
+from .engine import refuse_duplicate_runs, resolve_config
 
 LOG_TAIL_CHARS = 4000
 BARRIER_TIMEOUT_S = 900.0  # how long a started process waits for the others to reach the start line
@@ -242,13 +242,7 @@ def train_side_by_side(configs: Sequence[str | Config], runs_dir: str | os.PathL
     """
     overrides.setdefault("progress", False)
     resolved = [resolve_config(c, overrides) for c in configs]
-    seen: dict[str, int] = {}
-    for i, config in enumerate(resolved):
-        key = config_hash(config)
-        if key in seen:
-            raise ValueError(f"configs {seen[key]} and {i} are the same run ({config.name}, hash {key}); "
-                             f"they would train into one directory at once")
-        seen[key] = i
+    refuse_duplicate_runs(resolved)
     jobs = [dict(config=c, runs_dir=str(runs_dir), force=force) for c in resolved]
     labels = [f"{c.name} (seed {c.seed}, config {config_hash(c)})" for c in resolved]
     return run_side_by_side(_train_job, jobs, max_parallel=max_parallel, threads_per_process=threads_per_process,
