@@ -129,8 +129,8 @@ def test_a_pack_too_large_for_the_budget_is_halved_keeping_its_highest_priority_
     assert first.status == "partly trained" and 0 < kept < size // 2
     assert first.members == packs[0][:kept] and first.dropped == packs[0][kept:]
     assert first.estimate_s == pytest.approx(1 + 10 * kept)
-    probes = [c[0] for c in trainer.calls if c[1] in C.PROBE_EPOCHS]
-    tried = sorted(set(probes), reverse=True)
+    first_training = next(i for i, c in enumerate(trainer.calls) if c[1] == 10)
+    tried = [c[0] for c in trainer.calls[:first_training] if c[1] == C.PROBE_EPOCHS[0]]  # sizes probed
     assert tried[0] == size and all(b == a // 2 for a, b in zip(tried, tried[1:])) and tried[-1] == kept
     spent = sum(2 + 4 * m for m in tried)  # the probes
     assert (1 + 10 * kept) * C.SAFETY + C.MARGIN_S <= 100 - spent  # what trained fits what was left
