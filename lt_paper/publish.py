@@ -226,6 +226,7 @@ def publish(profile_dir: str | Path, name: str, repo_root: str | Path = REPO_ROO
             raise ValueError(f"{profile_dir} is published content, not a reproduce output "
                              f"(e.g. outputs/smoke)")
     folders, missing = check_output(profile_dir, partial)
+    runs = _listed_runs(folders)
     results, figures = repo_root / "results" / name, repo_root / "figures" / name
     for final in (results, figures):
         if final.is_symlink() or (final.exists() and not final.is_dir()):
@@ -236,7 +237,6 @@ def publish(profile_dir: str | Path, name: str, repo_root: str | Path = REPO_ROO
     if replaced and not force:
         raise FileExistsError(f"{results} already holds notebook(s) {', '.join(replaced)}; pass --force "
                               f"(force=True) to replace them (runs are merged either way)")
-    runs = _listed_runs(folders)
     staging = {final: final.with_name(f".{final.name}.staging-{os.getpid()}") for final in (results, figures)}
     try:
         for final, stage in staging.items():
@@ -270,5 +270,6 @@ def publish(profile_dir: str | Path, name: str, repo_root: str | Path = REPO_ROO
         for stage in staging.values():
             shutil.rmtree(stage, ignore_errors=True)
     published_runs = sorted(p.name for p in (results / "runs").glob("*") if p.is_dir())
-    return {"results": str(results), "figures": str(figures), "notebooks": len(folders), "runs": len({r.name for r in runs}),
-            "runs_copied": copied, "runs_published": len(published_runs), "missing": missing}
+    return {"results": str(results), "figures": str(figures), "notebooks": len(folders),
+            "runs": len({run.name for run in runs}), "runs_copied": copied, "runs_published": len(published_runs),
+            "missing": missing}
