@@ -60,7 +60,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # plain bars, as in engine.py: tqdm.auto warns in a notebook without ipywidgets
 
 from ..data import load_dataset, make_loaders
 from ..models import ModelOutput
