@@ -122,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="smoke", choices=["smoke", "cifar", "paper"])
     p.add_argument("--only", default=None, help="only notebooks whose name contains this text")
     p.add_argument("--out", default="outputs", help="output root (default: outputs/<profile>)")
-    p.add_argument("--runs-dir", default=None, help="run cache (default: <out>/<profile>/runs)")
+    p.add_argument("--runs-dir", default=None,
+                   help="run cache (default: the repository's runs/, the notebooks' own default, shared "
+                        "with JupyterLab and papermill)")
     p.add_argument("--data-root", default=None, help="dataset location for the cifar and paper profiles")
     p.add_argument("--kernel", default=None, help="Jupyter kernel name (default: python3)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -149,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="FILE", help="also write the plan and outcome as JSON")
     p.set_defaults(func=_campaign)
 
-    p = sub.add_parser("publish", help="copy a complete reproduce output into results/NAME and figures/NAME")
+    p = sub.add_parser("publish", help="copy a complete reproduce output, and the runs its notebooks read, "
+                                       "into results/NAME and figures/NAME")
     p.add_argument("profile_dir", help="e.g. outputs/smoke")
     p.add_argument("name", help="folder name under results/ and figures/")
     p.add_argument("--force", action="store_true",

@@ -7,7 +7,8 @@ so notebooks that share rows (Table 1 and Figure 1 both need CE and LDAM-DRW) tr
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+from pathlib import Path, PurePath
 
 import numpy as np
 import torch
@@ -143,6 +144,23 @@ def finished_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs
         print(f"{found} finished run(s) read from {runs_dir}"
               + (f"; missing (train=False trains nothing): {', '.join(missing)}" if missing else ""))
     return results
+
+
+def runs_used(results: dict[str, list[dict]]) -> list[str]:
+    """Every run directory behind ``run_rows`` / ``finished_rows`` results, absolute, sorted: each
+    result's run and the teacher a distilled run learned from (what ``publish`` must copy).
+
+    A student's ``config.json`` names its teacher by the path it had when the student trained (maybe
+    on another machine); the teacher used here lies beside the student, under that run name (its config
+    hash): ``run_rows`` trains it, and ``finished_rows`` finds it, in the student's runs directory.
+    """
+    used = set()
+    for run_dir in (Path(r["run_dir"]).resolve() for rs in results.values() for r in rs):
+        used.add(str(run_dir))
+        teacher = json.loads((run_dir / "config.json").read_text()).get("teacher")
+        if teacher:
+            used.add(str(run_dir.parent / PurePath(teacher).name))
+    return sorted(used)
 
 
 def main_results_table(dataset: str, arch: str, runs: dict[str, list[dict]], epoch: str = "last"):

@@ -8,8 +8,9 @@ work (:class:`ParameterError`), resolves relative paths against the project root
 one output tree, and gives each notebook its own output folder (``outputs/notebook/<notebook>``).
 
 Each notebook writes into that folder; ``summary.json`` lists every table and figure with a title,
-plus the numbers the notebook recorded, and its provenance. The reproduce command and the tests read
-these files, never the notebook's cell outputs.
+the numbers the notebook recorded, every run directory it read (``runs``: what ``publish`` copies,
+wherever the runs live) and its provenance. The reproduce command and the tests read these files,
+never the notebook's cell outputs.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ class NotebookOutputs:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.started = time.perf_counter()
         self.summary = {"notebook": notebook, "parameters": parameters, "tables": [], "figures": [],
-                        "records": {}}
+                        "records": {}, "runs": []}
         self.run_kwargs: dict = {}  # from_parameters: the keyword arguments of experiments.run_rows
         self.runs_dir: str | None = None  # from_parameters: the resolved runs_dir and data_root
         self.data_root: str | None = None
@@ -134,6 +135,16 @@ class NotebookOutputs:
             print(f"runs: {runs_dir} ({mode})")
         print(f"outputs: {out.dir}")
         return out
+
+    def run_rows(self, prefix: str, arch: str, rows: dict[str, str], seeds) -> dict[str, list[dict]]:
+        """``experiments.run_rows`` with this notebook's ``run_kwargs``; the run directories it returns
+        (and their distillation teachers) join ``runs`` in ``summary.json``."""
+        from .experiments import run_rows, runs_used
+
+        results = run_rows(prefix, arch, rows, seeds=seeds, **self.run_kwargs)
+        self.summary["runs"] = sorted(set(self.summary["runs"]) | set(runs_used(results)))
+        self._flush()
+        return results
 
     def path(self, path) -> str | None:
         """A path parameter (e.g. a counts file) resolved like runs_dir: against the project root."""

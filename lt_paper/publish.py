@@ -2,9 +2,11 @@
 
 What goes where: each notebook's tables (Markdown, CSV) and ``summary.json`` (parameters, provenance,
 wall time) to ``results/NAME/<notebook>/``, its PNGs to ``figures/NAME/<notebook>/``, the report to
-``results/NAME/report.md`` with its images linked into ``figures/``, and every finished run's small files
-to ``results/NAME/runs/<run>/``: ``config.json``, ``metrics.json``, ``history.json`` and a compact
-``records.npz`` (:func:`compact_records`), so that published runs can be explored without training.
+``results/NAME/report.md`` with its images linked into ``figures/``, and the small files of every run the
+notebooks read to ``results/NAME/runs/<run>/``: ``config.json``, ``metrics.json``, ``history.json`` and a
+compact ``records.npz`` (:func:`compact_records`), so that published runs can be explored without training.
+Which runs: those each notebook's ``summary.json`` lists under ``runs`` (its rows' runs and their
+distillation teachers), wherever they live (the shared ``runs/`` holds other runs too: those stay out).
 Executed notebooks, checkpoints and weights stay behind.
 
 Nothing lost, nothing wrong served:
@@ -105,13 +107,25 @@ def check_output(profile_dir: Path, partial: bool) -> tuple[list[Path], list[str
     return folders, missing
 
 
-def _finished_runs(profile_dir: Path, folders: list[Path]) -> list[Path]:
-    """Finished runs of the output's run caches: ``<out>/runs`` and each notebook's ``runs_dir``."""
-    caches = {profile_dir / "runs"} | {Path(load_summary(f)["parameters"]["runs_dir"]) for f in folders
-                                       if load_summary(f)["parameters"].get("runs_dir")}
-    runs = {run.name: run for cache in sorted(caches) if cache.is_dir() for run in sorted(cache.iterdir())
-            if (run / "metrics.json").is_file() and (run / "records.npz").is_file()}
-    return [runs[name] for name in sorted(runs)]
+def _listed_runs(folders: list[Path]) -> list[Path]:
+    """The runs the notebooks read: the union of the ``runs`` their summaries list.
+
+    ValueError naming the summary for a summary without that list (written before notebooks recorded
+    their runs) and for a listed run that is gone or not finished (no ``metrics.json``).
+    """
+    runs: set[Path] = set()
+    for folder in folders:
+        listed = load_summary(folder).get("runs")
+        if not isinstance(listed, list):
+            raise ValueError(f"{folder / 'summary.json'} lists no 'runs' (written by an older lt_paper): "
+                             f"run reproduce again to record the runs its notebooks read")
+        for run in map(Path, listed):
+            if not (run / "metrics.json").is_file():
+                state = "not finished (no metrics.json)" if run.is_dir() else "missing"
+                raise ValueError(f"{folder / 'summary.json'} lists run {run}, which is {state}: train it "
+                                 f"again (reproduce) or restore it before publishing")
+            runs.add(run)
+    return sorted(runs)
 
 
 def _result_of(metrics_path: Path) -> dict:
@@ -202,7 +216,7 @@ def publish(profile_dir: str | Path, name: str, repo_root: str | Path = REPO_ROO
     """Publish a ``reproduce`` output as ``results/<name>`` and ``figures/<name>`` (module docstring).
 
     Returns ``{"results", "figures", "notebooks", "runs", "runs_copied", "runs_published", "missing"}``:
-    the notebooks and finished runs of this output, how many runs were new, how many are now published
+    the notebooks of this output and the runs they read, how many runs were new, how many are now published
     under ``name``, and the notebooks a partial output lacks.
     """
     profile_dir, repo_root = Path(profile_dir), Path(repo_root)
@@ -212,6 +226,7 @@ def publish(profile_dir: str | Path, name: str, repo_root: str | Path = REPO_ROO
             raise ValueError(f"{profile_dir} is published content, not a reproduce output "
                              f"(e.g. outputs/smoke)")
     folders, missing = check_output(profile_dir, partial)
+    runs = _listed_runs(folders)
     results, figures = repo_root / "results" / name, repo_root / "figures" / name
     for final in (results, figures):
         if final.is_symlink() or (final.exists() and not final.is_dir()):
@@ -222,7 +237,6 @@ def publish(profile_dir: str | Path, name: str, repo_root: str | Path = REPO_ROO
     if replaced and not force:
         raise FileExistsError(f"{results} already holds notebook(s) {', '.join(replaced)}; pass --force "
                               f"(force=True) to replace them (runs are merged either way)")
-    runs = _finished_runs(profile_dir, folders)
     staging = {final: final.with_name(f".{final.name}.staging-{os.getpid()}") for final in (results, figures)}
     try:
         for final, stage in staging.items():
@@ -256,5 +270,6 @@ def publish(profile_dir: str | Path, name: str, repo_root: str | Path = REPO_ROO
         for stage in staging.values():
             shutil.rmtree(stage, ignore_errors=True)
     published_runs = sorted(p.name for p in (results / "runs").glob("*") if p.is_dir())
-    return {"results": str(results), "figures": str(figures), "notebooks": len(folders), "runs": len(runs),
-            "runs_copied": copied, "runs_published": len(published_runs), "missing": missing}
+    return {"results": str(results), "figures": str(figures), "notebooks": len(folders),
+            "runs": len({run.name for run in runs}), "runs_copied": copied, "runs_published": len(published_runs),
+            "missing": missing}

@@ -5,6 +5,11 @@ a staging folder; only when it succeeds does the staging folder replace the note
 outputs, so a failing notebook is named, its error shown, and the earlier good outputs are kept.
 Finally one Markdown report gathers every table and figure with their provenance.
 
+Runs: the repository's ``runs/``, the cache the notebooks use by default in JupyterLab and papermill
+(``runs_dir = "runs"``, resolved by :mod:`lt_paper.outputs`), so a run trained in one is reused by the
+others; ``--runs-dir`` names another. Each notebook's ``summary.json`` lists the runs it read, which
+is what ``publish`` copies.
+
 Profiles:
 
 * ``smoke``: scikit-learn's digits (embedded, no download), CPU, one seed; minutes on 2 cores.
@@ -28,12 +33,14 @@ from pathlib import Path
 
 from .analysis import provenance_markdown
 from .data.cache import pid_alive
-from .outputs import load_summary
+from .outputs import load_summary, resolve_path
 from .provenance import REPO_ROOT, provenance
 from .publish import publish  # noqa: F401  (its own module; importable from here as before)
 from .train.checkpoint import atomic_write_bytes
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+# the notebooks' own default (their parameters cell): JupyterLab, papermill and reproduce share it
+DEFAULT_RUNS_DIR = "runs"
 
 NOTEBOOKS = (
     "table1_3_main_results",
@@ -172,8 +179,10 @@ def reproduce(profile: str = "smoke", out_root: str | Path = "outputs", only: st
               overrides: dict | None = None, train: bool = True) -> dict:
     """Execute the profile's notebooks; returns {"ok": [...], "failed": {folder: error}, "report": path}.
 
-    ``train=False`` (``--no-train``): every notebook reads finished runs only (e.g. the published ones,
-    ``--runs-dir results/<name>/runs``) and shows rows without a run as missing.
+    ``runs_dir``: the run cache (None: the notebooks' default, the repository's ``runs/``; a relative
+    path is relative to the working directory). ``train=False`` (``--no-train``): every notebook reads
+    finished runs only (e.g. the published ones, ``--runs-dir results/<name>/runs``) and shows rows
+    without a run as missing.
 
     Under ``torchrun`` every rank executes the same notebooks (their kernels inherit RANK / WORLD_SIZE,
     so each ``train`` call joins the process group); rank 0 alone writes the outputs and the report,
@@ -181,12 +190,14 @@ def reproduce(profile: str = "smoke", out_root: str | Path = "outputs", only: st
     """
     rank = int(os.environ.get("RANK", "0"))
     out_root = Path(out_root) / profile
-    runs_dir = runs_dir or str(Path(out_root) / "runs")
+    runs_dir = str(Path(runs_dir).resolve()) if runs_dir else resolve_path(DEFAULT_RUNS_DIR)
     if rank > 0:
         out_root = out_root / f".rank{rank}"
     jobs = jobs_for(profile, only)
     parameters, config_keys = split_overrides(overrides or {}, {nb for nb, _, _ in jobs})
     with output_lock(out_root):
+        if rank == 0:
+            print(f"[reproduce:{profile}] runs: {runs_dir}", flush=True)
         ok, failed = _run_jobs(jobs, profile, out_root, runs_dir, data_root, kernel, parameters, config_keys,
                                train)
         report = write_report(out_root, profile) if rank == 0 else None
@@ -198,7 +209,7 @@ def _run_jobs(jobs, profile: str, out_root: Path, runs_dir: str, data_root: str 
     """Execute each (notebook, folder, params) job into a staging folder; swap it in when it succeeds."""
     ok, failed = [], {}
     for notebook, folder, params in jobs:
-        params = dict(params, runs_dir=str(Path(runs_dir).resolve()), profile=profile, train=train)
+        params = dict(params, runs_dir=runs_dir, profile=profile, train=train)
         if data_root is not None:
             params["data_root"] = str(Path(data_root).resolve())
         declared = set(notebook_parameters(notebook))

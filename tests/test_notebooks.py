@@ -58,7 +58,7 @@ def test_nbstripout_would_not_change_the_committed_notebooks():
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     root = tmp_path_factory.mktemp("outputs")
-    result = reproduce("smoke", out_root=root, overrides=SMALL)
+    result = reproduce("smoke", out_root=root, runs_dir=str(root / "runs"), overrides=SMALL)
     assert result["failed"] == {}, result["failed"]
     return root / "smoke", result
 
@@ -223,7 +223,7 @@ def test_published_runs_are_read_without_training_and_missing_rows_show_as_missi
 
     out, _ = smoke
     moved = tmp_path / "published" / "runs"
-    shutil.copytree(out / "runs", moved)
+    shutil.copytree(out.parent / "runs", moved)
     rows = {"ce": "ce", "ala_distill": "ala_distill", "ala_moe3": "ala_moe3"}
     found = run_rows("smoke", "resnet8", rows, seeds=[0, 1], runs_dir=moved, train=False, device="cpu",
                      data_root=None, **SMALL)
@@ -333,6 +333,12 @@ def test_publish_copies_a_complete_output_into_results_and_figures(smoke, tmp_pa
         assert (results / link).resolve().is_file(), link
     for run in (results / "runs").iterdir():
         assert json.loads((run / "metrics.json").read_text())["provenance"]["commit"]
+    # exactly the runs the notebooks read, the distillation teacher among them; none for Figures 2 and 3
+    listed = {Path(run).name for folder in NOTEBOOKS for run in _summary(smoke, folder)["runs"]}
+    assert sorted(p.name for p in (results / "runs").iterdir()) == sorted(listed)
+    assert any("-moe6-" in name for name in listed)
+    assert all(_summary(smoke, folder)["runs"] == [] for folder in ("figure2_adjusting_terms",
+                                                                    "figure3_moe_architecture"))
     assert not list(results.rglob("*.ipynb")) and list(figures.rglob("*.png"))
     with pytest.raises(FileExistsError):
         publish(out, "smoke", repo_root=tmp_path)
@@ -344,24 +350,58 @@ def test_publish_copies_a_complete_output_into_results_and_figures(smoke, tmp_pa
     assert (results / "table4_ala_ablation" / "summary.json").is_file()  # the good copy stays
 
 
+def test_a_run_trained_in_jupyterlab_is_reused_by_reproduce_and_published_alone(tmp_path, monkeypatch,
+                                                                                 capsys):
+    """One run cache whatever the starting point: the notebook executed as JupyterLab runs it (kernel in
+    notebooks/, its default runs_dir = "runs" relative to the root) trains into <root>/runs; reproduce
+    without --runs-dir reuses those runs; publish copies the runs the notebook read, no other run there."""
+    import papermill as pm
+
+    from lt_paper.publish import publish
+
+    monkeypatch.setenv("LT_PAPER_ROOT", str(tmp_path))
+    pm.execute_notebook(str(NOTEBOOK_DIR / "figure1_hard_samples.ipynb"), str(tmp_path / "lab.ipynb"),
+                        parameters={"epochs": 1}, kernel_name="python3", progress_bar=False,
+                        cwd=str(NOTEBOOK_DIR))
+    lab = json.loads((tmp_path / "outputs/notebook/figure1_hard_samples/summary.json").read_text())
+    assert len(lab["runs"]) == 2 and all(Path(run).parent == tmp_path / "runs" for run in lab["runs"])
+    trained = {run: (Path(run) / "metrics.json").stat().st_mtime_ns for run in lab["runs"]}
+
+    result = reproduce("smoke", out_root=tmp_path / "outputs", only="figure1", overrides={"epochs": 1})
+    assert result["ok"] == ["figure1_hard_samples"], result["failed"]
+    assert f"runs: {tmp_path / 'runs'}" in capsys.readouterr().out
+    out = tmp_path / "outputs" / "smoke"
+    assert json.loads((out / "figure1_hard_samples" / "summary.json").read_text())["runs"] == lab["runs"]
+    printed = "".join(_text(o) for o in _outputs(out / "figure1_hard_samples", "figure1_hard_samples"))
+    assert printed.count("reused: ") == 2 and "trained: " not in printed
+    assert {run: (Path(run) / "metrics.json").stat().st_mtime_ns for run in lab["runs"]} == trained
+
+    shutil.copytree(lab["runs"][0], tmp_path / "runs" / "digits_lt-resnet8-unrelated-s0-000000000000")
+    done = publish(out, "smoke", repo_root=tmp_path / "repo", partial=True)
+    published = sorted(p.name for p in (tmp_path / "repo" / "results" / "smoke" / "runs").iterdir())
+    assert published == sorted(Path(run).name for run in lab["runs"]) and done["runs"] == 2
+
+
 def test_a_notebook_trains_its_rows_side_by_side(tmp_path):
     """parallel=2: the runs start as separate processes from inside the Jupyter kernel."""
-    result = reproduce("smoke", out_root=tmp_path, only="figure1", overrides={"epochs": 2, "parallel": 2})
+    result = reproduce("smoke", out_root=tmp_path, only="figure1", runs_dir=str(tmp_path / "runs"),
+                       overrides={"epochs": 2, "parallel": 2})
     assert result["failed"] == {} and result["ok"] == ["figure1_hard_samples"]
     summary = json.loads((tmp_path / "smoke" / "figure1_hard_samples" / "summary.json").read_text())
     assert summary["parameters"]["parallel"] == 2
     assert set(summary["records"]["accuracy"]) == {"CE", "LDAM-DRW"}
-    assert len(list((tmp_path / "smoke" / "runs").glob("*/metrics.json"))) == 2
+    assert len(list((tmp_path / "runs").glob("*/metrics.json"))) == 2
 
 
 def test_reproduce_under_torchrun_trains_with_ddp_and_rank0_writes(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "lt_paper",
-           "reproduce", "--profile", "smoke", "--only", "figure1", "--out", str(tmp_path), "--set", "epochs=1"]
+           "reproduce", "--profile", "smoke", "--only", "figure1", "--out", str(tmp_path), "--set", "epochs=1",
+           "--runs-dir", str(tmp_path / "runs")]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "smoke"
-    runs = sorted(out.glob("runs/*/metrics.json"))
+    runs = sorted(tmp_path.glob("runs/*/metrics.json"))
     assert len(runs) == 2 and all(json.loads(r.read_text())["world_size"] == 2 for r in runs)
     assert (out / "report.md").is_file() and (out / "figure1_hard_samples" / "summary.json").is_file()
     assert not (out / ".rank1" / "report.md").exists()  # the other rank's outputs are scratch

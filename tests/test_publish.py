@@ -4,6 +4,7 @@ And reproduce's own guards: one reproduce per output folder, ``--set`` only with
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -37,21 +38,23 @@ def _run(cache: Path, name: str, accuracy: float, n: int = 40) -> Path:
 
 
 def _output(root: Path, notebooks=NOTEBOOKS, tag: str = "v1", runs=(("run-a", 0.5),)) -> Path:
-    """A finished ``reproduce --profile smoke`` output with the given notebooks and runs."""
-    out = root / "smoke"
+    """A finished ``reproduce --profile smoke`` output with the given notebooks, whose summaries list
+    the given runs; the runs lie in a run cache beside it (``root/runs``), as in the repository's runs/."""
+    out, cache = root / "smoke", root / "runs"
+    listed = [str(cache / name) for name, _ in runs]
     report = ["# lt-paper reproduction: profile `smoke`", ""]
     for nb in notebooks:
         folder = out / nb
         folder.mkdir(parents=True)
-        (folder / "summary.json").write_text(json.dumps({"parameters": {"profile": "smoke",
-                                                                        "runs_dir": str(out / "runs")}}))
+        summary = {"parameters": {"profile": "smoke", "runs_dir": str(cache)}, "runs": listed}
+        (folder / "summary.json").write_text(json.dumps(summary))
         (folder / "table.md").write_text(f"{nb} {tag}\n")
         (folder / "plot.png").write_bytes(tag.encode())
         (folder / f"{nb}.ipynb").write_text("{}")
         report += [f"## {nb}", "", f"{nb} {tag}", f"![plot]({nb}/plot.png)", ""]
     (out / "report.md").write_text("\n".join(report))
     for name, accuracy in runs:
-        _run(out / "runs", name, accuracy)
+        _run(cache, name, accuracy)
     return out
 
 
@@ -88,6 +91,38 @@ def test_publish_copies_notebooks_figures_report_and_small_run_files(tmp_path):
     report = (results / "report.md").read_text()
     assert "](../../figures/smoke/figure1_hard_samples/plot.png)" in report
     assert not list((tmp_path / "repo" / "results").glob(".*")), "a staging folder was left"
+
+
+def test_only_the_runs_the_notebooks_read_are_published_from_wherever_they_live(tmp_path):
+    out = _output(tmp_path / "out", runs=[("run-a", 0.5)])
+    _run(tmp_path / "out" / "runs", "run-unrelated", 0.9)  # finished in the same cache, read by no notebook
+    elsewhere = _run(tmp_path / "published" / "runs", "run-teacher", 0.8)  # e.g. results/<name>/runs
+    summary = out / "table1_3_main_results" / "summary.json"
+    summary.write_text(json.dumps(dict(json.loads(summary.read_text()),
+                                       runs=[str(tmp_path / "out" / "runs" / "run-a"), str(elsewhere)])))
+    done = publish(out, "smoke", repo_root=tmp_path / "repo")
+    results = tmp_path / "repo" / "results" / "smoke"
+    assert sorted(p.name for p in (results / "runs").iterdir()) == ["run-a", "run-teacher"]
+    assert done["runs"] == 2 and done["runs_copied"] == 2
+
+
+def test_a_listed_run_that_is_gone_or_unfinished_or_an_unlisting_summary_is_refused(tmp_path):
+    repo = tmp_path / "repo"
+    out = _output(tmp_path / "gone", runs=[("run-a", 0.5)])
+    shutil.rmtree(tmp_path / "gone" / "runs" / "run-a")
+    with pytest.raises(ValueError, match=r"figure1_hard_samples/summary.json lists run .*run-a, which is "
+                                         r"missing"):
+        publish(out, "smoke", repo_root=repo)
+    out = _output(tmp_path / "unfinished", runs=[("run-a", 0.5)])
+    (tmp_path / "unfinished" / "runs" / "run-a" / "metrics.json").unlink()
+    with pytest.raises(ValueError, match=r"run-a, which is not finished \(no metrics.json\)"):
+        publish(out, "smoke", repo_root=repo)
+    out = _output(tmp_path / "old")
+    summary = out / "table4_ala_ablation" / "summary.json"
+    summary.write_text(json.dumps({"parameters": {"profile": "smoke"}}))
+    with pytest.raises(ValueError, match="table4_ala_ablation/summary.json lists no 'runs'"):
+        publish(out, "smoke", repo_root=repo)
+    assert not repo.exists()  # refused before anything was written
 
 
 def test_partial_output_is_refused_unless_asked_and_then_merged(tmp_path):
