@@ -145,6 +145,8 @@ def test_table4_has_the_seven_ablation_rows_and_our_row_without_drw(smoke):
     assert list(TABLE4.keys) == ["ce", "ldam", "ains", "acls", "focal_acls", "ldam_ains", "ala"]
     assert list(frame.index) == [*TABLE4.keys, "ala_nodrw"]  # the last row is ours, not the paper's
     assert "not in the paper" in frame.loc["ala_nodrw", "method"]
+    # the same adjusting terms as ALA (row 7): only DRW differs
+    assert frame.loc["ala_nodrw", ["A_ins", "A_cls"]].tolist() == frame.loc["ala", ["A_ins", "A_cls"]].tolist()
     assert {"Focal", "LDAM", "A_ins", "A_cls"} <= set(frame.columns)
     _check_results_table(frame, ours, TABLE4, None)
     # the rows shared with Table 1 are the same cached runs

@@ -36,8 +36,9 @@ from .paper_numbers import (CIFAR_PUBLISHED, GROUP_LABELS, GROUPS, TABLE1, TABLE
                             PaperTable, paper_table)
 
 CHECK = "✓"
-# Rows of ours that no paper table has, by row key: the method column says so.
-OUR_ROWS = {"ala_nodrw": "ALA without DRW (ours, not in the paper)"}
+# Rows of ours that no paper table has, by row key: (method column, the paper row whose flag columns it
+# shares). ALA without DRW applies the same adjusting terms as ALA; only the re-weighting differs.
+OUR_ROWS = {"ala_nodrw": ("ALA without DRW (ours, not in the paper)", "ala")}
 
 
 def _fraction(value: Any, where: str) -> float:
@@ -107,8 +108,10 @@ def results_table(runs: Mapping[str, Sequence[Mapping[str, Any]]], paper: PaperT
         if paper_row is None and key not in runs:
             raise KeyError(f"row {key!r} is neither in the runs {sorted(runs)} nor in "
                            f"{table.name if table else 'a paper table'}")
-        rec: dict[str, Any] = {"method": paper_row.method if paper_row else OUR_ROWS.get(key, key)}
-        rec.update({c: (paper_row.flags[c] if paper_row else None) for c in flag_columns})
+        ours_label, like = OUR_ROWS.get(key, (key, None))
+        flags_from = paper_row or (table.row(like) if table is not None and like in table.keys else None)
+        rec: dict[str, Any] = {"method": paper_row.method if paper_row else ours_label}
+        rec.update({c: (flags_from.flags[c] if flags_from else None) for c in flag_columns})
         ours = summarize_seeds(runs.get(key, ()), epoch=epoch, row=key)
         rec["seeds"] = int(ours["seeds"])
         for g in GROUPS:
