@@ -33,8 +33,10 @@ def git_commit() -> str:
 
 
 def device_name(device: torch.device | str | None = None) -> str:
+    """The device that did the work: a CUDA device's name, else this machine's CPU. A notebook that only
+    reads finished GPU runs (``train=False``) on a machine without CUDA ran on the CPU, and says so."""
     device = torch.device(device) if device is not None else None
-    if device is not None and device.type == "cuda":
+    if device is not None and device.type == "cuda" and torch.cuda.is_available():
         return torch.cuda.get_device_name(device)
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 

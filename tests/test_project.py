@@ -71,3 +71,14 @@ def test_provenance_names_this_checkout_commit():
         pytest.skip("not a git checkout")
     assert git_commit().split("+")[0] == head
     assert {"commit", "device", "torch", "torchvision", "python", "utc"} <= set(provenance())
+
+
+def test_a_notebook_reading_gpu_runs_without_cuda_records_the_cpu_it_ran_on(monkeypatch):
+    # `reproduce --profile cifar --no-train` on a laptop: the notebooks' device parameter is "cuda"
+    # (it names the runs to read), but nothing ran on a GPU and asking CUDA for a name would raise
+    import torch
+
+    from lt_paper.provenance import device_name, provenance
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device_name("cuda").startswith("CPU (") and provenance("cuda")["device"].startswith("CPU (")
