@@ -22,8 +22,8 @@ from lt_paper.analysis import TABLE1, TABLE4, TABLE5
 from lt_paper.reproduce import NOTEBOOK_DIR, NOTEBOOKS, reproduce
 
 REPO = Path(__file__).resolve().parent.parent
-# 6 epochs: the router switches on at round(0.8 * 6) = 5 (smoke router_at), so the last epoch trains it
-SMALL = {"epochs": 6}
+# 5 epochs: the router switches on at round(0.8 * 5) = 4 (smoke router_at), so the last epoch trains it
+SMALL = {"epochs": 5}
 
 
 def _load(name: str) -> dict:
