@@ -302,3 +302,19 @@ def test_evaluate_reproduces_the_recorded_metrics_and_the_cli_trains(ala_run, tm
     with pytest.raises(SystemExit) as bad:
         main(["train", "--preset", "smoke/resnet8/ce", "--runs-dir", str(tmp_path), "--set", "epoch=2"])
     assert bad.value.code == 2 and "valid keys are" in capsys.readouterr().err
+
+
+def test_a_run_trained_on_cuda_is_evaluated_on_the_cpu(tmp_path):
+    # a run as a GPU machine writes it: config.json says device cuda and bf16, and its weights carry
+    # that config's hash; evaluating it here on the CPU must find its own weights and skip bf16
+    from lt_paper.train import evaluate_run
+
+    result = train("smoke/resnet8/ala", runs_dir=tmp_path, epochs=2, progress=False)
+    run_dir = Path(result["run_dir"])
+    saved = json.loads((run_dir / "config.json").read_text())
+    on_gpu = dict(saved, device="cuda", amp=True, channels_last=True)
+    (run_dir / "config.json").write_text(json.dumps(on_gpu))
+    state = torch.load(run_dir / "model.pt", weights_only=True)
+    state["config_hash"] = config_hash(apply_overrides(Config(), on_gpu))
+    torch.save(state, run_dir / "model.pt")
+    assert evaluate_run(run_dir, device="cpu")["all"] == pytest.approx(result["all"])

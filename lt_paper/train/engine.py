@@ -481,10 +481,11 @@ def evaluate_run(run_dir: str | os.PathLike, device: str = "auto") -> dict:
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
-    config = from_dict(json.loads(config_path.read_text()))
+    config = from_dict(json.loads(config_path.read_text()))  # as trained: its hash names the weights
     info = D.DistInfo()
     dev = D.resolve_device(device if device != "auto" else config.device, info)
-    config = resolve_runtime(apply_overrides(config, {"device": dev.type}), dev)  # as train resolves it
+    on_cuda = dev.type == "cuda"  # bf16 and channels_last as trained, where this device has them
+    amp, channels_last = bool(config.amp) and on_cuda, bool(config.channels_last) and on_cuda
     weights = run_dir / FINAL_MODEL if (run_dir / FINAL_MODEL).is_file() else run_dir / CHECKPOINT
     check_same_data(config, with_data_fingerprint(config), f"run {run_dir}")
     data = load_dataset(config.dataset, root=config.data_root, imbalance=config.imbalance, download=False,
@@ -497,9 +498,9 @@ def evaluate_run(run_dir: str | os.PathLike, device: str = "auto") -> dict:
     if config.num_experts > 1:
         model.set_router_active(Schedule.from_config(config).router_active(state["epoch"]))
     model.to(dev)
-    if config.channels_last:
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     scale = build_loss(config.loss, data.train_counts).scale
-    _, metrics = evaluate_model(model, test_loader, scale, dev, config.amp, False, data.train_counts,
+    _, metrics = evaluate_model(model, test_loader, scale, dev, amp, False, data.train_counts,
                                 shot_rule(config), info)
     return {**metrics, "run_dir": str(run_dir), "weights": str(weights), "epoch": state["epoch"] + 1}
