@@ -372,6 +372,8 @@ def campaign(profile: str, budget_s: float, runs_dir: str | Path, seeds: Sequenc
     so that importing torch counts too); default now. Returns a JSON-ready summary: every run with its
     status, every pack with its estimate and time.
     """
+    if budget_s < 0:
+        raise ValueError(f"--budget is a number of seconds >= 0, got {budget_s}")
     started = time.monotonic() if started is None else started
     runs = planned_runs(profile, runs_dir, seeds=seeds, data_root=data_root, parameters=parameters)
     todo = [run for run in runs if not run.finished]

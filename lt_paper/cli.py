@@ -78,8 +78,6 @@ def _campaign(args) -> int:
     from .campaign import campaign, write_summary
     from .train.config import parse_assignment
 
-    if args.budget < 0:
-        raise ValueError(f"--budget is a number of seconds >= 0, got {args.budget}")
     parameters = dict(parse_assignment(s) for s in args.set)
     summary = campaign(args.profile, args.budget, args.runs_dir, seeds=args.seeds, data_root=args.data_root,
                        parameters=parameters, plan_only=args.plan, probe=not args.no_probe,

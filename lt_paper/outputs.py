@@ -34,6 +34,8 @@ ROOT_ENV = "LT_PAPER_ROOT"
 # The parameters every notebook's parameters cell holds (notebooks add their own through ``extra``).
 COMMON_PARAMETERS = ("profile", "prefix", "dataset", "arch", "epochs", "seeds", "device", "data_root",
                      "runs_dir", "train", "parallel", "run_overrides", "output_dir")
+# The run cache that JupyterLab, papermill and ``reproduce`` share, relative to the project root.
+DEFAULT_RUNS_DIR = "runs"
 # Figures are saved at 150 dpi and shown at 100 px per inch of figure width (matplotlib's inline size).
 SHOWN_PX_PER_INCH = 100
 
@@ -105,8 +107,7 @@ class NotebookOutputs:
         self.summary = {"notebook": notebook, "parameters": parameters, "tables": [], "figures": [],
                         "records": {}, "runs": []}
         self.run_kwargs: dict = {}  # from_parameters: the keyword arguments of experiments.run_rows
-        self.runs_dir: str | None = None  # from_parameters: the resolved runs_dir and data_root
-        self.data_root: str | None = None
+        self.data_root: str | None = None  # from_parameters: the resolved data_root
 
     @classmethod
     def from_parameters(cls, notebook: str, namespace: dict, extra: tuple[str, ...] = (),
@@ -123,11 +124,11 @@ class NotebookOutputs:
         check_parameters(parameters, trains=trains)
         directory = resolve_path(parameters.get("output_dir") or Path("outputs", "notebook", notebook))
         out = cls(directory, notebook, parameters)
-        runs_dir = resolve_path(parameters.get("runs_dir", "runs"))
+        runs_dir = resolve_path(parameters.get("runs_dir", DEFAULT_RUNS_DIR))
         overrides = dict(epochs=parameters["epochs"], device=parameters["device"],
                          data_root=resolve_path(parameters.get("data_root")),
                          **(parameters.get("run_overrides") or {}))
-        out.runs_dir, out.data_root = runs_dir, overrides["data_root"]
+        out.data_root = overrides["data_root"]
         out.run_kwargs = dict(runs_dir=runs_dir, train=parameters.get("train", True),
                               parallel=parameters.get("parallel", 1), **overrides)
         if trains:

@@ -34,6 +34,7 @@ import numpy as np
 from .data.cache import pid_alive
 from .outputs import load_summary
 from .provenance import REPO_ROOT
+from .reproduce import PROFILES, jobs_for, lock_holder
 from .train.checkpoint import atomic_write_bytes
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
@@ -84,8 +85,6 @@ def check_output(profile_dir: Path, partial: bool) -> tuple[list[Path], list[str
     ValueError for a folder without its summary (a notebook that did not finish), a missing report, or
     missing notebooks without ``partial``; FileExistsError while a reproduce still writes there.
     """
-    from .reproduce import PROFILES, jobs_for, lock_holder
-
     if not profile_dir.is_dir():
         raise FileNotFoundError(f"{profile_dir} does not exist (expected a reproduce output, e.g. "
                                 f"outputs/smoke)")

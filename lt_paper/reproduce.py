@@ -33,14 +33,11 @@ from pathlib import Path
 
 from .analysis import provenance_markdown
 from .data.cache import pid_alive
-from .outputs import load_summary, resolve_path
+from .outputs import DEFAULT_RUNS_DIR, load_summary, resolve_path
 from .provenance import REPO_ROOT, provenance
-from .publish import publish  # noqa: F401  (its own module; importable from here as before)
 from .train.checkpoint import atomic_write_bytes
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-# the notebooks' own default (their parameters cell): JupyterLab, papermill and reproduce share it
-DEFAULT_RUNS_DIR = "runs"
 
 NOTEBOOKS = (
     "table1_3_main_results",

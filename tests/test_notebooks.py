@@ -324,7 +324,7 @@ def test_jupyter_serves_every_notebook(tmp_path):
 
 
 def test_publish_copies_a_complete_output_into_results_and_figures(smoke, tmp_path):
-    from lt_paper.reproduce import publish
+    from lt_paper.publish import publish
 
     out, _ = smoke
     done = publish(out, "smoke", repo_root=tmp_path)

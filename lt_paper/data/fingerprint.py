@@ -3,7 +3,7 @@
 A config names its data by ``dataset`` and ``data_root``, but a path says where the data is, not what it
 is: the same path may hold another tarball tomorrow, and a run cached under the old one would be served
 for the new one. So the fingerprint of the source itself enters the run hash (config field
-``data_fingerprint``, filled by the engine before hashing), and ``metrics.json`` records it as
+``data_fingerprint``, filled by the trainers with ``train.identity.with_data_fingerprint`` before hashing), and ``metrics.json`` records it as
 ``data_source``. Per source:
 
 - a tarball: its size and sha256 (about 1 s for CIFAR-10's 160 MB; computed once, then cached by

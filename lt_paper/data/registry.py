@@ -1,6 +1,6 @@
 """``load_dataset(name, ...)``: the one entry point from a dataset name to a ``LongTailData``.
 
-A plain dict maps names to loader functions (no reflection from strings). Default roots: CIFAR looks in
+A plain dict maps names to ``DatasetEntry`` (loader, classes, image size; no reflection from strings). Default roots: CIFAR looks in
 ``$LT_PAPER_DATA`` or the repository's ``data/downloads`` (git-ignored) when ``root`` is None; the
 split-file sets need an explicit ``root`` (their images are tens of GB and live wherever the user put them).
 """

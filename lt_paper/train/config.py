@@ -17,7 +17,8 @@ epoch numbers are written next to the config in every run directory.
 
 How runs are keyed: the run directory is named by :func:`config_hash` over the resolved config.
 ``data_root`` (a location) is not hashed: moving a tarball must not retrain. What the data *is* enters
-through ``data_fingerprint``, which the engine fills from the source itself before hashing
+through ``data_fingerprint``, which the trainers (``train``, ``train_ensemble``, ``campaign``) fill from the
+source itself with ``train.identity.with_data_fingerprint`` before hashing
 (``lt_paper.data.fingerprint``: size and sha256 of a tarball, the listing of an image folder, the split
 files of ImageNet-LT / iNat / Places-LT, torchvision's checksums); so the same config on other data is
 another run. The embedded digits leave it None, so the digits runs recorded before it existed keep

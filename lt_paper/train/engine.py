@@ -13,7 +13,8 @@ Several machines: the same on each node with ``--nnodes=N --node_rank=i --rdzv_b
 --rdzv_endpoint=HOST:PORT`` instead of ``--standalone`` (the runs directory must be shared).
 
 A run lives in ``runs_dir/<dataset>-<arch>-<loss>[-moeK]-s<seed>-<hash>``, the hash being that of the
-resolved config. The directory holds ``config.json``, ``checkpoint.pt`` (every epoch, atomically) while
+resolved config with its data fingerprint. The directory holds ``config.json``, ``checkpoint.pt`` (every
+epoch whose weights are finite, atomically) while
 it trains, and once finished ``model.pt``, ``history.json``, ``records.npz`` and ``metrics.json``;
 ``metrics.json`` is written last and marks the run finished. Calling ``train`` again with the same
 config returns the finished run without training, resumes an unfinished one from its last
@@ -55,7 +56,7 @@ from .checkpoint import atomic_write_bytes, atomic_write_json, load_checkpoint, 
 from .config import Config, apply_overrides, config_hash, from_dict, to_dict
 from .evaluate import evaluate_model
 from .guards import check_teacher, check_weights_belong, stop_if_not_finite
-from .identity import check_same_data, data_source_of, with_data_fingerprint
+from .identity import check_same_data, recorded_data_source, with_data_fingerprint
 from .objective import Objective
 from .presets import get_preset
 from .schedule import Schedule
@@ -458,7 +459,7 @@ def finish_run(run_dir: Path, network: nn.Module, config: Config, *, history: li
         "shot_rule": shot_rule(config),
         "train_counts": list(train_counts),
         "config_hash": chash,
-        "data_source": data_source_of(config).as_record(),
+        "data_source": recorded_data_source(config),
         "wall_time_s": wall_time_s,
         "world_size": info.world_size,
         "provenance": provenance(device, world_size=info.world_size),

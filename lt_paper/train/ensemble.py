@@ -65,7 +65,7 @@ from tqdm.std import tqdm  # plain text bars: tqdm.auto warns in a notebook with
 from ..data import load_dataset, make_loaders
 from ..models import ModelOutput
 from . import distributed as D
-from .checkpoint import CHECKPOINT_FORMAT, atomic_write_bytes, atomic_write_json
+from .checkpoint import CHECKPOINT_FORMAT, atomic_write_bytes, save_checkpoint
 from .config import Config, config_hash, to_dict
 from .engine import (CHECKPOINT, RunParts, build_optimizer, build_run, check_teacher_named, compile_network,
                      configure_backends, finish_run, history_entry, is_eval_epoch, is_finished, load_result,
@@ -403,8 +403,6 @@ def _load_ensemble(path: Path, configs, device: torch.device) -> dict:
 def _write_member_checkpoint(run_dir: Path, config: Config, network: nn.Module, model: EnsembleNetwork, m: int,
                              saved: dict) -> None:
     """Member ``m``'s state in a saved ensemble checkpoint, as a solo ``checkpoint.pt`` in its run dir."""
-    from .checkpoint import save_checkpoint
-
     network.load_state_dict(model.member_state(m, saved["model"]))
     optimizer = build_optimizer(config, network.parameters())
     optimizer.load_state_dict(model.member_optimizer_state(m, saved["optimizer"]))
@@ -520,7 +518,6 @@ def train_group(configs: Sequence[Config], runs_dir: Path) -> tuple[list[dict | 
     ensemble_dir = _ensemble_dir(runs_dir, configs)
     ckpt_path = ensemble_dir / CHECKPOINT
     ensemble_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(ensemble_dir / "members.json", [str(d) for d in run_dirs])
 
     configure_backends(lead, device)
     data = load_dataset(lead.dataset, root=lead.data_root, imbalance=lead.imbalance, download=lead.download,
@@ -550,12 +547,13 @@ def train_group(configs: Sequence[Config], runs_dir: Path) -> tuple[list[dict | 
         totals = totals.cpu()
         train_loss, train_acc = (totals[:, 0] / totals[:, 2]).tolist(), (totals[:, 1] / totals[:, 2]).tolist()
         nonfinite_state = ensemble.nonfinite_members()
+        saved = None  # the last good epoch's ensemble checkpoint, read once for every member that stops
         for m in range(size):
             if m not in failed and (not math.isfinite(train_loss[m]) or m in nonfinite_state):
                 checkpoint = run_dirs[m] / CHECKPOINT
                 if epoch > 0:  # the last good epoch, from the ensemble checkpoint, where a solo run keeps it
-                    _write_member_checkpoint(run_dirs[m], configs[m], networks[m], ensemble, m,
-                                             _load_ensemble(ckpt_path, configs, device))
+                    saved = saved or _load_ensemble(ckpt_path, configs, device)
+                    _write_member_checkpoint(run_dirs[m], configs[m], networks[m], ensemble, m, saved)
                 state_only = math.isfinite(train_loss[m])  # a finite loss, but overflowing weights / statistics
                 failed[m] = nonfinite_loss_message(
                     train_loss[m], epoch, run_dirs[m], checkpoint,

@@ -18,6 +18,15 @@ def data_source_of(config: Config) -> DataSource:
     return data_source(config.dataset, config.data_root, config.download)
 
 
+def recorded_data_source(config: Config) -> dict:
+    """What ``metrics.json`` records as ``data_source``: the fingerprint the run hash already holds (the
+    data is not read again), or, for a source left out of the hash (the embedded digits), its record."""
+    if config.data_fingerprint is None:
+        return data_source_of(config).as_record()
+    kind, fingerprint = config.data_fingerprint.split(": ", 1)  # DataSource.config_value
+    return {"kind": kind, "fingerprint": fingerprint}
+
+
 def with_data_fingerprint(config: Config) -> Config:
     """``config`` with ``data_fingerprint`` set from its data source (None for the embedded digits)."""
     return apply_overrides(config, {"data_fingerprint": data_source_of(config).config_value})
