@@ -404,7 +404,8 @@ def resnext_images_per_s(device: torch.device, batch: int, px: int, warmup: int,
     for _ in range(warmup):
         step()
     # torch.utils.benchmark synchronises CUDA around the timed steps
-    seconds_per_step = benchmark.Timer(stmt="step()", globals={"step": step}).timeit(steps).mean
+    seconds_per_step = benchmark.Timer(stmt="step()", globals={"step": step},  # Timer defaults to 1 thread
+                                       num_threads=torch.get_num_threads()).timeit(steps).mean
     return batch / seconds_per_step
 
 

@@ -10,18 +10,19 @@ Priority (the order in which the budget is spent):
 
 1. the first seed of Table 4's rows (the ALA ablation: the paper's central claim);
 2. the Table 1 / CIFAR-LT main-results rows (baselines and the MoE);
-3. Table 5 (router ablation; RIDE*);
+3. Table 5 (router ablation; RIDE*), then the figures' rows (Figures 1 and 4 reuse table rows);
 4. distillation: the 6-expert teacher, then its student (the student needs the finished teacher);
 5. the other seeds (seed 1 before seed 2), in the same order.
 
 Runs that can train together (same data, network shape, schedule, optimizer and device settings:
-:func:`lt_paper.train.ensemble_key`) form a pack, trained by ``lt_paper.train.train_ensemble`` as one batched model;
+:func:`lt_paper.train.ensemble.ensemble_key`) form a pack, trained by ``lt_paper.train.train_ensemble``
+as one batched model;
 packs never mix the first seed with the others, so the first seed's tables complete first. Before a
 pack trains, a probe measures it: the pack trains for 1 and for 3 epochs in a scratch folder (deleted
 afterwards), which gives a fixed cost and a cost per epoch; the estimate for the real epochs is
 ``fixed + epochs * per_epoch``. A pack trains only if its estimate (times :data:`SAFETY`, plus
-:data:`MARGIN_S`) fits in what is left of the budget; otherwise its lowest-priority members are
-dropped until it fits (a smaller pack is probed again), and what cannot fit is reported as skipped.
+:data:`MARGIN_S`) fits in what is left of the budget; otherwise it is cut to its
+higher-priority half until it fits (a smaller pack is probed again), and what cannot fit is reported as skipped.
 Probes count against the budget; one probe serves every later pack of the same kind and size. A
 teacher trains only if the time for its student is left as well (taken as the teacher's own cost):
 published runs keep no weights, so a student must train in the same campaign as its teacher.
@@ -48,7 +49,7 @@ import torch
 
 from .data import load_dataset
 from .experiments import TEACHER_METHOD, preset_name
-from .reproduce import jobs_for
+from .reproduce import jobs_for, notebook_parameters, split_overrides
 from .rows import NOTEBOOK_ROWS
 from .train.config import Config, apply_overrides
 from .train.distributed import device_type
@@ -116,10 +117,13 @@ def planned_runs(profile: str, runs_dir: str | Path, seeds: Sequence[int] | None
     # reproduce hands the notebooks an absolute runs_dir; a student's config names its teacher by path
     runs_dir = Path(runs_dir).resolve()
     wanted: list[tuple[tuple, str, str, str, Config]] = []  # (priority, label, notebook, section, config)
+    # as reproduce hands them on: a parameter to the notebooks that declare it, a config key to every run
+    notebook_values, config_keys = split_overrides(parameters or {}, {nb for nb, _, _ in jobs_for(profile)})
     for notebook, _folder, params in jobs_for(profile):
         if notebook not in NOTEBOOK_ROWS:
             continue  # Figures 2 and 3 train nothing
-        params = dict(params, **(parameters or {}))
+        declared = set(notebook_parameters(notebook))
+        params = dict(params, **{k: v for k, v in notebook_values.items() if k in declared})
         if seeds is not None:
             params["seeds"] = list(seeds)
         if data_root is not None:
@@ -127,7 +131,7 @@ def planned_runs(profile: str, runs_dir: str | Path, seeds: Sequence[int] | None
         rows, all_seeds = NOTEBOOK_ROWS[notebook]
         profile_seeds = list(params["seeds"])
         overrides = dict(epochs=params["epochs"], device=params["device"], data_root=params["data_root"],
-                         progress=False, **params.get("run_overrides", {}))
+                         progress=False, **{**params.get("run_overrides", {}), **config_keys})
         for seed in profile_seeds if all_seeds else profile_seeds[:1]:
             later = int(seed != profile_seeds[0])  # 0: the first seed, trained before every other seed
             for order, (row, method) in enumerate(rows.items()):
@@ -232,7 +236,7 @@ class Campaign:
     def _probe_key(self, members: Sequence[PlannedRun]) -> tuple:
         config = members[0].config
         # a student's teacher path does not change its cost, only whether it has one
-        return (ensemble_key(apply_overrides(config, {"teacher": None})), config.distill, len(members))
+        return (ensemble_key(config), config.distill, len(members))  # the teacher is a member field
 
     def estimate(self, members: Sequence[PlannedRun]) -> Estimate | None:
         """The pack's estimate, probing it when no pack of its kind and size was measured yet."""

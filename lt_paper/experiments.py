@@ -26,7 +26,7 @@ TEACHER_METHOD = "ala_moe6"
 def preset_name(prefix: str, arch: str, method: str) -> str:
     """``smoke``/``cifar10_lt``/``imagenet_lt``... + arch + method -> a preset name (validated)."""
     name = f"{prefix}/{arch}/{method}"
-    get_preset(name)  # raises with the list of valid names
+    get_preset(name)  # raises naming the unknown part (prefix, arch or method) and what is valid
     return name
 
 
@@ -60,7 +60,7 @@ def run_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs_dir=
     a bar needs widgets, and without them it lands in stderr as a red box).
     """
     if not train:
-        return finished_rows(prefix, arch, rows, seeds=seeds, runs_dir=runs_dir, **overrides)
+        return finished_rows(prefix, arch, rows, seeds=seeds, runs_dir=runs_dir, progress=progress, **overrides)
     jobs = [(row, method, seed) for row, method in rows.items() for seed in seeds]
     names = {job: preset_name(prefix, arch, job[1]) for job in jobs}
     distilled = [job for job in jobs if get_preset(names[job]).distill]
@@ -232,7 +232,7 @@ def load_test_images(record, indices, data_root=None,
         else:
             from PIL import Image
 
-            with Image.open(data.test.image_root / data.test.paths[i]) as image:
+            with Image.open(data.test.image_path(i)) as image:
                 image = image.convert("RGB")
                 image.thumbnail((side, side))
                 images[i] = np.asarray(image)

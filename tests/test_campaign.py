@@ -232,3 +232,13 @@ def test_a_teacher_trains_only_with_time_left_for_its_student(tmp_path):
     # probe 6 s, then 11 s per run: the teacher alone would fit in 30 s, teacher and student do not
     assert teacher_and_student(30.0, "tight") == ["skipped", "skipped"]
     assert teacher_and_student(60.0, "enough") == ["trained", "trained"]
+
+
+def test_a_config_key_set_for_the_profile_reaches_every_planned_run(tmp_path):
+    # `campaign --set lr=0.05` plans what `reproduce --set lr=0.05` trains: the key goes to every run
+    runs = C.planned_runs("smoke", tmp_path, parameters={"lr": 0.05, "epochs": 2})
+    assert runs and all(r.config.lr == 0.05 and r.config.epochs == 2 for r in runs)
+    default = C.planned_runs("smoke", tmp_path, parameters={"epochs": 2})
+    assert {r.run_dir for r in runs}.isdisjoint(r.run_dir for r in default)
+    with pytest.raises(ValueError, match="unknown key"):
+        C.planned_runs("smoke", tmp_path, parameters={"epoch": 2})
