@@ -15,7 +15,7 @@ Priority (the order in which the budget is spent):
 5. the other seeds (seed 1 before seed 2), in the same order.
 
 Runs that can train together (same data, network shape, schedule, optimizer and device settings:
-:func:`lt_paper.train.ensemble.ensemble_key`) form a pack, trained by ``lt_paper.train.train_ensemble``
+:func:`lt_paper.train.grouping.ensemble_key`) form a pack, trained by ``lt_paper.train.train_ensemble``
 as one batched model;
 packs never mix the first seed with the others, so the first seed's tables complete first. Before a
 pack trains, a probe measures it: the pack trains for 1 and for 3 epochs in a scratch folder (deleted
@@ -54,7 +54,8 @@ from .rows import NOTEBOOK_ROWS
 from .train.config import Config, apply_overrides
 from .train.distributed import device_type
 from .train.engine import FINAL_MODEL, is_finished, resolve_config, resolve_runtime, run_dir_for
-from .train.ensemble import ensemble_key, train_ensemble
+from .train.ensemble import train_ensemble
+from .train.grouping import ensemble_key, pack_indices
 from .train.identity import with_data_fingerprint
 
 # Campaign priority of the notebooks' rows; distillation rows are moved to their own section, after these.
@@ -163,24 +164,14 @@ def planned_runs(profile: str, runs_dir: str | Path, seeds: Sequence[int] | None
 
 
 def make_packs(runs: Sequence[PlannedRun], max_members: int = DEFAULT_MAX_MEMBERS) -> list[list[PlannedRun]]:
-    """Group runs (in priority order) into packs of equal ``ensemble_key``, the first seed apart.
-
-    A pack takes its place in the order at its highest-priority member; a pack that reaches
-    ``max_members`` is closed and the next compatible run opens a new one.
-    """
+    """Group runs (in priority order) into packs of equal ``ensemble_key``, the first seed apart, by the
+    one packing rule of ensembles (:func:`lt_paper.train.grouping.pack_indices`: a pack takes its place
+    at its highest-priority member; a full pack closes and the next compatible run opens a new one)."""
     if max_members < 1:
         raise ValueError(f"max_members must be >= 1, got {max_members}")
-    packs: list[list[PlannedRun]] = []
-    open_pack: dict[tuple, int] = {}
-    for run in runs:
-        # a student waits for its teacher, which trains in an earlier pack: students pack apart
-        key = (run.first_seed, run.config.distill, ensemble_key(run.config))
-        index = open_pack.get(key)
-        if index is None or len(packs[index]) >= max_members:
-            packs.append([])
-            index = open_pack[key] = len(packs) - 1
-        packs[index].append(run)
-    return packs
+    # a student waits for its teacher, which trains in an earlier pack: students pack apart
+    keys = [(run.first_seed, run.config.distill, ensemble_key(run.config)) for run in runs]
+    return [[runs[i] for i in pack] for pack in pack_indices(keys, max_members)]
 
 
 @dataclass(frozen=True)

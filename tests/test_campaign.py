@@ -11,7 +11,7 @@ from lt_paper.cli import main
 from lt_paper.experiments import run_rows
 from lt_paper.rows import NOTEBOOK_ROWS, TABLE4_ROWS
 from lt_paper.train.config import apply_overrides, config_hash
-from lt_paper.train.ensemble import ensemble_key
+from lt_paper.train.grouping import ensemble_key
 from lt_paper.train.presets import get_preset
 
 SMOKE_FAST = {"epochs": 1}

@@ -2,7 +2,8 @@
 
 from .config import Config, config_hash
 from .engine import evaluate_run, train
-from .ensemble import EnsembleError, ensemble_groups, train_ensemble
+from .ensemble import EnsembleError, train_ensemble
+from .grouping import ensemble_groups
 from .presets import get_preset, presets
 
 __all__ = ["Config", "EnsembleError", "config_hash", "ensemble_groups", "evaluate_run", "get_preset", "presets",

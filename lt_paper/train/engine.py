@@ -265,17 +265,61 @@ def build_run(config: Config, data, device: torch.device, info: D.DistInfo = D.D
     return RunParts(network, model, objective, optimizer, teacher, class_weights)
 
 
+@dataclass(frozen=True)
+class EpochSettings:
+    """What the schedule sets for one epoch (``Schedule``): the learning rate, whether the MoE router is
+    on, whether DRW's class weights are on."""
+
+    lr: float
+    router_active: bool
+    drw: bool
+
+
+def epoch_settings(config: Config, epoch: int) -> EpochSettings:
+    """The schedule's settings for 0-indexed ``epoch`` of a run of ``config``."""
+    schedule = Schedule.from_config(config)
+    return EpochSettings(schedule.lr(epoch), schedule.router_active(epoch), schedule.drw_active(epoch))
+
+
+def apply_epoch_settings(optimizer: torch.optim.Optimizer, network: nn.Module, settings: EpochSettings) -> None:
+    """Set the epoch's learning rate on ``optimizer`` and switch ``network``'s router (an MoE) on or off."""
+    for group in optimizer.param_groups:
+        group["lr"] = settings.lr
+    if hasattr(network, "set_router_active"):
+        network.set_router_active(settings.router_active)
+
+
+def train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, objective: Objective,
+               optimizer: torch.optim.Optimizer, *, amp: bool, class_weight: torch.Tensor | None,
+               router_active: bool, teacher: nn.Module | None, compiled: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SGD step on one batch; returns the batch loss and the logits, detached, on the device.
+
+    The gradients stay in the parameters' ``.grad`` until the next step clears them (tests read them).
+    ``compiled``: ``model`` is ``torch.compile``'d (each step is marked as a new CUDA-graph iteration).
+    """
+    if compiled:
+        torch.compiler.cudagraph_mark_step_begin()  # a new iteration for CUDA graphs
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=amp):
+        out = model(images)
+        teacher_logits = teacher(images).logits if teacher is not None else None
+    batch_loss = objective(out, labels, class_weight, router_active, teacher_logits)
+    optimizer.zero_grad(set_to_none=True)
+    batch_loss.backward()
+    optimizer.step()
+    return batch_loss.detach(), out.logits.detach()
+
+
 def train_one_epoch(model: nn.Module, loader, objective: Objective, optimizer: torch.optim.Optimizer,
                     device: torch.device, *, amp: bool, channels_last: bool,
                     class_weight: torch.Tensor | None = None, router_active: bool = False,
                     teacher: nn.Module | None = None, compiled: bool = False,
-                    progress: str | None = None, step_losses: list | None = None) -> torch.Tensor:
-    """One pass over ``loader``; returns float64 ``[loss sum, correct, samples]`` (3,) on the device.
+                    progress: str | None = None) -> torch.Tensor:
+    """One pass over ``loader`` (:func:`train_step` per batch); returns float64 ``[loss sum, correct,
+    samples]`` (3,) on the device.
 
     Nothing here waits for the device: the sums stay on it until the caller reads them after the
-    epoch, and tqdm only counts batches on the host. ``compiled``: ``model`` is ``torch.compile``'d
-    (each step is marked as a new CUDA-graph iteration). ``progress``: a tqdm description, or None.
-    ``step_losses``: a list that receives each step's loss (a detached device scalar), or None.
+    epoch, and tqdm only counts batches on the host. ``progress``: a tqdm description, or None.
     """
     model.train()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -284,20 +328,12 @@ def train_one_epoch(model: nn.Module, loader, objective: Objective, optimizer: t
     for images, labels, _ in tqdm(loader, desc=progress, leave=False, disable=progress is None):
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        if compiled:
-            torch.compiler.cudagraph_mark_step_begin()  # a new iteration for CUDA graphs
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = model(images)
-            teacher_logits = teacher(images).logits if teacher is not None else None
-        batch_loss = objective(out, labels, class_weight, router_active, teacher_logits)
-        optimizer.zero_grad(set_to_none=True)
-        batch_loss.backward()
-        optimizer.step()
+        batch_loss, logits = train_step(model, images, labels, objective, optimizer, amp=amp,
+                                        class_weight=class_weight, router_active=router_active, teacher=teacher,
+                                        compiled=compiled)
         # accumulated on the device: no host synchronisation inside the epoch
-        loss_sum += batch_loss.detach().double() * len(labels)
-        if step_losses is not None:
-            step_losses.append(batch_loss.detach())
-        correct += (out.logits.detach().argmax(1) == labels).sum()
+        loss_sum += batch_loss.double() * len(labels)
+        correct += (logits.argmax(1) == labels).sum()
         seen += len(labels)
     return torch.stack([loss_sum, correct, seen])
 
@@ -347,7 +383,6 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
         num_workers=config.num_workers, eval_batch_size=config.eval_batch_size)
     parts = build_run(config, data, device, info)
     network, model, objective, optimizer = parts.network, parts.model, parts.objective, parts.optimizer
-    schedule = Schedule.from_config(config)
     chash = config_hash(config)
 
     start_epoch, history, best, wall_before = 0, [], {}, 0.0
@@ -364,13 +399,10 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
     t0 = time.perf_counter()
     records = None
     for epoch in range(start_epoch, config.epochs):
-        lr = schedule.lr(epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        router_active = schedule.router_active(epoch)
-        if config.num_experts > 1:
-            network.set_router_active(router_active)
-        class_weight = parts.class_weights if schedule.drw_active(epoch) else None
+        settings = epoch_settings(config, epoch)
+        apply_epoch_settings(optimizer, network, settings)
+        lr, router_active = settings.lr, settings.router_active
+        class_weight = parts.class_weights if settings.drw else None
         train_loader.set_epoch(epoch)
         totals = train_one_epoch(
             model, train_loader, objective, optimizer, device, amp=config.amp, channels_last=config.channels_last,
@@ -432,23 +464,18 @@ def history_entry(epoch: int, lr: float, train_loss: float, train_acc: float, ro
             **{f"test_{g}": None if metrics is None else metrics[g] for g in ("all", *SHOT_GROUPS)}}
 
 
-def nonfinite_loss_message(train_loss: float, epoch: int, run_dir: Path, checkpoint: Path,
-                           what: str | None = None) -> str:
-    """Why a run stopped: its epoch's mean training loss (or ``what``) is not finite (0-indexed ``epoch``)."""
-    last = f"the last good checkpoint (epoch {epoch}) is kept at {checkpoint}" if epoch > 0 \
-        else "no checkpoint was written"
-    return f"{what or f'training loss is {train_loss}'} in epoch {epoch + 1} of run {run_dir}; {last}"
-
-
 def finish_run(run_dir: Path, network: nn.Module, config: Config, *, history: list, best: dict, records: dict,
                metrics: dict, train_counts, wall_time_s: float, device: torch.device,
-               info: D.DistInfo = D.DistInfo()) -> dict:
+               info: D.DistInfo = D.DistInfo(), trained_as: dict | None = None) -> dict:
     """Write a trained run's files and return its result (what ``train`` returns).
 
     ``model.pt``, ``history.json`` and ``records.npz`` first, ``metrics.json`` last (it marks the run
     finished), then the training checkpoint is removed. Only rank 0 writes. ``metrics.json`` holds the
     last epoch's numbers (the headline, decision 7) and ``best``: the best test epoch over the evaluated
     epochs (every ``eval_every``-th and the last), which is what published CIFAR baselines reported.
+    ``trained_as`` says how it trained: ``{"mode": "alone"}`` (the default; ``world_size`` says how many
+    processes) or, from ``train_ensemble``, ``{"mode": "ensemble", "member": i, "size": N, "members":
+    [the N run directory names]}``.
     """
     chash = config_hash(config)
     result = {
@@ -462,6 +489,7 @@ def finish_run(run_dir: Path, network: nn.Module, config: Config, *, history: li
         "data_source": recorded_data_source(config),
         "wall_time_s": wall_time_s,
         "world_size": info.world_size,
+        "trained_as": trained_as or {"mode": "alone"},
         "provenance": provenance(device, world_size=info.world_size),
     }
     if info.is_main:

@@ -13,19 +13,14 @@ so an SGD step over the stacked weights is M solo steps). Only the order of floa
 differs (a grouped convolution sums in another order than M separate ones), so members match their
 solo runs to rounding, not bit for bit.
 
-Members of one ensemble share the step, so they must agree on everything the step depends on: the
-data set, architecture, number of experts, batch size, epochs, learning-rate schedule, optimizer
-settings, device and fast-path switches (:func:`ensemble_key`). They may differ in what only changes
-the loss or the data order (``MEMBER_FIELDS``): seed, loss and variant, DRW, router type, the aggregate
-loss, the diversity term, distillation. :func:`train_ensemble` splits any list of configs into such
-groups (:func:`ensemble_groups`) and says so.
-
-Different module structures in one group (a linear head for CE beside the cosine head of the other
-Table 4 rows; an instance router beside a mean router) are handled by stacking each structure apart
-(:class:`StackedNetworks`): one ensemble step runs one vmapped forward per structure (Table 4: two,
-the CE row and the six cosine rows), then every member's loss, one backward over their sum (each
-member's gradient is its own: the sum's derivative is 1 for every member) and one optimizer step over
-all stacked weights.
+Which runs can share a step is ``train/grouping.py`` (:func:`~lt_paper.train.grouping.ensemble_key`);
+:func:`train_ensemble` splits any list of configs into such groups and says so. How the networks are
+stacked is ``train/stacking.py``: one vmapped forward per module structure (Table 4: two, the CE row's
+linear head and the six cosine rows). This module trains the stack: every member's loss, one backward
+over their sum (each member's gradient is its own: the sum's derivative is 1 for every member) and one
+optimizer step over all stacked weights. The per-epoch settings (lr, router, DRW) and the step are the
+solo engine's (``engine.epoch_settings``, ``engine.train_step``'s order of operations), so a member
+sees what its solo run sees.
 
 Fast path: bf16 autocast, a fused SGD over the stacked weights and ``torch.compile`` (CUDA graphs
 on CUDA, with an eager fallback) apply as in a solo run; the data and its augmentation stay on the
@@ -46,9 +41,7 @@ written to its own ``checkpoint.pt``, which a solo ``train`` resumes from); the 
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import itertools
 import math
 import os
 import shutil
@@ -59,27 +52,24 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, stack_module_state, vmap
 from tqdm.std import tqdm  # plain text bars: tqdm.auto warns in a notebook without ipywidgets
 
 from ..data import load_dataset, make_loaders
-from ..models import ModelOutput
 from . import distributed as D
 from .checkpoint import CHECKPOINT_FORMAT, atomic_write_bytes, save_checkpoint
 from .config import Config, config_hash, to_dict
-from .engine import (CHECKPOINT, RunParts, build_optimizer, build_run, check_teacher_named, compile_network,
-                     configure_backends, finish_run, history_entry, is_eval_epoch, is_finished, load_result,
-                     nonfinite_loss_message, refuse_duplicate_runs, resolve_config, resolve_runtime, run_dir_for,
-                     shot_rule, start_run_dir, update_best)
+from .engine import (CHECKPOINT, RunParts, apply_epoch_settings, build_optimizer, build_run, check_teacher_named,
+                     compile_network, configure_backends, epoch_settings, finish_run, history_entry, is_eval_epoch,
+                     is_finished, load_result, refuse_duplicate_runs, resolve_config,
+                     resolve_runtime, run_dir_for, shot_rule, start_run_dir, update_best)
 from .evaluate import predict_members, records_and_metrics
+from .guards import nonfinite_message
+from .grouping import describe_split, group_indices
 from .identity import with_data_fingerprint
-from .schedule import Schedule
+from .stacking import EnsembleNetwork
 
 # Config fields in which the members of one ensemble may differ: they change only a member's loss,
 # its data order or what is recorded. Every other field (including any added later) must be equal.
-MEMBER_FIELDS = ("name", "seed", "loss", "drw", "drw_at", "drw_beta", "diversity_weight",
-                 "diversity_temperature", "distill", "teacher", "distill_temperature", "router",
-                 "aggregate_loss", "many_threshold", "few_threshold", "few_inclusive", "progress")
 ENSEMBLE_DIR_PREFIX = "ensemble-"
 
 
@@ -96,226 +86,39 @@ class EnsembleError(FloatingPointError):
         self.results = results
 
 
-# ------------------------------------------------------------------------------------------ grouping
-def ensemble_key(config: Config) -> tuple:
-    """What members of one ensemble must share: every config field but ``MEMBER_FIELDS``.
+# ------------------------------------------------------------------------------------- one step, one epoch
+@dataclass(frozen=True)
+class MemberSettings:
+    """One epoch's settings for every member: the shared lr and router switch (equal in a group, see
+    ``grouping.ensemble_key``) and each member's DRW switch (``drw_at`` and ``drw`` may differ)."""
 
-    Compare resolved configs (``engine.resolve_runtime``): ``amp=None`` and ``amp=True`` are the same
-    on CUDA but different keys.
-    """
-    return tuple((k, repr(v)) for k, v in sorted(to_dict(config).items()) if k not in MEMBER_FIELDS)
-
-
-def group_indices(configs: Sequence[Config], max_members: int | None = None) -> list[list[int]]:
-    """Indices of ``configs`` that can share a training step, grouped in order of first appearance;
-    a group larger than ``max_members`` is cut into consecutive groups of at most that many."""
-    if max_members is not None and max_members < 1:
-        raise ValueError(f"max_members must be >= 1 or None, got {max_members}")
-    groups: dict[tuple, list[int]] = {}
-    for i, config in enumerate(configs):
-        groups.setdefault(ensemble_key(config), []).append(i)
-    step = max_members or len(configs) or 1
-    return [group[j:j + step] for group in groups.values() for j in range(0, len(group), step)]
+    lr: float
+    router_active: bool
+    drw: tuple[bool, ...]
 
 
-def ensemble_groups(configs: Sequence[Config], max_members: int | None = None) -> list[list[Config]]:
-    """``configs`` split into groups that can share a training step (at most ``max_members`` each), in
-    order of first appearance. Pass resolved configs (see :func:`ensemble_key`)."""
-    return [[configs[i] for i in group] for group in group_indices(configs, max_members)]
-
-
-def describe_split(groups: list[list[Config]]) -> str:
-    """One line per group: its size, and the shared fields in which the groups differ."""
-    keys = [dict(ensemble_key(g[0])) for g in groups]
-    differing = sorted(k for k in keys[0] if len({key[k] for key in keys}) > 1)
-    why = f"they differ in {', '.join(differing)}" if differing else "at most max_members per step"
-    lines = [f"ensemble: {sum(map(len, groups))} runs in {len(groups)} groups that cannot share a step "
-             f"({why}):"]
-    for group, key in zip(groups, keys):
-        shared = ", ".join(f"{k}={key[k]}" for k in differing)
-        lines.append(f"  {len(group)} run(s) [{shared}]: " + ", ".join(f"{c.name} s{c.seed}" for c in group))
-    return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------------------- networks
-def structure_signature(network: nn.Module) -> tuple:
-    """Networks with equal signatures stack: the same module types and the same state-dict shapes."""
-    return (tuple(type(m).__name__ for m in network.modules()),
-            tuple((k, tuple(v.shape), str(v.dtype)) for k, v in network.state_dict().items()))
-
-
-def _attr(name: str) -> str:
-    return name.replace(".", "__")  # a dotted state-dict name as a module attribute
-
-
-class StackedNetworks(nn.Module):
-    """M networks of one structure; each parameter and buffer is stacked to (M, ...) and the M forwards
-    run as one ``vmap(functional_call)`` over a weightless template (on the meta device).
-
-    ``forward(images)``: images (M, B, C, H, W), one batch per member, or (B, C, H, W) seen by every
-    member; returns the non-None fields of ``ModelOutput``, each (M, B, ...). In training mode each
-    member's BatchNorm normalises with its own batch statistics and updates its own running statistics
-    (in place, in its slice of the stacked buffer), exactly as its solo network does.
-    """
-
-    def __init__(self, networks: Sequence[nn.Module]):
-        super().__init__()
-        params, buffers = stack_module_state(list(networks))  # {name: (M, ...)}
-        self.param_names, self.buffer_names = list(params), list(buffers)
-        for name, value in params.items():
-            self.register_parameter(_attr(name), nn.Parameter(value.detach()))
-        for name, value in buffers.items():
-            self.register_buffer(_attr(name), value)
-        # the template is no submodule: its meta tensors are replaced by slices of the stacked ones
-        object.__setattr__(self, "template", copy.deepcopy(networks[0]).to("meta"))
-        self.size = len(networks)
-        self.fields = (0, 1, 2, 3) if getattr(networks[0], "num_experts", 1) > 1 else (0, 3)  # non-None
-
-    def train(self, mode: bool = True) -> "StackedNetworks":
-        super().train(mode)
-        self.template.train(mode)
-        return self
-
-    def set_router_active(self, active: bool) -> None:
-        self.template.set_router_active(active)
-
-    def _one(self, params: dict, buffers: dict, images: Tensor) -> tuple[Tensor, ...]:
-        out = functional_call(self.template, (params, buffers), (images,))
-        return tuple(out[f] for f in self.fields)
-
-    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
-        params = {n: getattr(self, _attr(n)) for n in self.param_names}
-        buffers = {n: getattr(self, _attr(n)) for n in self.buffer_names}
-        per_member = 0 if images.dim() == 5 else None
-        return vmap(self._one, in_dims=(0, 0, per_member), randomness="error")(params, buffers, images)
-
-    def member_output(self, fields: tuple[Tensor, ...], position: int) -> ModelOutput:
-        values = [None] * 4
-        for f, value in zip(self.fields, fields):
-            values[f] = value[position]
-        return ModelOutput(*values)
-
-    def member_state(self, position: int, state: dict | None = None) -> dict[str, Tensor]:
-        """The state dict of member ``position`` (copies), from this module or from a saved ``state``."""
-        state = self.state_dict() if state is None else state
-        return {n: state[_attr(n)][position].clone() for n in self.param_names + self.buffer_names}
-
-
-class EnsembleNetwork(nn.Module):
-    """The members of an ensemble, stacked per structure; ``forward`` gives one ModelOutput per member.
-
-    ``forward(images)``: images (S, B, C, H, W), one training batch per distinct seed (member m reads
-    ``images[seed_index[m]]``), or (B, C, H, W) seen by every member (test batches).
-    """
-
-    def __init__(self, networks: Sequence[nn.Module], seed_index: Sequence[int]):
-        super().__init__()
-        by_structure: dict[tuple, list[int]] = {}
-        for m, network in enumerate(networks):
-            by_structure.setdefault(structure_signature(network), []).append(m)
-        self.stack_members = list(by_structure.values())  # member indices of each stack
-        self.stacks = nn.ModuleList(StackedNetworks([networks[m] for m in ms]) for ms in self.stack_members)
-        self.slots = {m: (s, pos) for s, ms in enumerate(self.stack_members) for pos, m in enumerate(ms)}
-        self.seed_index = list(seed_index)
-        self.size = len(networks)
-
-    def set_router_active(self, active: bool) -> None:
-        for stack in self.stacks:
-            if hasattr(stack.template, "set_router_active"):
-                stack.set_router_active(active)
-
-    def _stack_input(self, images: Tensor, members: list[int]) -> Tensor:
-        if images.dim() == 4:
-            return images  # shared by every member
-        seeds = [self.seed_index[m] for m in members]
-        if len(set(seeds)) == 1:
-            return images[seeds[0]]  # (B, C, H, W): one batch for the whole stack, not M copies
-        return images[seeds]  # (M_stack, B, C, H, W)
-
-    def forward(self, images: Tensor) -> list[ModelOutput]:
-        outs: list = [None] * self.size
-        for stack, members in zip(self.stacks, self.stack_members):
-            fields = stack(self._stack_input(images, members))
-            for position, m in enumerate(members):
-                outs[m] = stack.member_output(fields, position)
-        return outs
-
-    def nonfinite_members(self) -> set[int]:
-        """Members whose parameters or buffers hold NaN or inf (one host synchronisation in all).
-
-        The ensemble's version of the solo engine's ``guards.nonfinite_tensors``: BatchNorm's running
-        statistics can overflow while the loss is still finite, and such a state must not be saved.
-        """
-        flags = []  # per stack: (M_stack,) bool, True where the member is finite
-        for stack in self.stacks:
-            tensors = [t for t in itertools.chain(stack.parameters(), stack.buffers()) if t.is_floating_point()]
-            flags.append(torch.stack([torch.isfinite(t.detach()).flatten(1).all(1) for t in tensors]).all(0))
-        finite = torch.cat(flags).tolist()  # stack order
-        order = [m for members in self.stack_members for m in members]
-        return {m for m, ok in zip(order, finite) if not ok}
-
-    def member_state(self, m: int, state: dict | None = None) -> dict[str, Tensor]:
-        """Member ``m``'s state dict, from the live weights or from a saved ensemble ``state``."""
-        s, position = self.slots[m]
-        prefix = f"stacks.{s}."
-        own = None if state is None else {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        return self.stacks[s].member_state(position, own)
-
-    def member_optimizer_state(self, m: int, optimizer_state: dict) -> dict:
-        """Member ``m``'s slice of a saved SGD state dict over ``self.parameters()``, in the layout of an
-        SGD over the member's own network (``network.parameters()`` order), so a solo run can load it."""
-        s, position = self.slots[m]
-        first = sum(len(self.stacks[i].param_names) for i in range(s))
-        count = len(self.stacks[s].param_names)
-        state = {}
-        for j in range(count):
-            entry = optimizer_state["state"].get(first + j)
-            if entry is not None:
-                state[j] = {k: v[position].clone() if torch.is_tensor(v) and v.dim() > 0 else v
-                            for k, v in entry.items()}
-        groups = [dict(g, params=list(range(count))) for g in optimizer_state["param_groups"]]
-        return {"state": state, "param_groups": groups}
-
-
-# ----------------------------------------------------------------------------------------- one epoch
-def train_ensemble_epoch(model: nn.Module, loaders: Sequence, seed_index: Sequence[int], objectives: Sequence,
-                         optimizer: torch.optim.Optimizer, device: torch.device, *, amp: bool,
-                         class_weights: Sequence[Tensor | None], router_active: bool,
-                         teachers: Sequence[nn.Module | None], compiled: bool = False,
-                         progress: str | None = None, step_losses: list | None = None) -> Tensor:
-    """One pass of every member over its own batches; float64 (M, 3) ``[loss sum, correct, samples]``.
-
-    ``loaders``: one train loader per distinct seed (member m reads ``loaders[seed_index[m]]``), all
-    with the same number of batches. As in ``engine.train_one_epoch``, nothing waits for the device.
-    ``step_losses``: receives each step's (M,) member losses (detached), or None.
-    """
-    model.train()
+def train_ensemble_step(model: nn.Module, images: Sequence[Tensor], labels: Sequence[Tensor],
+                        seed_index: Sequence[int], objectives: Sequence, optimizer: torch.optim.Optimizer, *,
+                        amp: bool, class_weights: Sequence[Tensor | None], router_active: bool,
+                        teachers: Sequence[nn.Module | None], compiled: bool = False
+                        ) -> tuple[Tensor, list[Tensor]]:
+    """One SGD step of every member on its own batch: ``images[s]``, ``labels[s]`` are the batch of
+    seed ``s`` (member m reads seed ``seed_index[m]``). Returns the (M,) member losses and each member's
+    logits, detached; the gradients stay in ``.grad`` until the next step (as ``engine.train_step``)."""
     size = len(objectives)
-    sums = torch.zeros(size, 2, device=device, dtype=torch.float64)  # (M, 2) loss sum, correct
-    seen = 0
-    for batches in tqdm(zip(*loaders), total=len(loaders[0]), desc=progress, leave=False,
-                        disable=progress is None):
-        images = [b[0] for b in batches]  # one (B, C, H, W) per seed
-        stacked = images[0] if len(images) == 1 else torch.stack(images)  # (B, ...) or (S, B, ...)
-        labels = [batches[seed_index[m]][1] for m in range(size)]  # (B,) per member
-        if compiled:
-            torch.compiler.cudagraph_mark_step_begin()  # a new iteration for CUDA graphs
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            outs = model(stacked)
-            teacher_logits = [t(images[seed_index[m]]).logits if t is not None else None
-                              for m, t in enumerate(teachers)]
-        losses = torch.stack([objectives[m](outs[m], labels[m], class_weights[m], router_active,
-                                            teacher_logits[m]) for m in range(size)])  # (M,)
-        optimizer.zero_grad(set_to_none=True)
-        losses.sum().backward()  # d(sum)/d(loss_m) = 1: every member gets its own gradient
-        optimizer.step()
-        batch = len(labels[0])
-        correct = torch.stack([(outs[m].logits.detach().argmax(1) == labels[m]).sum() for m in range(size)])
-        sums += torch.stack([losses.detach().double() * batch, correct.double()], dim=1)
-        seen += batch
-        if step_losses is not None:
-            step_losses.append(losses.detach())
-    return torch.cat([sums, torch.full((size, 1), float(seen), device=device, dtype=torch.float64)], dim=1)
+    stacked = images[0] if len(images) == 1 else torch.stack(list(images))  # (B, ...) or (S, B, ...)
+    if compiled:
+        torch.compiler.cudagraph_mark_step_begin()  # a new iteration for CUDA graphs
+    with torch.autocast(stacked.device.type, dtype=torch.bfloat16, enabled=amp):
+        outs = model(stacked)
+        teacher_logits = [t(images[seed_index[m]]).logits if t is not None else None
+                          for m, t in enumerate(teachers)]
+    losses = torch.stack([objectives[m](outs[m], labels[seed_index[m]], class_weights[m], router_active,
+                                        teacher_logits[m]) for m in range(size)])  # (M,)
+    optimizer.zero_grad(set_to_none=True)
+    losses.sum().backward()  # d(sum)/d(loss_m) = 1: every member gets its own gradient
+    optimizer.step()
+    return losses.detach(), [out.logits.detach() for out in outs]
 
 
 # ----------------------------------------------------------------------------------------- training
@@ -457,27 +260,44 @@ class EnsembleRun:
     def lead(self) -> Config:
         return self.configs[0]  # the fields every member shares (ensemble_key)
 
-    def train_epoch(self, epoch: int, step_losses: list | None = None) -> tuple[Tensor, dict]:
-        """Set the epoch's lr, router and DRW, train one epoch; float64 (M, 3) totals on the device and
-        the epoch's settings (``lr``, ``router_active``, per-member ``drw``)."""
-        lead = self.lead
-        schedule = Schedule.from_config(lead)  # lr and router: equal in a group (ensemble_key)
-        lr, router_active = schedule.lr(epoch), schedule.router_active(epoch)
-        drw = [Schedule.from_config(c).drw_active(epoch) for c in self.configs]  # may differ per member
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.ensemble.set_router_active(router_active)
+    def begin_epoch(self, epoch: int) -> MemberSettings:
+        """Set 0-indexed ``epoch``'s lr and router switch as each member's solo run would
+        (``engine.epoch_settings``), and the loaders' epoch; return the settings."""
+        solo = [epoch_settings(c, epoch) for c in self.configs]
+        settings = MemberSettings(solo[0].lr, solo[0].router_active, tuple(s.drw for s in solo))
+        apply_epoch_settings(self.optimizer, self.ensemble, solo[0])
         for loader in self.train_loaders:
             loader.set_epoch(epoch)
-        totals = train_ensemble_epoch(
-            self.model, self.train_loaders, self.seed_index, [p.objective for p in self.parts], self.optimizer,
-            self.device, amp=lead.amp,
-            class_weights=[p.class_weights if on else None for p, on in zip(self.parts, drw)],
-            router_active=router_active, teachers=[p.teacher for p in self.parts], compiled=lead.compile,
-            progress=f"ensemble of {len(self.parts)}, epoch {epoch + 1}/{lead.epochs}" if lead.progress
-            else None,
-            step_losses=step_losses)
-        return totals, {"lr": lr, "router_active": router_active, "drw": drw}
+        return settings
+
+    def step(self, images: Sequence[Tensor], labels: Sequence[Tensor], settings: MemberSettings
+             ) -> tuple[Tensor, list[Tensor]]:
+        """One step on one batch per seed (:func:`train_ensemble_step`) with ``settings``."""
+        return train_ensemble_step(
+            self.model, images, labels, self.seed_index, [p.objective for p in self.parts], self.optimizer,
+            amp=self.lead.amp, class_weights=[p.class_weights if on else None for p, on in zip(self.parts, settings.drw)],
+            router_active=settings.router_active, teachers=[p.teacher for p in self.parts],
+            compiled=self.lead.compile)
+
+    def train_epoch(self, epoch: int) -> tuple[Tensor, MemberSettings]:
+        """Train 0-indexed ``epoch``: float64 (M, 3) ``[loss sum, correct, samples]`` totals on the device
+        and the epoch's settings. As in ``engine.train_one_epoch``, nothing waits for the device."""
+        settings = self.begin_epoch(epoch)
+        self.model.train()
+        size, lead = len(self.parts), self.lead
+        sums = torch.zeros(size, 2, device=self.device, dtype=torch.float64)  # (M, 2) loss sum, correct
+        seen = 0
+        progress = f"ensemble of {size}, epoch {epoch + 1}/{lead.epochs}" if lead.progress else None
+        for batches in tqdm(zip(*self.train_loaders), total=len(self.train_loaders[0]), desc=progress,
+                            leave=False, disable=progress is None):
+            labels = [b[1] for b in batches]
+            losses, logits = self.step([b[0] for b in batches], labels, settings)
+            batch = len(labels[0])
+            correct = torch.stack([(logits[m].argmax(1) == labels[self.seed_index[m]]).sum() for m in range(size)])
+            sums += torch.stack([losses.double() * batch, correct.double()], dim=1)
+            seen += batch
+        totals = torch.cat([sums, torch.full((size, 1), float(seen), device=self.device, dtype=torch.float64)], 1)
+        return totals, settings
 
     def predict(self) -> list[dict]:
         """Every member's test records (this process's shard), from one batched pass."""
@@ -554,10 +374,9 @@ def train_group(configs: Sequence[Config], runs_dir: Path) -> tuple[list[dict | 
                 if epoch > 0:  # the last good epoch, from the ensemble checkpoint, where a solo run keeps it
                     saved = saved or _load_ensemble(ckpt_path, configs, device)
                     _write_member_checkpoint(run_dirs[m], configs[m], networks[m], ensemble, m, saved)
-                state_only = math.isfinite(train_loss[m])  # a finite loss, but overflowing weights / statistics
-                failed[m] = nonfinite_loss_message(
-                    train_loss[m], epoch, run_dirs[m], checkpoint,
-                    "weights or BatchNorm statistics are not finite" if state_only else None)
+                what = (f"training loss is {train_loss[m]}" if not math.isfinite(train_loss[m])
+                        else "weights or BatchNorm statistics are not finite")  # a finite loss, overflowing state
+                failed[m] = nonfinite_message(what, epoch, checkpoint)
                 print(f"ensemble: member {configs[m].name} (seed {configs[m].seed}) stopped: {failed[m]}",
                       flush=True)
         active = [m for m in range(size) if m not in failed]
@@ -571,12 +390,12 @@ def train_group(configs: Sequence[Config], runs_dir: Path) -> tuple[list[dict | 
                 records[m], metrics[m] = records_and_metrics(shards[m], data.train_counts, rules[m], info)
                 bests[m] = update_best(bests[m], epoch, metrics[m])
         for m in active:
-            histories[m].append(history_entry(epoch, settings["lr"], train_loss[m], train_acc[m],
-                                              settings["router_active"], settings["drw"][m],
+            histories[m].append(history_entry(epoch, settings.lr, train_loss[m], train_acc[m],
+                                              settings.router_active, settings.drw[m],
                                               metrics[m] if evaluated else None))
         if lead.progress:
             tested = " test acc " + " ".join(f"{metrics[m]['all']:.3f}" for m in active) if evaluated else ""
-            tqdm.write(f"ensemble of {size}, epoch {epoch + 1}/{lead.epochs} lr {settings['lr']:.4g} loss "
+            tqdm.write(f"ensemble of {size}, epoch {epoch + 1}/{lead.epochs} lr {settings.lr:.4g} loss "
                        + " ".join(f"{train_loss[m]:.4f}" for m in active) + tested)
         _save_ensemble(ckpt_path, model=ensemble, optimizer=optimizer, epoch=epoch, configs=configs,
                        histories=histories, bests=bests, failed=failed,
@@ -590,12 +409,14 @@ def train_group(configs: Sequence[Config], runs_dir: Path) -> tuple[list[dict | 
                 records[m], metrics[m] = records_and_metrics(shards[m], data.train_counts, rules[m], info)
     wall = wall_before + time.perf_counter() - t0
     results: list[dict | None] = [None] * size
+    names = [run_dir.name for run_dir in run_dirs]  # recorded in each member's metrics.json
     for m in range(size):
         if m in failed:
             continue
         networks[m].load_state_dict(ensemble.member_state(m))
         results[m] = finish_run(run_dirs[m], networks[m], configs[m], history=histories[m], best=bests[m],
                                 records=records[m], metrics=metrics[m], train_counts=data.train_counts,
-                                wall_time_s=wall, device=device)
+                                wall_time_s=wall, device=device,
+                                trained_as={"mode": "ensemble", "member": m, "size": size, "members": names})
     shutil.rmtree(ensemble_dir, ignore_errors=True)
     return results, failed

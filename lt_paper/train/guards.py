@@ -62,8 +62,13 @@ def stop_if_not_finite(train_loss: float, network: nn.Module, epoch: int, checkp
         what = f"{len(bad)} parameter/buffer tensor(s) are not finite ({shown})"
     else:
         what = "another rank's parameters or buffers are not finite"
-    raise FloatingPointError(f"{what} in epoch {epoch + 1} of run {Path(checkpoint).parent}; "
-                             f"{kept_checkpoint(checkpoint)}")
+    raise FloatingPointError(nonfinite_message(what, epoch, checkpoint))
+
+
+def nonfinite_message(what: str, epoch: int, checkpoint: Path) -> str:
+    """Why a run stopped in 0-indexed ``epoch`` (``what`` is not finite) and which checkpoint it keeps
+    (solo runs and ensemble members alike: the member's checkpoint is where a solo run keeps its own)."""
+    return f"{what} in epoch {epoch + 1} of run {Path(checkpoint).parent}; {kept_checkpoint(checkpoint)}"
 
 
 def check_teacher(teacher_dir: Path, teacher: Config, student: Config, teacher_classes: int,
