@@ -25,8 +25,8 @@ import pandas as pd
 
 from .analysis import save_figure, table_markdown
 from .analysis.tables import format_results
+from .atomic import atomic_write_json
 from .provenance import REPO_ROOT, provenance
-from .train.checkpoint import atomic_write_json
 
 # Relative paths in notebook parameters are relative to this folder: the repository root, or the
 # folder this environment variable names (a copy of the results elsewhere, a shared runs cache).

@@ -13,7 +13,12 @@ Nothing lost, nothing wrong served:
 
 - ``NAME`` is one plain path component; only ``results/NAME`` and ``figures/NAME`` are ever replaced.
 - The new content is assembled in full in staging folders beside them (the published content, merged
-  with the new output) and swapped in by renames; a failure leaves the old content and no staging folder.
+  with the new output) and swapped in by renames (:class:`lt_paper.folder_swap.FolderSwap`): a failure
+  while staging leaves the old content and no staging folder; a publish killed at any point leaves a
+  journal (``results/.NAME.publish.json``) from which the next publish of ``NAME`` finishes the swap or
+  rolls it back, so the publication is the old one or the new one, whole. Publishing touches no other
+  file beside them. One publish of ``NAME`` at a time (lock file ``results/.NAME.publish.lock``).
+- Every run's ``config.json`` must be the config it trained with (``train.run_config``).
 - An output with only some of its profile's notebooks (``reproduce --only``) is refused unless
   ``partial=True``; it is then merged: the notebooks it lacks keep their published copies.
 - Replacing a published notebook needs ``force=True``. Runs always merge (the seeds of several GPU
@@ -27,15 +32,18 @@ import json
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from .data.cache import pid_alive
+from .atomic import atomic_write_bytes
+from .folder_swap import FolderSwap
+from .locks import hold_lock, lock_holder
 from .outputs import load_summary
 from .provenance import REPO_ROOT
-from .reproduce import PROFILES, jobs_for, lock_holder
-from .train.checkpoint import atomic_write_bytes
+from .reproduce import PROFILES, jobs_for, output_lock_file
+from .train.run_config import read_run_config
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 RUN_JSON_FILES = ("config.json", "metrics.json", "history.json")
@@ -88,7 +96,7 @@ def check_output(profile_dir: Path, partial: bool) -> tuple[list[Path], list[str
     if not profile_dir.is_dir():
         raise FileNotFoundError(f"{profile_dir} does not exist (expected a reproduce output, e.g. "
                                 f"outputs/smoke)")
-    holder = lock_holder(profile_dir)
+    holder = lock_holder(output_lock_file(profile_dir))
     if holder is not None:
         raise FileExistsError(f"{profile_dir} is in use by pid {holder} (a reproduce still writes there)")
     folders = _notebook_folders(profile_dir)
@@ -110,7 +118,8 @@ def _listed_runs(folders: list[Path]) -> list[Path]:
     """The runs the notebooks read: the union of the ``runs`` their summaries list.
 
     ValueError naming the summary for a summary without that list (written before notebooks recorded
-    their runs) and for a listed run that is gone or not finished (no ``metrics.json``).
+    their runs) and for a listed run that is gone or not finished (no ``metrics.json``); ValueError
+    naming the run when its ``config.json`` is not the config it trained with.
     """
     runs: set[Path] = set()
     for folder in folders:
@@ -123,6 +132,7 @@ def _listed_runs(folders: list[Path]) -> list[Path]:
                 state = "not finished (no metrics.json)" if run.is_dir() else "missing"
                 raise ValueError(f"{folder / 'summary.json'} lists run {run}, which is {state}: train it "
                                  f"again (reproduce) or restore it before publishing")
+            read_run_config(run)  # its config.json is the one it trained with
             runs.add(run)
     return sorted(runs)
 
@@ -172,51 +182,15 @@ def merged_report(new: str, published: str | None) -> str:
     return "\n".join(head + [line for name in sorted(sections) for line in sections[name]]) + "\n"
 
 
-def _clear_leftovers(final: Path) -> None:
-    """Remove what a publish killed mid-way left beside ``final`` (SIGKILL skips every cleanup)."""
-    for leftover in final.parent.glob(f".{final.name}.*-*"):
-        kind, _, pid = leftover.name.rpartition("-")
-        if not pid.isdigit() or pid_alive(int(pid)):
-            continue
-        if kind.endswith(".replaced") and not final.exists():
-            leftover.rename(final)  # killed between its two renames: the old content comes back
-        else:
-            shutil.rmtree(leftover)
-
-
-def swap_in(pairs: list[tuple[Path, Path]]) -> None:
-    """Rename each staging folder to its final name, replacing the old one: all of them or none."""
-    done: list[tuple[Path, Path | None]] = []
-    try:
-        for staging, final in pairs:
-            backup = final.with_name(f".{final.name}.replaced-{os.getpid()}") if final.exists() else None
-            if backup is not None:
-                final.rename(backup)
-            try:
-                staging.rename(final)
-            except BaseException:
-                if backup is not None:
-                    backup.rename(final)
-                raise
-            done.append((final, backup))
-    except BaseException:
-        for final, backup in reversed(done):
-            shutil.rmtree(final)
-            if backup is not None:
-                backup.rename(final)
-        raise
-    for _, backup in done:
-        if backup is not None:
-            shutil.rmtree(backup)
-
-
 def publish(profile_dir: str | Path, name: str, repo_root: str | Path = REPO_ROOT, force: bool = False,
             partial: bool = False) -> dict:
     """Publish a ``reproduce`` output as ``results/<name>`` and ``figures/<name>`` (module docstring).
 
-    Returns ``{"results", "figures", "notebooks", "runs", "runs_copied", "runs_published", "missing"}``:
-    the notebooks of this output and the runs they read, how many runs were new, how many are now published
-    under ``name``, and the notebooks a partial output lacks.
+    Returns ``{"results", "figures", "notebooks", "runs", "runs_copied", "runs_published", "missing",
+    "recovered"}``: the notebooks of this output and the runs they read, how many runs were new, how many
+    are now published under ``name``, the notebooks a partial output lacks, and what became of an
+    interrupted earlier publish of ``name`` ("finished", "rolled back" or None).
+    The output is checked before anything is written: a refused output leaves the repository as it was.
     """
     profile_dir, repo_root = Path(profile_dir), Path(repo_root)
     check_name(name)
@@ -227,48 +201,65 @@ def publish(profile_dir: str | Path, name: str, repo_root: str | Path = REPO_ROO
     folders, missing = check_output(profile_dir, partial)
     runs = _listed_runs(folders)
     results, figures = repo_root / "results" / name, repo_root / "figures" / name
+    swap = FolderSwap(results.with_name(f".{name}.publish.json"), repo_root, [results, figures])
+    with hold_lock(results.with_name(f".{name}.publish.lock"), f"publication {name}"):
+        recovered = swap.recover()  # first: whatever happens next, the publication is whole
+        if recovered is not None:
+            print(f"[publish] {name}: an interrupted publish was {recovered} (journal {swap.journal})",
+                  file=sys.stderr, flush=True)
+        _check_replaceable(folders, results, figures, force)
+        staging = swap.begin()
+        try:
+            copied = _stage(profile_dir, folders, runs, staging, results, figures)
+        except BaseException:
+            swap.abandon()
+            raise
+        swap.commit()
+    published_runs = sorted(p.name for p in (results / "runs").glob("*") if p.is_dir())
+    return {"results": str(results), "figures": str(figures), "notebooks": len(folders),
+            "runs": len({run.name for run in runs}), "runs_copied": copied, "runs_published": len(published_runs),
+            "missing": missing, "recovered": recovered}
+
+
+def _check_replaceable(folders: list[Path], results: Path, figures: Path, force: bool) -> None:
+    """ValueError unless ``results`` and ``figures`` are plain folders (or absent); FileExistsError when
+    they hold notebooks of this output and ``force`` is off."""
     for final in (results, figures):
         if final.is_symlink() or (final.exists() and not final.is_dir()):
             raise ValueError(f"{final} is not a plain folder; publish replaces only folders it wrote")
-        final.parent.mkdir(parents=True, exist_ok=True)
-        _clear_leftovers(final)
     replaced = sorted({f.name for f in folders if (results / f.name).exists() or (figures / f.name).exists()})
     if replaced and not force:
         raise FileExistsError(f"{results} already holds notebook(s) {', '.join(replaced)}; pass --force "
                               f"(force=True) to replace them (runs are merged either way)")
-    staging = {final: final.with_name(f".{final.name}.staging-{os.getpid()}") for final in (results, figures)}
-    try:
-        for final, stage in staging.items():
-            if final.exists():
-                shutil.copytree(final, stage, symlinks=True)
-            stage.mkdir(exist_ok=True)
-        copied = sum(merge_run(run, staging[results] / "runs" / run.name, results / "runs" / run.name)
-                     for run in runs)
-        for folder in folders:
-            for stage in staging.values():
-                shutil.rmtree(stage / folder.name, ignore_errors=True)
-            for item in sorted(folder.iterdir()):
-                if item.suffix == ".png":
-                    target = staging[figures] / folder.name / item.name
-                elif item.suffix in (".md", ".csv") or item.name == "summary.json":
-                    target = staging[results] / folder.name / item.name
-                else:
-                    continue  # the executed notebook copies stay in the output folder
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(item, target)
-        # the report as reproduce wrote it (its provenance is that of the run), images linked into figures/
-        figures_link = os.path.relpath(figures, results) + "/"
-        report = (profile_dir / "report.md").read_text()
-        for folder in folders:
-            report = report.replace(f"]({folder.name}/", f"]({figures_link}{folder.name}/")
-        published = results / "report.md"
-        report = merged_report(report, published.read_text() if published.is_file() else None)
-        (staging[results] / "report.md").write_text(report)
-        swap_in([(stage, final) for final, stage in staging.items()])
-    finally:
+
+
+def _stage(profile_dir: Path, folders: list[Path], runs: list[Path], staging: dict[Path, Path], results: Path,
+           figures: Path) -> int:
+    """Fill the staging folders: the published content, merged with the output's notebooks, report and
+    runs. Returns how many runs were new."""
+    for final, stage in staging.items():
+        if final.exists():
+            shutil.copytree(final, stage, symlinks=True, dirs_exist_ok=True)
+    copied = sum(merge_run(run, staging[results] / "runs" / run.name, results / "runs" / run.name)
+                 for run in runs)
+    for folder in folders:
         for stage in staging.values():
-            shutil.rmtree(stage, ignore_errors=True)
-    published_runs = sorted(p.name for p in (results / "runs").glob("*") if p.is_dir())
-    return {"results": str(results), "figures": str(figures), "notebooks": len(folders),
-            "runs": len({run.name for run in runs}), "runs_copied": copied, "runs_published": len(published_runs),
-            "missing": missing}
+            shutil.rmtree(stage / folder.name, ignore_errors=True)
+        for item in sorted(folder.iterdir()):
+            if item.suffix == ".png":
+                target = staging[figures] / folder.name / item.name
+            elif item.suffix in (".md", ".csv") or item.name == "summary.json":
+                target = staging[results] / folder.name / item.name
+            else:
+                continue  # the executed notebook copies stay in the output folder
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(item, target)
+    # the report as reproduce wrote it (its provenance is that of the run), images linked into figures/
+    figures_link = os.path.relpath(figures, results) + "/"
+    report = (profile_dir / "report.md").read_text()
+    for folder in folders:
+        report = report.replace(f"]({folder.name}/", f"]({figures_link}{folder.name}/")
+    published = results / "report.md"
+    report = merged_report(report, published.read_text() if published.is_file() else None)
+    (staging[results] / "report.md").write_text(report)
+    return copied

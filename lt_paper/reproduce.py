@@ -22,7 +22,6 @@ Profiles:
 from __future__ import annotations
 
 import ast
-import contextlib
 import json
 import os
 import shutil
@@ -32,10 +31,10 @@ import traceback
 from pathlib import Path
 
 from .analysis import provenance_markdown
-from .data.cache import pid_alive
+from .atomic import atomic_write_bytes
+from .locks import hold_lock
 from .outputs import DEFAULT_RUNS_DIR, load_summary, resolve_path
 from .provenance import REPO_ROOT, provenance
-from .train.checkpoint import atomic_write_bytes
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -120,42 +119,19 @@ def split_overrides(overrides: dict, notebooks) -> tuple[dict, dict]:
     return {k: v for k, v in overrides.items() if k in parameters}, config_keys
 
 
-@contextlib.contextmanager
+def output_lock_file(folder: Path) -> Path:
+    """The lock file a reproduce holds while it writes ``folder``."""
+    return Path(folder) / ".lock"
+
+
 def output_lock(folder: Path):
-    """Hold ``<folder>/.lock`` (created exclusively, holding the pid) while a reproduce writes there.
+    """Hold ``<folder>/.lock`` (it holds the pid from its first instant: :mod:`lt_paper.locks`) while a
+    reproduce writes there.
 
     A second reproduce into the same folder fails at once, naming the pid that holds it; the lock of a
     process that died (killed, machine rebooted) is taken over.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = folder / ".lock"
-    while True:
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = lock_holder(folder)
-            if holder is not None:
-                raise FileExistsError(f"{folder} is in use by pid {holder} (another reproduce writes there; "
-                                      f"lock file {lock})") from None
-            lock.unlink(missing_ok=True)  # stale: its process is gone
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        break
-    try:
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
-
-
-def lock_holder(folder: Path) -> int | None:
-    """The pid of the live process holding ``<folder>/.lock``, else None."""
-    try:
-        text = (Path(folder) / ".lock").read_text().strip()
-    except OSError:
-        return None
-    pid = int(text) if text.isdigit() else None
-    return pid if pid is not None and pid != os.getpid() and pid_alive(pid) else None
+    return hold_lock(output_lock_file(folder), f"output folder {folder}")
 
 
 def execute_notebook(notebook: str, output_dir: Path, parameters: dict, kernel: str | None = None) -> None:

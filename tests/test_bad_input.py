@@ -4,6 +4,7 @@ non-finite checkpoint kept, no run served for other data, no foreign teacher or 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -130,6 +131,42 @@ def test_evaluate_refuses_weights_of_another_run(tmp_path):
     shutil.copy(Path(b["run_dir"]) / "model.pt", Path(a["run_dir"]) / "model.pt")
     with pytest.raises(ValueError, match=f"belongs to config {b['config_hash']}, not to the run"):
         evaluate_run(a["run_dir"], device="cpu")
+
+
+def test_a_run_whose_config_was_edited_is_refused_naming_the_run(tmp_path, capsys):
+    """config.json edited after the run finished: the run cache, evaluate and a teacher lookup refuse it
+    (metrics.json records the hash of the config it trained with); a config.json that is not a config
+    object is one line naming the file."""
+    from lt_paper.experiments import finished_run
+
+    run = train("smoke/resnet8/ce", runs_dir=tmp_path, **QUICK)
+    run_dir = Path(run["run_dir"])
+    trained = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps(dict(trained, lr=0.5)))
+    edited = rf"run .*{run_dir.name}: config.json is not the config the run trained with \(it hashes to " \
+             rf"\w+, metrics.json records {run['config_hash']}\): it was edited"
+    with pytest.raises(ValueError, match=edited):
+        train("smoke/resnet8/ce", runs_dir=tmp_path, **QUICK)  # the run cache
+    with pytest.raises(ValueError, match=edited):
+        finished_run("smoke/resnet8/ce", tmp_path, **QUICK)  # what notebooks read
+    with pytest.raises(ValueError, match=edited):
+        evaluate_run(run_dir, device="cpu")
+    (run_dir / "metrics.json").rename(tmp_path / "metrics.json")  # unfinished: only the weights can tell
+    with pytest.raises(ValueError, match=rf"config.json is not the config its weights model.pt trained with "
+                                         rf"\(.*say {run['config_hash']}\): config.json was edited"):
+        evaluate_run(run_dir, device="cpu")
+    (tmp_path / "metrics.json").rename(run_dir / "metrics.json")
+    for content, message in (("[1, 2]", "holds a JSON list, not a config"),
+                             ('{"lr": 0.1,', "is not valid JSON \\(line 1"),
+                             ('{"colour": 1}', "unknown config key")):
+        (run_dir / "config.json").write_text(content)
+        with pytest.raises(SystemExit) as done:
+            main(["evaluate", str(run_dir), "--device", "cpu"])
+        err = capsys.readouterr().err
+        assert done.value.code == 2 and len(err.strip().splitlines()) == 1, err
+        assert err.startswith(f"error: {run_dir / 'config.json'}") and re.search(message, err), err
+    (run_dir / "config.json").write_text(json.dumps(trained))  # restored: served again
+    assert train("smoke/resnet8/ce", runs_dir=tmp_path, **QUICK)["reused"]
 
 
 def _cifar_tree(root: Path, shade: int = 0) -> Path:

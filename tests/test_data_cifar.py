@@ -110,14 +110,15 @@ def test_corrupt_or_truncated_archive_is_named(tree, tmp_path):
 
 
 def test_decode_temporaries_of_dead_processes_are_removed(tmp_path):
+    import os
     import subprocess
 
     from lt_paper.data.cache import cached_arrays
 
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = tmp_path / f"cifar-tar-0123.{dead.pid}.abc_1.tmp.npz"  # left by a killed decode
-    live = tmp_path / f"cifar-tar-4567.{__import__('os').getpid()}.def_2.tmp.npz"  # a decode running now
+    stale = tmp_path / f".cifar-tar-0123.npz.{dead.pid}.abc_1.tmp"  # left by a killed decode
+    live = tmp_path / f".cifar-tar-4567.npz.{os.getpid()}.def_2.tmp"  # a decode running now
     stale.write_bytes(b"x" * 100)
     live.write_bytes(b"x" * 100)
 
@@ -128,6 +129,19 @@ def test_decode_temporaries_of_dead_processes_are_removed(tmp_path):
         cached_arrays("cifar-tar", ["some", "source"], killed, tmp_path)
     assert not stale.exists() and live.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]
+
+
+def test_cache_files_are_readable_by_others(tmp_path, monkeypatch):
+    """The decoded-image cache is written by the one atomic writer (lt_paper.atomic): 0666 less the
+    umask, not mkstemp's 0600."""
+    import os
+
+    from lt_paper.data.cache import cached_arrays, cached_json
+
+    monkeypatch.setattr(os, "umask", lambda mask: 0o022)  # the umask is process-wide: fixed for the test
+    cached_arrays("cifar-tar", ["a"], lambda: {"x": np.zeros(2)}, tmp_path)
+    cached_json("sha256", ["a"], lambda: "0" * 64, tmp_path)
+    assert sorted(oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()) == ["0o644", "0o644"]
 
 
 def test_data_fingerprint_follows_the_content_not_the_path(tree, tmp_path, monkeypatch):
@@ -147,15 +161,91 @@ def test_data_fingerprint_follows_the_content_not_the_path(tree, tmp_path, monke
         tar.add(tree, arcname="cifar10-images")
     source = data_source("cifar10_lt", tar_path)
     assert source.kind == "tarball" and f"{tar_path.stat().st_size} bytes, sha256 " in source.fingerprint
-
-    def no_hashing(path):
-        raise AssertionError("hashed the tarball again")
-
-    monkeypatch.setattr("lt_paper.data.fingerprint.sha256_file", no_hashing)
-    assert data_source("cifar10_lt", tar_path) == source  # cached by path, size and mtime
     digits = data_source("digits_lt", None)
     assert digits.as_record() == {"kind": "embedded", "fingerprint": "sklearn digits"}
     assert digits.config_value is None  # not hashed: the digits runs keep their hashes
+
+
+def _bmp_tree(root, shade: int):
+    """A CIFAR-10-style folder of uncompressed 4x4 BMPs: the same names and sizes for any ``shade``,
+    other pixels (train pixel value of class c, file k: c * 20 + k + shade)."""
+    for split, n in (("train", 2), ("test", 1)):
+        for c, name in enumerate(CIFAR10):
+            (root / split / name).mkdir(parents=True)
+            for k in range(n):
+                pixels = np.full((4, 4, 3), (c * 20 + k + shade) % 256, np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{k}.bmp")
+    return root
+
+
+def _swap_in_place(path, content: bytes) -> None:
+    """Rewrite ``path`` in place with ``content`` of the same size, and put its old mtime back."""
+    import os
+    import time
+
+    before = path.stat()
+    assert len(content) == before.st_size
+    time.sleep(0.02)  # past the coarse clock tick that stamps ctime
+    path.write_bytes(content)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+def _plain_tar(folder) -> bytes:
+    """An uncompressed tarball of ``folder``: the same size for the same names and sizes."""
+    import io
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(folder, arcname="cifar10", filter=lambda m: m.replace(mtime=0, deep=False))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["hashed-every-time", "cached-by-stat-identity"])
+def test_same_names_and_sizes_other_pixels_are_other_data_and_decode_anew(tmp_path, monkeypatch, large):
+    """Two folders of the same names and sizes, and a tarball rewritten in place with its size and mtime
+    kept, are other data: other fingerprints (so other runs), and the decoded cache gives their pixels.
+    ``large``: the path for sources too large to hash every time, whose hash is cached by stat identity."""
+    from lt_paper.data.fingerprint import data_source
+
+    monkeypatch.setenv("LT_PAPER_CACHE", str(tmp_path / "cache"))
+    if large:
+        from lt_paper.data import content_hash
+
+        monkeypatch.setattr(content_hash, "HASH_EVERY_TIME_BYTES", 0)
+    dark, light = _bmp_tree(tmp_path / "dark", 0), _bmp_tree(tmp_path / "light", 100)
+
+    def first_pixel(root):
+        return int(read_cifar_source("cifar10_lt", root, allow_incomplete=True)[0]["train_images"][0, 0, 0, 0])
+
+    assert data_source("cifar10_lt", dark) != data_source("cifar10_lt", light)
+    assert (first_pixel(dark), first_pixel(light)) == (0, 100)
+    tarball = tmp_path / "cifar10.tar"
+    tarball.write_bytes(_plain_tar(dark))
+    before = data_source("cifar10_lt", tarball)
+    assert first_pixel(tarball) == 0
+    _swap_in_place(tarball, _plain_tar(light))
+    assert data_source("cifar10_lt", tarball) != before
+    assert first_pixel(tarball) == 100
+    image = dark / "train" / "airplane" / "0.bmp"
+    _swap_in_place(image, (light / "train" / "airplane" / "0.bmp").read_bytes())
+    assert first_pixel(dark) == 100
+
+
+def test_a_large_source_is_hashed_once_while_it_is_unchanged(tmp_path, monkeypatch):
+    from lt_paper.data import content_hash
+
+    monkeypatch.setenv("LT_PAPER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(content_hash, "HASH_EVERY_TIME_BYTES", 0)
+    tarball = tmp_path / "big.tar"
+    tarball.write_bytes(b"x" * 1000)
+    first = content_hash.file_fingerprint(tarball)
+
+    def no_hashing(path):
+        raise AssertionError("hashed again although unchanged")
+
+    monkeypatch.setattr(content_hash, "sha256_file", no_hashing)
+    assert content_hash.file_fingerprint(tarball) == first
 
 
 @pytest.mark.skipif(not REAL_TARBALL.is_file(), reason=f"real CIFAR-10 JPEG tarball not at {REAL_TARBALL}")

@@ -113,6 +113,25 @@ def test_load_places_lt_layout_counts_and_missing_pieces(tree, tmp_path):
         load_dataset("places_lt", root=root, test_split="dev", verify=False)
 
 
+def test_the_fingerprint_hashes_the_split_files_the_loader_reads(tree, tmp_path):
+    """One lookup of the split files (file_datasets.locate_split_files) for the loader and the run's data
+    fingerprint: the same files, and the same errors."""
+    import hashlib
+
+    from lt_paper.data.fingerprint import data_source
+
+    root, train, test = tree
+    source = data_source("places_lt", root)
+    assert source.kind == "split files" and source.fingerprint == "; ".join(
+        f"{f.name} {hashlib.sha256(f.read_bytes()).hexdigest()}" for f in (train, test))
+    for missing in (None, tmp_path / "absent"):
+        with pytest.raises(FileNotFoundError) as loading:
+            load_dataset("places_lt", root=missing)
+        with pytest.raises(FileNotFoundError) as fingerprinting:
+            data_source("places_lt", missing)
+        assert str(fingerprinting.value) == str(loading.value)
+
+
 def test_load_fails_early_when_images_are_elsewhere(tree, tmp_path):
     root, _, _ = tree
     empty = tmp_path / "images_elsewhere"

@@ -305,8 +305,9 @@ def test_evaluate_reproduces_the_recorded_metrics_and_the_cli_trains(ala_run, tm
 
 
 def test_a_run_trained_on_cuda_is_evaluated_on_the_cpu(tmp_path):
-    # a run as a GPU machine writes it: config.json says device cuda and bf16, and its weights carry
-    # that config's hash; evaluating it here on the CPU must find its own weights and skip bf16
+    # a run as a GPU machine writes it: config.json says device cuda and bf16, and its weights and
+    # metrics.json carry that config's hash; evaluating it here on the CPU must find its own weights and
+    # skip bf16
     from lt_paper.train import evaluate_run
 
     result = train("smoke/resnet8/ala", runs_dir=tmp_path, epochs=2, progress=False)
@@ -317,4 +318,6 @@ def test_a_run_trained_on_cuda_is_evaluated_on_the_cpu(tmp_path):
     state = torch.load(run_dir / "model.pt", weights_only=True)
     state["config_hash"] = config_hash(apply_overrides(Config(), on_gpu))
     torch.save(state, run_dir / "model.pt")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    (run_dir / "metrics.json").write_text(json.dumps(dict(metrics, config_hash=state["config_hash"])))
     assert evaluate_run(run_dir, device="cpu")["all"] == pytest.approx(result["all"])

@@ -8,11 +8,13 @@ back merge into a runs directory as finished runs without checkpoints.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,3 +63,115 @@ def test_window_dry_run_fits_what_comes_back_and_its_runs_unpack(tmp_path):
     # unpacking again keeps the runs already there
     again = _run(["bash", "scripts/gpu_unpack.sh", str(out), str(merged), str(tmp_path / "record")], env, timeout=60)
     assert f"0 run(s) merged into {merged}, {len(run_dirs)} already there" in again
+
+
+def _archive(files: Path, members: list[tarfile.TarInfo | tuple[str, bytes]], pieces: int = 2) -> None:
+    """``files/runs.tar.gz.0``, ``.1``, ...: one gzip stream of ``members`` (a name and its bytes for a
+    plain file, else a TarInfo), cut in pieces as the window cuts it."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for member in members:
+            if isinstance(member, tarfile.TarInfo):
+                tar.addfile(member)
+            else:
+                info = tarfile.TarInfo(member[0])
+                info.size = len(member[1])
+                tar.addfile(info, io.BytesIO(member[1]))
+    data = buffer.getvalue()
+    files.mkdir(parents=True, exist_ok=True)
+    cut = len(data) // pieces + 1
+    for i in range(pieces):
+        (files / f"runs.tar.gz.{i}").write_bytes(data[i * cut:(i + 1) * cut])
+
+
+def _finished(name: str) -> list[tuple[str, bytes]]:
+    return [(f"{name}/{f}", f"{name} {f}".encode()) for f in ("config.json", "history.json", "metrics.json")]
+
+
+def _link(name: str, target: str, kind=tarfile.SYMTYPE) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info
+
+
+def _unpack(files: Path, runs: Path, tmp: Path) -> subprocess.CompletedProcess:
+    # its temporary folders on another filesystem than the runs (a tmpfs) where there is one: a rename
+    # between them is a copy, which followed links before
+    tmpdir = Path("/dev/shm") if Path("/dev/shm").is_dir() else tmp
+    env = dict(os.environ, TMPDIR=str(tmpdir))
+    return subprocess.run(["bash", "scripts/gpu_unpack.sh", str(files), str(runs), str(tmp / "record")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    """Every path under ``folder`` with its kind and content: what a refused unpack must leave alone."""
+    return {str(p.relative_to(folder)): ("link " + os.readlink(p)) if p.is_symlink()
+            else p.read_text() if p.is_file() else "folder" for p in sorted(folder.rglob("*"))}
+
+
+def test_unpack_refuses_links_and_odd_names_and_changes_nothing(tmp_path):
+    world = tmp_path / "world"  # what the archive's members point at, and the runs
+    outside = world / "outside"
+    outside.mkdir(parents=True)
+    (outside / "metrics.json").write_text("{}")
+    (outside / "private.txt").write_text("mine")
+    (world / "secret.txt").write_text("host secret")
+    runs = world / "runs"
+    (runs / "kept-run").mkdir(parents=True)
+    (runs / "kept-run" / "metrics.json").write_text("published")
+    before = _tree(world)
+    attacks = {
+        "linked run folder": ([_link("linkrun", str(outside))], "symbolic link linkrun"),
+        "linked file": ([_link("filerun/metrics.json", str(world / "secret.txt"))],
+                        "symbolic link filerun/metrics.json"),
+        "hard link": ([_link("hardrun/metrics.json", "good-run/metrics.json", tarfile.LNKTYPE)],
+                      "hard link hardrun/metrics.json"),
+        "fifo": ([_link("fiforun/metrics.json", "", tarfile.FIFOTYPE)], "member of type p fiforun/metrics.json"),
+        "parent name": ([("good-run/../escaped.json", b"{}")], "names other than RUN/ and RUN/FILE"),
+        "absolute name": ([(str(world / "abs.json"), b"{}")], "names other than RUN/ and RUN/FILE"),
+        "deeper name": ([("deep-run/a/metrics.json", b"{}")], "names other than RUN/ and RUN/FILE"),
+    }
+    for what, (bad, message) in attacks.items():
+        files = tmp_path / f"files-{what.replace(' ', '-')}"
+        _archive(files, _finished("good-run") + bad)
+        done = _unpack(files, runs, tmp_path)
+        assert done.returncode == 2, (what, done.stdout, done.stderr)
+        assert done.stderr.startswith("gpu_unpack: the runs archive holds") and message in done.stderr, what
+        assert done.stderr.strip().endswith("nothing merged") and len(done.stderr.splitlines()) == 1, what
+        assert _tree(world) == before, what  # the good run was not merged either
+
+
+def test_unpack_merges_all_runs_or_none(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "kept-run").mkdir(parents=True)
+    (runs / "kept-run" / "metrics.json").write_text("published")
+    (runs / "b-run").mkdir()
+    (runs / "b-run" / "checkpoint.pt").write_text("unfinished")
+    (runs / "c-run").write_text("a file where a run would go")
+    files = tmp_path / "files"
+    _archive(files, _finished("a-run") + _finished("b-run") + _finished("c-run") + _finished("kept-run")
+             + [("d-run/config.json", b"{}")])
+    before = _tree(runs)
+    done = _unpack(files, runs, tmp_path)
+    assert done.returncode == 2 and "c-run is not a plain folder" in done.stderr
+    assert _tree(runs) == before  # a-run and b-run, fine themselves, were not merged without c-run
+
+    (runs / "c-run").unlink()
+    # a rename refused part-way (here an immutable unfinished run in the way) puts back what was merged
+    immutable = subprocess.run(["chattr", "+i", str(runs / "b-run")], capture_output=True).returncode == 0
+    try:
+        if immutable:
+            before = _tree(runs)
+            done = _unpack(files, runs, tmp_path)
+            assert done.returncode == 2 and "could not move the unfinished run" in done.stderr
+            assert _tree(runs) == before
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(runs / "b-run")], check=True)
+    done = _unpack(files, runs, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "3 run(s) merged" in done.stdout and "1 already there, 1 not finished" in done.stdout
+    assert sorted(p.name for p in runs.iterdir()) == ["a-run", "b-run", "c-run", "kept-run"]  # no staging left
+    assert (runs / "b-run" / "metrics.json").read_text() == "b-run metrics.json"
+    assert not (runs / "b-run" / "checkpoint.pt").exists()
+    assert (runs / "kept-run" / "metrics.json").read_text() == "published"

@@ -180,6 +180,112 @@ def test_a_failure_while_publishing_keeps_the_old_content_and_no_staging_folder(
     assert sorted(p.name for p in (repo / "figures").iterdir()) == ["smoke"]
 
 
+def _published(repo: Path, name: str = "smoke") -> tuple[str, str]:
+    """Which version (the tag of ``_output``) results/NAME and figures/NAME hold."""
+    table = repo / "results" / name / "figure1_hard_samples" / "table.md"
+    plot = repo / "figures" / name / "figure1_hard_samples" / "plot.png"
+    return (table.read_text().split()[-1] if table.exists() else "-",
+            plot.read_text() if plot.exists() else "-")
+
+
+def _killed_publish(out: Path, repo: Path, step: int) -> bool:
+    """Publish ``out`` (forced) in a forked child that dies as under SIGKILL (``os._exit``: no cleanup
+    runs) at its ``step``-th file-system change; False when it finished before that step."""
+    import os
+    import shutil as sh
+
+    import lt_paper.publish as P
+
+    pid = os.fork()
+    if pid == 0:  # the child: count the changes publish makes, die at the chosen one
+        try:
+            count = [0]
+
+            def counted(real):
+                def change(*args, **kwargs):
+                    count[0] += 1
+                    if count[0] == step:
+                        os._exit(137)
+                    return real(*args, **kwargs)
+                return change
+
+            for owner, attr in ((Path, "rename"), (Path, "unlink"), (os, "replace"),
+                                (os, "link"), (sh, "rmtree")):
+                setattr(owner, attr, counted(getattr(owner, attr)))
+            P.publish(out, "smoke", repo_root=repo, force=True, partial=True)
+        finally:
+            os._exit(0)
+    return os.waitpid(pid, 0)[1] != 0
+
+
+def test_a_publish_killed_at_any_step_leaves_old_or_new_after_the_next_publish(tmp_path):
+    """SIGKILL at every step of a publish: the next publish, even a refused one, finishes or rolls back
+    the interrupted one from its journal, never leaving new results beside old figures or a folder gone."""
+    template, one = tmp_path / "template", ["figure1_hard_samples"]  # one notebook: a quick publish
+    publish(_output(tmp_path / "a", notebooks=one, tag="v1"), "smoke", repo_root=template, partial=True)
+    new = _output(tmp_path / "b", notebooks=one, tag="v2", runs=[("run-b", 0.7)])
+    outcomes = set()
+    for step in range(1, 200):
+        repo = tmp_path / f"repo{step}"
+        shutil.copytree(template, repo)
+        if not _killed_publish(new, repo, step):
+            break
+        with pytest.raises(FileExistsError, match="pass --force"):
+            publish(new, "smoke", repo_root=repo, partial=True)  # refused (not forced), after its recovery
+        state = _published(repo)
+        assert state in (("v1", "v1"), ("v2", "v2")), f"killed at step {step}: {state}"
+        runs = sorted(p.name for p in (repo / "results" / "smoke" / "runs").iterdir())
+        assert runs == (["run-a"] if state == ("v1", "v1") else ["run-a", "run-b"])
+        assert [p.name for p in (repo / "results").iterdir()] == ["smoke"], f"step {step}: leftovers"
+        assert [p.name for p in (repo / "figures").iterdir()] == ["smoke"], f"step {step}: leftovers"
+        outcomes.add(state)
+        shutil.rmtree(repo)
+    assert step > 10 and outcomes == {("v1", "v1"), ("v2", "v2")}  # both sides of the commit point seen
+
+
+def test_publish_touches_only_what_its_journal_names(tmp_path):
+    import subprocess
+
+    repo = tmp_path / "repo"
+    results = repo / "results"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    others = [f".smoke.x.replaced-{dead.pid}", ".smoke.backup-20240101", f".smoke.staging-{dead.pid}"]
+    for name in others:  # another publication's backup, a user's folders
+        (results / name).mkdir(parents=True)
+        (results / name / "keep.txt").write_text(name)
+    publish(_output(tmp_path / "a", tag="v1"), "smoke", repo_root=repo)
+    assert sorted(p.name for p in results.iterdir()) == sorted(others + ["smoke"])
+    assert all((results / name / "keep.txt").read_text() == name for name in others)
+    assert not (results / "smoke" / "keep.txt").exists() and _published(repo) == ("v1", "v1")
+    # a journal that names anything but this publication's own folders is refused, changing nothing
+    journal = results / ".smoke.publish.json"
+    journal.write_text(json.dumps({"state": "staging", "folders": [
+        {"final": "results/smoke", "staging": ".smoke.backup-20240101", "backup": "results/.smoke.replaced-0"}]}))
+    with pytest.raises(ValueError, match=r"swap journal .*\.smoke\.publish\.json names folders that are not "
+                                         r"this swap's.*nothing was changed"):
+        publish(_output(tmp_path / "b", tag="v2"), "smoke", repo_root=repo, force=True)
+    assert (results / ".smoke.backup-20240101" / "keep.txt").is_file() and _published(repo) == ("v1", "v1")
+
+
+def test_a_run_whose_config_was_edited_after_it_finished_is_not_published(tmp_path):
+    from lt_paper.train.config import Config, config_hash, to_dict
+
+    out = _output(tmp_path / "a", runs=[("run-a", 0.5)])
+    run = tmp_path / "a" / "runs" / "run-a"
+    trained = Config(dataset="digits_lt", seed=0)
+    (run / "config.json").write_text(json.dumps(to_dict(trained)))
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps(dict(metrics, config_hash=config_hash(trained))))
+    (run / "config.json").write_text(json.dumps(dict(to_dict(trained), lr=0.5)))  # edited afterwards
+    repo = tmp_path / "repo"
+    with pytest.raises(ValueError, match=r"run .*run-a: config.json is not the config the run trained with"):
+        publish(out, "smoke", repo_root=repo)
+    assert not repo.exists()
+    (run / "config.json").write_text(json.dumps(to_dict(trained)))  # restored
+    assert publish(out, "smoke", repo_root=repo)["runs_copied"] == 1
+
+
 def test_an_incomplete_or_busy_output_is_refused(tmp_path):
     out = _output(tmp_path / "a")
     (out / "table4_ala_ablation" / "summary.json").unlink()
@@ -204,6 +310,59 @@ def test_reproduce_lock_names_the_holder_and_a_dead_holder_is_taken_over(tmp_pat
     with output_lock(folder):
         assert (folder / ".lock").read_text() == str(__import__("os").getpid())
     assert not (folder / ".lock").exists()
+
+
+def _take_lock_together(folder, barrier, holders, overlaps, wins, trials, stale_pid):
+    """One of several processes: in each trial take the output lock at the same moment as the others
+    (every other trial starting from a stale lock), and count the moments it had two holders."""
+    import os
+    import time
+
+    real_kill = os.kill
+
+    def slow_kill(pid, signal):  # is the holder alive? answered slowly, as on a loaded machine
+        time.sleep(0.002)
+        return real_kill(pid, signal)
+
+    os.kill = slow_kill  # this process only (a forked child)
+    for trial in range(trials):
+        barrier.wait()
+        try:
+            with output_lock(folder):
+                with holders.get_lock():
+                    holders.value += 1
+                    overlaps.value += holders.value > 1
+                    wins.value += 1
+                time.sleep(0.005)  # long enough for a second holder to show up
+                with holders.get_lock():
+                    holders.value -= 1
+        except FileExistsError:
+            pass
+        if barrier.wait() == 0 and trial % 2 == 0:
+            (folder / ".lock").write_text(str(stale_pid))  # left by a killed reproduce
+        barrier.wait()
+
+
+def test_reproduce_lock_has_one_holder_when_processes_start_together(tmp_path):
+    """A real race: 6 processes take the lock at once, 40 times (half of them over a stale lock)."""
+    import multiprocessing
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    context = multiprocessing.get_context("fork")  # the children need nothing but the lock
+    processes, trials = 6, 40
+    barrier = context.Barrier(processes, timeout=60)
+    holders, overlaps, wins = context.Value("i", 0), context.Value("i", 0), context.Value("i", 0)
+    args = (tmp_path, barrier, holders, overlaps, wins, trials, dead.pid)
+    racers = [context.Process(target=_take_lock_together, args=args) for _ in range(processes)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(timeout=120)
+    assert [r.exitcode for r in racers] == [0] * processes
+    assert overlaps.value == 0, f"{overlaps.value} times two processes held the lock together"
+    assert wins.value >= trials
+    assert sorted(p.name for p in tmp_path.iterdir()) in ([], [".lock"])  # no temporaries left
 
 
 def test_compact_records_load_like_the_originals(tmp_path):

@@ -7,7 +7,8 @@ Modules, one concern each:
 - ``containers``: ``Augment``, ``ArrayDataset``, ``LongTailData``.
 - ``splits``: ``read_split`` for ``relative/path.jpg label`` files, label checks, class counts.
 - ``verify``: ``KNOWN_SPLITS`` (the one table of checksums), ``verify_split``, ``check_counts``.
-- ``cache``: the ``.npz`` cache of decoded images.
+- ``cache``: the ``.npz`` cache of decoded images; ``content_hash``: the sha256 of a source's bytes,
+  which keys that cache and the run's data fingerprint (``fingerprint``).
 - ``cifar``: CIFAR-10/100-LT from torchvision files, an image-folder tree or its tarball.
 - ``digits``: ``digits_lt`` from scikit-learn (the smoke profile's data, no download).
 - ``file_datasets``: ImageNet-LT, iNaturalist-2018, Places-LT from images + split files.

@@ -1,9 +1,10 @@
 """On-disk cache of decoded image arrays (``.npz``), so 60,000 JPEGs are decoded once, not every run.
 
 Decoding the CIFAR-10 JPEG tarball takes about 8 s on 2 cores; loading the cached uint8 arrays takes a
-fraction of a second. The cache key is a hash of what identifies the source (path, size, mtime; for a
-folder every file's), so an edited source is decoded again. Files are written to a temporary name and
-renamed, so an interrupted write never leaves a half-written cache that a later run would trust.
+fraction of a second. The cache key is the content fingerprint of the source (``content_hash.py``), so
+a source whose bytes changed is decoded again, whatever its path, size or mtime. Files are written
+atomically (``lt_paper.atomic``), so an interrupted write never leaves a half-written cache that a later
+run would trust.
 The directory is ``cache_dir`` when given, else ``$LT_PAPER_CACHE``, else ``~/.cache/lt_paper``.
 """
 
@@ -12,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from ..atomic import atomic_write_bytes, remove_stale_temporaries
 
 
 def resolve_cache_dir(cache_dir: str | Path | None = None) -> Path:
@@ -28,38 +30,8 @@ def resolve_cache_dir(cache_dir: str | Path | None = None) -> Path:
     return Path(env) if env else Path.home() / ".cache" / "lt_paper"
 
 
-def file_identity(path: str | Path) -> list:
-    """What identifies a file's content cheaply: absolute path, size, mtime (ns)."""
-    stat = Path(path).stat()
-    return [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
-
-
 def _key_digest(key: object) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
-def remove_stale_temporaries(directory: Path) -> None:
-    """Delete ``*.tmp.npz`` files left by a decode that was killed (SIGKILL skips every cleanup).
-
-    Each temporary name carries its writer's pid (``<name>.<pid>.<random>.tmp.npz``); only files of a
-    dead process are removed, so a decode running side by side keeps its file. Same host assumed.
-    """
-    for tmp in directory.glob("*.tmp.npz"):
-        parts = tmp.name.split(".")
-        pid = int(parts[-4]) if len(parts) >= 4 and parts[-4].isdigit() else None
-        if pid is None or not pid_alive(pid):
-            tmp.unlink(missing_ok=True)
 
 
 def cached_arrays(prefix: str, key: object, build: Callable[[], dict[str, np.ndarray]],
@@ -80,23 +52,8 @@ def cached_arrays(prefix: str, key: object, build: Callable[[], dict[str, np.nda
         except (OSError, ValueError, zipfile.BadZipFile):
             pass  # unreadable cache file: rebuild and overwrite it
     arrays = build()
-    _write_atomically(path, lambda f: np.savez(f, **arrays), ".tmp.npz")
+    atomic_write_bytes(path, lambda f: np.savez(f, **arrays))
     return arrays
-
-
-def _write_atomically(path: Path, write: Callable, suffix: str) -> None:
-    """``write(file)`` into ``<stem>.<pid>.<random><suffix>`` beside ``path``, then rename it to ``path``;
-    the temporary file is removed on any failure (and, after a SIGKILL, by the next start)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.stem}.{os.getpid()}.", suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def cached_json(prefix: str, key: object, build: Callable[[], object], cache_dir: str | Path | None = None):
@@ -108,5 +65,5 @@ def cached_json(prefix: str, key: object, build: Callable[[], object], cache_dir
     except (OSError, ValueError):
         pass  # absent or unreadable: compute it again
     value = build()
-    _write_atomically(path, lambda f: f.write(json.dumps(value).encode()), ".tmp")
+    atomic_write_bytes(path, lambda f: f.write(json.dumps(value).encode()))
     return value

@@ -16,8 +16,8 @@ long-tailed sampling picks the same files on every machine.
 
 The long tail is then cut from the balanced train set exactly as LDAM-DRW does (``long_tail_indices``:
 numpy seed 0, per-class shuffle, keep the first ``n_i``); the test set stays balanced. Decoded JPEG
-arrays are cached as ``.npz`` (see ``cache.py``); torchvision's files are read directly (they are
-already raw arrays).
+arrays are cached as ``.npz`` under the source's content hash (``cache.py``, ``content_hash.py``);
+torchvision's files are read directly (they are already raw arrays).
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .cache import cached_arrays, file_identity
+from .cache import cached_arrays
 from .containers import ArrayDataset, Augment, LongTailData
+from .content_hash import file_fingerprint, files_fingerprint
 from .longtail import long_tail_indices, lt_counts
 
 # torchvision's CIFAR10.classes (read from batches.meta at run time there; fixed by the dataset).
@@ -116,7 +117,7 @@ def _split_member(name: str) -> tuple[str, str, str] | None:
 
 
 def read_tarball(path: Path, cache_dir=None) -> dict[str, np.ndarray]:
-    """Arrays of an image-folder tarball (decoded once, then cached by path, size and mtime)."""
+    """Arrays of an image-folder tarball (decoded once, then cached under the tarball's content hash)."""
 
     def build() -> dict[str, np.ndarray]:
         files = {}
@@ -132,7 +133,7 @@ def read_tarball(path: Path, cache_dir=None) -> dict[str, np.ndarray]:
                 from None
         return _arrays_from_encoded(files, str(path))
 
-    return cached_arrays("cifar-tar", file_identity(path), build, cache_dir)
+    return cached_arrays("cifar-tar", file_fingerprint(path), build, cache_dir)
 
 
 def image_folder_files(root: Path) -> list[Path]:
@@ -142,16 +143,14 @@ def image_folder_files(root: Path) -> list[Path]:
 
 
 def read_image_folder(root: Path, cache_dir=None) -> dict[str, np.ndarray]:
-    """Arrays of an unpacked ``root/{train,test}/<class>/*`` tree (cached by every file's identity)."""
+    """Arrays of an unpacked ``root/{train,test}/<class>/*`` tree (cached under its content hash)."""
     paths = image_folder_files(root)
-    key = [str(root.resolve())] + [[str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns]
-                                   for p in paths]
 
     def build() -> dict[str, np.ndarray]:
         files = {(p.parent.parent.name, p.parent.name, p.name): p.read_bytes() for p in paths}
         return _arrays_from_encoded(files, str(root))
 
-    return cached_arrays("cifar-folder", key, build, cache_dir)
+    return cached_arrays("cifar-folder", files_fingerprint(root, paths), build, cache_dir)
 
 
 def read_torchvision(root: Path, name: str, download: bool) -> dict[str, np.ndarray]:

@@ -137,14 +137,13 @@ def find_split_file(file_name: str, search: list[Path], name: str, how_to_get: s
                             f"needed: {how_to_get}")
 
 
-def load_file_dataset(name: str, root: str | Path | None, many: int = 100, few: int = 20,
-                      split_dir: str | Path | None = None, test_split: str | None = None,
-                      verify: bool = True) -> LongTailData:
-    """A split-file dataset as a "files" LongTailData (layout in the module docstring).
+def locate_split_files(name: str, root: str | Path | None, split_dir: str | Path | None = None,
+                       test_split: str | None = None) -> tuple[Path, Path, Path]:
+    """``(image root, train split file, test split file)`` of split-file dataset ``name`` (the files
+    ``load_file_dataset`` reads, and ``fingerprint.data_source`` hashes).
 
-    ``test_split`` picks the evaluation list ("test" for ImageNet-LT / Places-LT, "val" for iNat by
-    default). With ``verify`` the split files with a known name are checked by ``verify_split`` and the
-    ImageNet-LT train counts against the shipped counts JSON; disagreements raise ValueError.
+    FileNotFoundError when the root or a split file is missing, saying where to get them; ValueError for
+    an unknown ``test_split``.
     """
     spec = FILE_SETS[name]
     if root is None or not Path(root).expanduser().is_dir():
@@ -156,9 +155,21 @@ def load_file_dataset(name: str, root: str | Path | None, many: int = 100, few: 
     test_split = test_split or next(iter(spec.test_files))
     if test_split not in spec.test_files:
         raise ValueError(f"{name}: unknown test_split {test_split!r}; valid: {sorted(spec.test_files)}")
-    train_file = find_split_file(spec.train_file, search, name, spec.how_to_get)
-    test_file = find_split_file(spec.test_files[test_split], search, name, spec.how_to_get)
+    return (root, find_split_file(spec.train_file, search, name, spec.how_to_get),
+            find_split_file(spec.test_files[test_split], search, name, spec.how_to_get))
 
+
+def load_file_dataset(name: str, root: str | Path | None, many: int = 100, few: int = 20,
+                      split_dir: str | Path | None = None, test_split: str | None = None,
+                      verify: bool = True) -> LongTailData:
+    """A split-file dataset as a "files" LongTailData (layout in the module docstring).
+
+    ``test_split`` picks the evaluation list ("test" for ImageNet-LT / Places-LT, "val" for iNat by
+    default). With ``verify`` the split files with a known name are checked by ``verify_split`` and the
+    ImageNet-LT train counts against the shipped counts JSON; disagreements raise ValueError.
+    """
+    spec = FILE_SETS[name]
+    root, train_file, test_file = locate_split_files(name, root, split_dir, test_split)
     train = SplitFileDataset(root, train_file, spec.num_classes, train_transform())
     test = SplitFileDataset(root, test_file, spec.num_classes, eval_transform())
     counts = class_counts(train.labels, spec.num_classes)

@@ -9,44 +9,15 @@ names the differing fields instead of a wall of missing-key errors.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
+from ..atomic import atomic_write_bytes
 from ..models import check_signature, model_signature
 
 CHECKPOINT_FORMAT = 1
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(file)`` on a temp file beside ``path``, fsync it, then rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make results unreadable to others
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(err, OSError) and err.errno is not None and err.filename is None:  # ENOSPC: say where
-            raise OSError(err.errno, f"{err.strerror} (writing {path})") from err
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, lambda f: f.write(json.dumps(obj, indent=2, default=str).encode()))
 
 
 def save_checkpoint(path: Path, *, model: nn.Module, optimizer, epoch: int, config: dict,

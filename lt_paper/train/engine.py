@@ -46,19 +46,21 @@ import torch
 from torch import nn
 from tqdm.std import tqdm  # plain text bars: tqdm.auto warns in a notebook without ipywidgets
 
+from ..atomic import atomic_write_bytes, atomic_write_json
 from ..data import SHOT_GROUPS, load_dataset, make_loaders
 from ..losses import LOSS_HEADS, build_loss, class_balanced_weights
 from ..losses.validation import check_label_range
 from ..models import build_model
 from ..provenance import provenance
 from . import distributed as D
-from .checkpoint import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
-from .config import Config, apply_overrides, config_hash, from_dict, to_dict
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import Config, apply_overrides, config_hash, to_dict
 from .evaluate import evaluate_model
 from .guards import check_teacher, check_weights_belong, stop_if_not_finite
 from .identity import check_same_data, recorded_data_source, with_data_fingerprint
 from .objective import Objective
 from .presets import get_preset
+from .run_config import read_run_config
 from .schedule import Schedule
 
 CHECKPOINT = "checkpoint.pt"
@@ -125,7 +127,7 @@ def find_finished_run(runs_dir: Path, config: Config) -> Path | None:
     matches = []
     for run_dir in sorted(Path(runs_dir).glob(f"{stem}-*")):
         if is_finished(run_dir) and (run_dir / "config.json").is_file():
-            saved = from_dict(json.loads((run_dir / "config.json").read_text()))
+            saved = read_run_config(run_dir)
             if config_hash(apply_overrides(saved, {"data_fingerprint": None})) == wanted:
                 matches.append(run_dir)
     if len(matches) > 1:
@@ -135,6 +137,9 @@ def find_finished_run(runs_dir: Path, config: Config) -> Path | None:
 
 
 def load_result(run_dir: Path) -> dict:
+    """A finished run's metrics (what ``train`` returns); ValueError naming the run when its config.json
+    is not the config it trained with (``run_config.read_run_config``)."""
+    read_run_config(run_dir)
     result = json.loads((Path(run_dir) / METRICS).read_text())
     result["run_dir"] = str(run_dir)
     return result
@@ -153,7 +158,7 @@ def load_teacher(teacher_dir: str, num_classes: int, device: torch.device,
     teacher_dir = Path(teacher_dir)
     if not is_finished(teacher_dir):
         raise FileNotFoundError(f"config key 'teacher': {teacher_dir} is not a finished run (no {METRICS})")
-    teacher_cfg = from_dict(json.loads((teacher_dir / "config.json").read_text()))
+    teacher_cfg = read_run_config(teacher_dir)
     if student is not None:
         teacher_classes = len(load_result(teacher_dir)["train_counts"])
         check_teacher(teacher_dir, teacher_cfg, student, teacher_classes, num_classes)
@@ -507,10 +512,7 @@ def finish_run(run_dir: Path, network: nn.Module, config: Config, *, history: li
 def evaluate_run(run_dir: str | os.PathLike, device: str = "auto") -> dict:
     """Re-evaluate a finished run's final model on its test set (``python -m lt_paper evaluate``)."""
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
-    config = from_dict(json.loads(config_path.read_text()))  # as trained: its hash names the weights
+    config = read_run_config(run_dir)  # as trained: its hash names the weights
     info = D.DistInfo()
     dev = D.resolve_device(device if device != "auto" else config.device, info)
     on_cuda = dev.type == "cuda"  # bf16 and channels_last as trained, where this device has them

@@ -91,7 +91,15 @@ def check_teacher(teacher_dir: Path, teacher: Config, student: Config, teacher_c
 
 
 def check_weights_belong(state: dict, weights: Path, run_dir: Path, expected_hash: str) -> None:
-    """ValueError when a loaded checkpoint was written by another config than the run's ``config.json``."""
-    if state.get("config_hash") != expected_hash:
-        raise ValueError(f"{weights} belongs to config {state.get('config_hash')}, not to the run in "
-                         f"{run_dir} (config {expected_hash}): it was copied from another run")
+    """ValueError when a loaded checkpoint was written by another config than the run's ``config.json``
+    (hash ``expected_hash``): the weights were copied from another run, or, when the run directory is
+    named after the weights' config (``engine.run_dir_for``), config.json was edited."""
+    found = state.get("config_hash")
+    if found == expected_hash:
+        return
+    if found is not None and found in Path(run_dir).name.split("-"):
+        raise ValueError(f"run {run_dir}: config.json is not the config its weights {Path(weights).name} "
+                         f"trained with (it hashes to {expected_hash}; the weights and the run's name say "
+                         f"{found}): config.json was edited. Restore it")
+    raise ValueError(f"{weights} belongs to config {found}, not to the run in {run_dir} "
+                     f"(config {expected_hash}): it was copied from another run")
