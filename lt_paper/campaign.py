@@ -49,6 +49,7 @@ import torch
 
 from .data import load_dataset
 from .experiments import TEACHER_METHOD, preset_name
+from .outputs import check_seeds
 from .reproduce import jobs_for, notebook_parameters, split_overrides
 from .rows import NOTEBOOK_ROWS
 from .train.config import Config, apply_overrides
@@ -114,6 +115,8 @@ def planned_runs(profile: str, runs_dir: str | Path, seeds: Sequence[int] | None
     ``seeds``, ``data_root`` and ``parameters`` (notebook parameters such as ``epochs`` or
     ``run_overrides``) change the profile's notebook parameters as ``reproduce`` does.
     """
+    if seeds is not None:
+        check_seeds(seeds, name="--seeds")
     # reproduce hands the notebooks an absolute runs_dir; a student's config names its teacher by path
     runs_dir = Path(runs_dir).resolve()
     wanted: list[tuple[tuple, str, str, str, Config]] = []  # (priority, label, notebook, section, config)

@@ -262,6 +262,7 @@ def test_notebook_parameters_fail_in_one_line_naming_what_is_valid(monkeypatch, 
         "dataset": ({"dataset": "cifar10_lt"}, "set dataset = 'digits_lt'"),
         "data_root": ({"prefix": "cifar10_lt", "dataset": "cifar10_lt", "arch": "resnet32"}, "data_root"),
         "seeds": ({"seeds": 0}, "list of ints"),
+        "repeated seeds": ({"seeds": [0, 1, 0]}, "seeds = [0, 1, 0] repeats seed(s) [0]"),  # one run counted twice
         "train": ({"train": "no"}, "True"),
     }
     monkeypatch.setenv("LT_PAPER_ROOT", str(tmp_path))

@@ -259,6 +259,9 @@ def test_reproduce_set_accepts_only_notebook_parameters_and_config_keys(tmp_path
                                                              "figures": []}))
 
     monkeypatch.setattr(R, "execute_notebook", fake_execute)
+    with pytest.raises(ValueError, match=r"--set seeds = \[0, 0\] repeats seed\(s\) \[0\]"):
+        reproduce("smoke", out_root=tmp_path, overrides={"seeds": [0, 0]})  # one run counted twice
+    assert seen == {}  # refused before any notebook ran
     result = reproduce("smoke", out_root=tmp_path, only="figure",
                        overrides={"epochs": 2, "hard_cos": -0.4, "lr": 0.05})
     assert sorted(result["ok"]) == sorted(nb for nb in NOTEBOOKS if nb.startswith("figure"))
