@@ -38,6 +38,7 @@ resumable ``checkpoint.pt``.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 import time
@@ -379,8 +380,8 @@ def campaign(profile: str, budget_s: float, runs_dir: str | Path, seeds: Sequenc
     so that importing torch counts too); default now. Returns a JSON-ready summary: every run with its
     status, every pack with its estimate and time.
     """
-    if budget_s < 0:
-        raise ValueError(f"--budget is a number of seconds >= 0, got {budget_s}")
+    if not (math.isfinite(budget_s) and budget_s > 0):  # NaN compares False with everything
+        raise ValueError(f"--budget must be a finite number of seconds > 0, got {budget_s}")
     started = time.monotonic() if started is None else started
     runs = planned_runs(profile, runs_dir, seeds=seeds, data_root=data_root, parameters=parameters)
     todo = [run for run in runs if not run.finished]

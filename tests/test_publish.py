@@ -25,8 +25,10 @@ def _run(cache: Path, name: str, accuracy: float, n: int = 40) -> Path:
     run.mkdir(parents=True)
     rng = np.random.default_rng(len(name))
     (run / "config.json").write_text(json.dumps({"dataset": "digits_lt", "seed": 0}))
-    (run / "metrics.json").write_text(json.dumps({"all": accuracy, "provenance": {"host": str(cache)},
-                                                  "wall_time_s": rng.random()}))
+    (run / "metrics.json").write_text(json.dumps({"all": accuracy, "many": accuracy, "medium": accuracy,
+                                                  "few": None, "per_class": [accuracy] * 10,
+                                                  "train_counts": [13] * 10, "epoch": 1,
+                                                  "provenance": {"host": str(cache)}, "wall_time_s": rng.random()}))
     (run / "history.json").write_text(json.dumps([{"epoch": 1}]))
     (run / "model.pt").write_bytes(b"weights stay behind")
     label = rng.integers(0, 10, n)
@@ -178,6 +180,31 @@ def test_a_failure_while_publishing_keeps_the_old_content_and_no_staging_folder(
     assert sorted(p.name for p in (results / "runs").iterdir()) == ["run-a"]
     assert sorted(p.name for p in (repo / "results").iterdir()) == ["smoke"]
     assert sorted(p.name for p in (repo / "figures").iterdir()) == ["smoke"]
+
+
+@pytest.mark.parametrize("name, damage, message", [
+    ("records.npz", lambda data: data[:300], r"records.npz: damaged .npz archive \(BadZipFile: "),
+    ("records.npz", lambda data: bytes(range(256)) * 8, r"records.npz: not an .npz archive"),
+    ("records.npz", lambda data: b"", r"records.npz: not an .npz archive"),
+    ("metrics.json", lambda data: data[:50], r"metrics.json: not valid JSON \(line 1: "),
+    ("metrics.json", lambda data: b'{"all": "garbage"}', r"metrics.json: key 'all' is 'garbage', expected"),
+], ids=["truncated records", "other bytes", "empty records", "truncated metrics", "garbage metrics"])
+def test_a_damaged_run_file_is_a_one_line_error_naming_it_and_nothing_is_published(tmp_path, name, damage,
+                                                                                   message):
+    repo = tmp_path / "repo"
+    publish(_output(tmp_path / "a"), "smoke", repo_root=repo)
+    out = _output(tmp_path / "b", tag="v2", runs=[("run-new", 0.9)])
+    damaged = tmp_path / "b" / "runs" / "run-new" / name
+    damaged.write_bytes(damage(damaged.read_bytes()))
+    with pytest.raises(ValueError, match=message) as err:
+        publish(out, "smoke", repo_root=repo, force=True)
+    assert str(damaged) in str(err.value) and "\n" not in str(err.value) and "pickle" not in str(err.value)
+    results = repo / "results" / "smoke"
+    assert (results / "figure1_hard_samples" / "table.md").read_text().endswith("v1\n")
+    assert sorted(p.name for p in (results / "runs").iterdir()) == ["run-a"]
+    if name == "records.npz":  # what the notebooks read says the same
+        with pytest.raises(ValueError, match=message):
+            load_run(damaged.parent)
 
 
 def test_an_incomplete_or_busy_output_is_refused(tmp_path):
