@@ -38,6 +38,7 @@ resumable ``checkpoint.pt``.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 import time
@@ -49,6 +50,7 @@ import torch
 
 from .data import load_dataset
 from .experiments import TEACHER_METHOD, preset_name
+from .outputs import check_seeds
 from .reproduce import jobs_for, notebook_parameters, split_overrides
 from .rows import NOTEBOOK_ROWS
 from .train.config import Config, apply_overrides
@@ -115,6 +117,8 @@ def planned_runs(profile: str, runs_dir: str | Path, seeds: Sequence[int] | None
     ``seeds``, ``data_root`` and ``parameters`` (notebook parameters such as ``epochs`` or
     ``run_overrides``) change the profile's notebook parameters as ``reproduce`` does.
     """
+    if seeds is not None:
+        check_seeds(seeds, name="--seeds")
     # reproduce hands the notebooks an absolute runs_dir; a student's config names its teacher by path
     runs_dir = Path(runs_dir).resolve()
     wanted: list[tuple[tuple, str, str, str, Config]] = []  # (priority, label, notebook, section, config)
@@ -367,8 +371,8 @@ def campaign(profile: str, budget_s: float, runs_dir: str | Path, seeds: Sequenc
     so that importing torch counts too); default now. Returns a JSON-ready summary: every run with its
     status, every pack with its estimate and time.
     """
-    if budget_s < 0:
-        raise ValueError(f"--budget is a number of seconds >= 0, got {budget_s}")
+    if not (math.isfinite(budget_s) and budget_s > 0):  # NaN compares False with everything
+        raise ValueError(f"--budget must be a finite number of seconds > 0, got {budget_s}")
     started = time.monotonic() if started is None else started
     runs = planned_runs(profile, runs_dir, seeds=seeds, data_root=data_root, parameters=parameters)
     todo = [run for run in runs if not run.finished]

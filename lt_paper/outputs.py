@@ -90,13 +90,22 @@ def check_parameters(p: dict, trains: bool = True) -> None:
     if "train" in p and not isinstance(p["train"], bool):
         raise ParameterError(f"train = {p['train']!r} must be True (train missing runs) or False "
                              f"(read finished runs only)")
-    seeds = p.get("seeds")
-    if not isinstance(seeds, (list, tuple)) or not seeds or not all(isinstance(s, int) for s in seeds):
-        raise ParameterError(f"seeds = {seeds!r} must be a non-empty list of ints, e.g. [0] or [0, 1, 2]")
+    check_seeds(p.get("seeds"))
     if trains and p.get("train", True) and dataset != "digits_lt" and not p.get("data_root"):
         raise ParameterError(f"dataset {dataset!r} needs data_root to train (the CIFAR .tar.gz or folder, "
                              f"the ImageNet-LT / iNaturalist root); or set train = False to read "
                              f"finished runs only")
+
+
+def check_seeds(seeds, name: str = "seeds") -> None:
+    """:class:`ParameterError` unless ``seeds`` is a non-empty list of distinct ints. A seed names one run:
+    listed twice, it would count twice in a table's mean ± std (and its std would shrink) from one run."""
+    if not isinstance(seeds, (list, tuple)) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ParameterError(f"{name} = {seeds!r} must be a non-empty list of ints, e.g. [0] or [0, 1, 2]")
+    repeated = sorted({s for s in seeds if list(seeds).count(s) > 1})
+    if repeated:
+        raise ParameterError(f"{name} = {list(seeds)!r} repeats seed(s) {repeated}: each seed is one run and "
+                             f"would count once per mention in mean ± std; list each seed once")
 
 
 class NotebookOutputs:

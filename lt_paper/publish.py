@@ -28,7 +28,6 @@ Nothing lost, nothing wrong served:
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -44,6 +43,7 @@ from .outputs import load_summary
 from .provenance import REPO_ROOT
 from .reproduce import PROFILES, jobs_for, output_lock_file
 from .train.run_config import read_run_config
+from .train.run_files import read_metrics, read_npz
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 RUN_JSON_FILES = ("config.json", "metrics.json", "history.json")
@@ -67,8 +67,7 @@ def compact_records(source: Path, target: Path) -> None:
     stay float32. Integer arrays (labels, predictions, counts) stay integer, in the smallest type that
     holds them. :func:`lt_paper.analysis.load_run` reads both forms into the same dtypes.
     """
-    with np.load(source, allow_pickle=False) as npz:
-        arrays = {key: npz[key] for key in npz.files}
+    arrays = read_npz(source)
     out = {}
     for key, a in arrays.items():
         if a.dtype.kind == "f":
@@ -138,7 +137,8 @@ def _listed_runs(folders: list[Path]) -> list[Path]:
 
 
 def _result_of(metrics_path: Path) -> dict:
-    metrics = json.loads(metrics_path.read_text())
+    """What a run computed: its ``metrics.json`` (checked field by field) without the circumstances."""
+    metrics = read_metrics(metrics_path)
     return {k: v for k, v in metrics.items() if k not in CIRCUMSTANTIAL_KEYS}
 
 
@@ -148,8 +148,9 @@ def merge_run(run: Path, target: Path, published_as: Path | None = None) -> bool
     ValueError when ``target`` holds the same run (same config hash) with another result; the message
     names ``published_as`` (where ``target`` is published; ``target`` itself by default).
     """
+    result = _result_of(run / "metrics.json")  # a damaged metrics.json is refused before anything is copied
     if (target / "metrics.json").is_file():
-        if _result_of(target / "metrics.json") != _result_of(run / "metrics.json"):
+        if _result_of(target / "metrics.json") != result:
             raise ValueError(f"run {run.name} is published with other metrics than {run}: same config "
                              f"hash, another result. Remove {run} from the output, or its published copy "
                              f"{published_as or target}, to choose")

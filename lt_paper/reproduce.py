@@ -33,7 +33,7 @@ from pathlib import Path
 from .analysis import provenance_markdown
 from .atomic import atomic_write_bytes
 from .locks import hold_lock
-from .outputs import DEFAULT_RUNS_DIR, load_summary, resolve_path
+from .outputs import DEFAULT_RUNS_DIR, check_seeds, load_summary, resolve_path
 from .provenance import REPO_ROOT, provenance
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -116,6 +116,8 @@ def split_overrides(overrides: dict, notebooks) -> tuple[dict, dict]:
                          f"{', '.join(sorted(parameters))} and the config keys {', '.join(FIELD_NAMES)}")
     config_keys = {k: v for k, v in overrides.items() if k not in parameters}
     apply_overrides(Config(), config_keys)  # one line naming the key and what is valid
+    if "seeds" in overrides:  # checked here, before any notebook starts, as the notebooks check it
+        check_seeds(overrides["seeds"], name="--set seeds")
     return {k: v for k, v in overrides.items() if k in parameters}, config_keys
 
 

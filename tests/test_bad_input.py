@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from lt_paper.cli import main
-from lt_paper.train import Config, config_hash, evaluate_run, get_preset, train
+from lt_paper.train import Config, config_hash, evaluate_run, get_preset, train, train_ensemble
 from lt_paper.train.config import ADDED_FIELDS, apply_overrides, parse_assignment
 from lt_paper.train.identity import with_data_fingerprint
 from lt_paper.train.guards import nonfinite_tensors
@@ -121,7 +121,11 @@ def test_teacher_must_be_a_finished_moe_on_the_same_data_and_classes(tmp_path):
     other_tail = train("smoke/resnet8/ala_moe3", runs_dir=tmp_path, imbalance=10.0, **QUICK)
     with pytest.raises(ValueError, match=r"it trained on digits_lt \(imbalance 10.0\)"):
         train("smoke/resnet8/ala_distill", runs_dir=tmp_path, teacher=other_tail["run_dir"], **QUICK)
-    assert len(list(tmp_path.glob("*/metrics.json"))) == 2
+    with pytest.raises(ValueError, match="cannot teach this run: it is a single network"):
+        train_ensemble(["smoke/resnet8/ala_distill", "smoke/resnet8/ala"], runs_dir=tmp_path,
+                       teacher=plain["run_dir"], seed=1, **QUICK)
+    # refused before any directory was made: no config-only run directory, no ensemble directory
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(Path(r["run_dir"]).name for r in (plain, other_tail))
 
 
 def test_evaluate_refuses_weights_of_another_run(tmp_path):
@@ -228,3 +232,80 @@ def test_published_runs_are_found_without_their_data_but_never_across_two_data_s
     train("smoke/resnet8/ce", runs_dir=tmp_path / "runs", data_root=str(other), **settings)
     with pytest.raises(ValueError, match="trained on different data"):
         finished_run("smoke/resnet8/ce", tmp_path / "runs", data_root=str(gone), **lookup)
+
+
+@pytest.fixture(scope="module")
+def finished_ce(tmp_path_factory):
+    """One finished 1-epoch smoke run (its runs directory and its result)."""
+    runs = tmp_path_factory.mktemp("finished") / "runs"
+    return runs, train("smoke/resnet8/ce", runs_dir=runs, **QUICK)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda text: text[:100], r"metrics.json: not valid JSON \(line \d+: "),
+    (lambda text: "[0.5, 0.5]", r"metrics.json: expected a JSON object, got list"),
+    (lambda text: '{"all": "garbage"}', r"metrics.json: key 'all' is 'garbage', expected a number in \[0, 1\]"),
+    (lambda text: text.replace('"few"', '"fewer"'), r"metrics.json: key 'few' is missing"),
+    (lambda text: json.dumps(dict(json.loads(text), train_counts="130")), r"key 'train_counts' is '130'"),
+], ids=["truncated", "a list", "a string accuracy", "a missing key", "a string for a list"])
+def test_a_damaged_metrics_json_is_a_one_line_error_naming_file_and_key(finished_ce, capsys, damage, message):
+    runs, result = finished_ce
+    metrics = Path(result["run_dir"]) / "metrics.json"
+    good = metrics.read_text()
+    metrics.write_text(damage(good))
+    try:
+        with pytest.raises(SystemExit) as done:  # the cache would serve this run as the result
+            main(["train", "--preset", "smoke/resnet8/ce", "--runs-dir", str(runs), "--set", "epochs=1",
+                  "--set", "progress=false"])
+        err = capsys.readouterr().err
+        assert done.value.code == 2 and len(err.strip().splitlines()) == 1, err
+        assert re.search(message, err) and str(metrics) in err, err
+    finally:
+        metrics.write_text(good)
+
+
+def test_evaluate_refuses_an_unknown_device_in_one_line(finished_ce, capsys):
+    _, result = finished_ce
+    for device in ("banana", "cuda:1"):  # both ran on the CPU
+        with pytest.raises(SystemExit) as done:
+            main(["evaluate", result["run_dir"], "--device", device])
+        err = capsys.readouterr().err
+        assert done.value.code == 2 and err.startswith(f"error: device {device!r} is not valid; valid: 'auto'")
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_a_full_disk_while_saving_a_checkpoint_names_the_file_and_keeps_the_previous_one(tmp_path,
+                                                                                         monkeypatch):
+    """torch's zip writer turns the write's ENOSPC into a RuntimeError ("unexpected pos"): the error
+    raised names the errno and the file, and the checkpoint written before stays whole."""
+    import errno
+    import io
+    import os
+
+    from lt_paper.models import build_model
+    from lt_paper.train.checkpoint import load_checkpoint, save_checkpoint
+
+    model = build_model("resnet8", 10)  # 80 KB of weights
+    path = tmp_path / "checkpoint.pt"
+    fields = dict(model=model, optimizer=None, config={}, config_hash="abc", history=[], best={},
+                  wall_time_s=0.0)
+    save_checkpoint(path, epoch=0, **fields)
+    before = path.read_bytes()
+
+    class FullDisk(io.FileIO):  # the device fills up after 4 KiB
+        def write(self, data):
+            if self.tell() + len(data) > 4096:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(data)
+
+    # unbuffered, as the large writes of a checkpoint are: the ENOSPC reaches torch's writer, not close()
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode="r", *a, **k: FullDisk(fd, "wb"))
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    with pytest.raises(OSError) as err:
+        save_checkpoint(path, epoch=1, **fields)
+    monkeypatch.undo()
+    assert err.value.errno == errno.ENOSPC and "\n" not in str(err.value)
+    assert str(err.value) == f"[Errno 28] No space left on device (writing {path})"
+    assert path.read_bytes() == before and load_checkpoint(path)["epoch"] == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary file left

@@ -187,18 +187,28 @@ def test_smoke_campaign_trains_exactly_the_runs_the_notebooks_then_reuse(tmp_pat
     assert sorted(p.name for p in runs_dir.iterdir()) == before
 
 
-def test_cli_plan_trains_nothing_and_a_negative_budget_is_refused(tmp_path, capsys):
+def test_cli_plan_trains_nothing_and_a_budget_or_seeds_that_cannot_work_are_refused(tmp_path, capsys):
     runs_dir = tmp_path / "runs"
     with pytest.raises(SystemExit) as done:
-        main(["campaign", "--profile", "smoke", "--budget", "0", "--runs-dir", str(runs_dir), "--plan",
+        main(["campaign", "--profile", "smoke", "--budget", "60", "--runs-dir", str(runs_dir), "--plan",
               "--no-probe", "--json", str(tmp_path / "plan.json")])
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert "20 to train" in out and "table4_ala_ablation:ce s0" in out
     assert not runs_dir.exists() and (tmp_path / "plan.json").is_file()
-    with pytest.raises(SystemExit) as done:
-        main(["campaign", "--profile", "smoke", "--budget", "-1", "--runs-dir", str(runs_dir)])
-    assert done.value.code == 2 and "--budget" in capsys.readouterr().err
+    refused = {  # NaN compares False with everything: it trained nothing and exited 0
+        ("--budget", "-1"): "--budget must be a finite number of seconds > 0, got -1.0",
+        ("--budget", "0"): "got 0.0", ("--budget", "nan"): "got nan", ("--budget", "inf"): "got inf",
+        ("--seeds", "0", "0"): "--seeds = [0, 0] repeats seed(s) [0]",
+        ("--set", "seeds=[1,2,1]"): "--set seeds = [1, 2, 1] repeats seed(s) [1]",
+    }
+    for argument, message in refused.items():
+        with pytest.raises(SystemExit) as done:
+            main(["campaign", "--profile", "smoke", "--budget", "60", "--runs-dir", str(runs_dir), "--no-probe",
+                  "--json", str(tmp_path / "refused.json"), *argument])
+        err = capsys.readouterr().err
+        assert done.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, (argument, err)
+    assert not runs_dir.exists() and not (tmp_path / "refused.json").exists()
 
 
 def test_reproduce_no_train_hands_train_false_to_every_notebook(tmp_path, monkeypatch):

@@ -46,13 +46,54 @@ def test_every_notebook_exists_is_stripped_and_has_a_typed_parameters_cell():
             ast.literal_eval(value.strip())  # a literal, not an expression
 
 
-def test_nbstripout_would_not_change_the_committed_notebooks():
-    nbstripout = Path(sys.executable).with_name("nbstripout")
-    paths = [str(NOTEBOOK_DIR / f"{n}.ipynb") for n in NOTEBOOKS]
-    cmd = [str(nbstripout), "--verify", "--extra-keys",
-           "metadata.papermill cell.metadata.papermill"] + paths
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+def _git(clone: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=clone, check=True, capture_output=True, text=True).stdout
+
+
+def test_notebooks_are_committed_stripped_and_jupyterlab_saving_them_changes_nothing_for_git(tmp_path):
+    """In a clone with the git filter ``.ci/setup`` installs (``.ci/git-filters``): the notebooks are
+    stripped as that filter strips them, and a notebook run and saved in JupyterLab (language_info with
+    the editor mode and the kernel's Python version, the kernelspec, execution counts, outputs, cell
+    metadata) stages nothing but its edited source lines.
+
+    (``git status`` lists a notebook whose file size changed until ``git add`` finds it unchanged:
+    git takes a new size for new content without running the filter. Each nbstripout call starts Python:
+    the test makes three.)"""
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("needs git and a git checkout")
+    clone = tmp_path / "clone"
+    name = "notebooks/table4_ala_ablation.ipynb"
+    subprocess.run(["git", "clone", "-q", "--no-checkout", str(REPO), str(clone)], check=True, capture_output=True)
+    # only what the test reads is checked out: git checks each file checked out in the same second as
+    # its index through the filter (one Python start per notebook) the next time it writes the index
+    _git(clone, "sparse-checkout", "set", "--no-cone", "/.ci/", "/.gitattributes", f"/{name}")
+    _git(clone, "checkout", "-q")
+    subprocess.run(["bash", ".ci/git-filters", sys.executable], cwd=clone, check=True, capture_output=True)
+    # the notebooks of this checkout, checked with the keys the filter strips (read from the clone's config)
+    verify = subprocess.run([sys.executable, "-m", "nbstripout", "--verify",
+                             *(str(NOTEBOOK_DIR / f"{n}.ipynb") for n in NOTEBOOKS)],
+                            cwd=clone, capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+    notebook = json.loads((clone / name).read_text())
+    notebook["metadata"].update({  # as JupyterLab 4 writes them with the lt-paper kernel
+        "kernelspec": {"display_name": "lt-paper", "language": "python", "name": "lt-paper"},
+        "language_info": {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+                          "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+                          "pygments_lexer": "ipython3", "version": "3.11.2"}})
+    code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+    for count, cell in enumerate(code, 1):
+        cell["execution_count"] = count
+        cell["outputs"] = [{"name": "stdout", "output_type": "stream", "text": ["runs: runs\n"]},
+                           {"data": {"text/plain": ["0.5"]}, "execution_count": count, "metadata": {},
+                            "output_type": "execute_result"}]
+        cell["metadata"]["scrolled"] = True
+    code[0]["source"].insert(0, "# an edited line\n")
+    (clone / name).write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+    _git(clone, "add", name)  # what a commit would hold: the edited line, nothing else
+    changed = [line for line in _git(clone, "diff", "--cached", "--no-textconv").splitlines()
+               if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert changed == ['+    "# an edited line\\n",'], changed
 
 
 @pytest.fixture(scope="module")
@@ -262,6 +303,7 @@ def test_notebook_parameters_fail_in_one_line_naming_what_is_valid(monkeypatch, 
         "dataset": ({"dataset": "cifar10_lt"}, "set dataset = 'digits_lt'"),
         "data_root": ({"prefix": "cifar10_lt", "dataset": "cifar10_lt", "arch": "resnet32"}, "data_root"),
         "seeds": ({"seeds": 0}, "list of ints"),
+        "repeated seeds": ({"seeds": [0, 1, 0]}, "seeds = [0, 1, 0] repeats seed(s) [0]"),  # one run counted twice
         "train": ({"train": "no"}, "True"),
     }
     monkeypatch.setenv("LT_PAPER_ROOT", str(tmp_path))

@@ -49,8 +49,9 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_same_tests():
 def test_nbstripout_is_configured_for_the_repository():
     attributes = (REPO / ".gitattributes").read_text()
     assert "*.ipynb filter=nbstripout" in attributes
-    setup = (REPO / ".ci" / "setup").read_text()
-    assert "nbstripout --install" in setup and "metadata.papermill cell.metadata.papermill" in setup
+    assert "bash .ci/git-filters" in (REPO / ".ci" / "setup").read_text()
+    filters = (REPO / ".ci" / "git-filters").read_text()
+    assert "nbstripout --install" in filters and "metadata.papermill cell.metadata.papermill" in filters
 
 
 def test_run_outputs_are_ignored_but_results_and_figures_are_not():

@@ -25,8 +25,10 @@ def _run(cache: Path, name: str, accuracy: float, n: int = 40) -> Path:
     run.mkdir(parents=True)
     rng = np.random.default_rng(len(name))
     (run / "config.json").write_text(json.dumps({"dataset": "digits_lt", "seed": 0}))
-    (run / "metrics.json").write_text(json.dumps({"all": accuracy, "provenance": {"host": str(cache)},
-                                                  "wall_time_s": rng.random()}))
+    (run / "metrics.json").write_text(json.dumps({"all": accuracy, "many": accuracy, "medium": accuracy,
+                                                  "few": None, "per_class": [accuracy] * 10,
+                                                  "train_counts": [13] * 10, "epoch": 1,
+                                                  "provenance": {"host": str(cache)}, "wall_time_s": rng.random()}))
     (run / "history.json").write_text(json.dumps([{"epoch": 1}]))
     (run / "model.pt").write_bytes(b"weights stay behind")
     label = rng.integers(0, 10, n)
@@ -286,6 +288,31 @@ def test_a_run_whose_config_was_edited_after_it_finished_is_not_published(tmp_pa
     assert publish(out, "smoke", repo_root=repo)["runs_copied"] == 1
 
 
+@pytest.mark.parametrize("name, damage, message", [
+    ("records.npz", lambda data: data[:300], r"records.npz: damaged .npz archive \(BadZipFile: "),
+    ("records.npz", lambda data: bytes(range(256)) * 8, r"records.npz: not an .npz archive"),
+    ("records.npz", lambda data: b"", r"records.npz: not an .npz archive"),
+    ("metrics.json", lambda data: data[:50], r"metrics.json: not valid JSON \(line 1: "),
+    ("metrics.json", lambda data: b'{"all": "garbage"}', r"metrics.json: key 'all' is 'garbage', expected"),
+], ids=["truncated records", "other bytes", "empty records", "truncated metrics", "garbage metrics"])
+def test_a_damaged_run_file_is_a_one_line_error_naming_it_and_nothing_is_published(tmp_path, name, damage,
+                                                                                   message):
+    repo = tmp_path / "repo"
+    publish(_output(tmp_path / "a"), "smoke", repo_root=repo)
+    out = _output(tmp_path / "b", tag="v2", runs=[("run-new", 0.9)])
+    damaged = tmp_path / "b" / "runs" / "run-new" / name
+    damaged.write_bytes(damage(damaged.read_bytes()))
+    with pytest.raises(ValueError, match=message) as err:
+        publish(out, "smoke", repo_root=repo, force=True)
+    assert str(damaged) in str(err.value) and "\n" not in str(err.value) and "pickle" not in str(err.value)
+    results = repo / "results" / "smoke"
+    assert (results / "figure1_hard_samples" / "table.md").read_text().endswith("v1\n")
+    assert sorted(p.name for p in (results / "runs").iterdir()) == ["run-a"]
+    if name == "records.npz":  # what the notebooks read says the same
+        with pytest.raises(ValueError, match=message):
+            load_run(damaged.parent)
+
+
 def test_an_incomplete_or_busy_output_is_refused(tmp_path):
     out = _output(tmp_path / "a")
     (out / "table4_ala_ablation" / "summary.json").unlink()
@@ -418,6 +445,9 @@ def test_reproduce_set_accepts_only_notebook_parameters_and_config_keys(tmp_path
                                                              "figures": []}))
 
     monkeypatch.setattr(R, "execute_notebook", fake_execute)
+    with pytest.raises(ValueError, match=r"--set seeds = \[0, 0\] repeats seed\(s\) \[0\]"):
+        reproduce("smoke", out_root=tmp_path, overrides={"seeds": [0, 0]})  # one run counted twice
+    assert seen == {}  # refused before any notebook ran
     result = reproduce("smoke", out_root=tmp_path, only="figure",
                        overrides={"epochs": 2, "hard_cos": -0.4, "lr": 0.05})
     assert sorted(result["ok"]) == sorted(nb for nb in NOTEBOOKS if nb.startswith("figure"))

@@ -12,7 +12,6 @@ on a machine without a GPU from what a training run left on disk.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..data import OLTR_SHOT_RULE
+from ..train.run_files import read_json, read_json_object, read_metrics, read_npz
 
 RUN_FILES = ("config.json", "metrics.json", "history.json", "records.npz")
 REQUIRED_ARRAYS = ("label", "pred", "p_gt", "target_logit", "train_counts")
@@ -73,19 +73,11 @@ class RunRecord:
         return rule
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        with path.open() as fh:
-            return json.load(fh)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
-
-
 def load_run(run_dir: str | Path) -> RunRecord:
     """Read ``run_dir`` into a RunRecord.
 
-    Raises FileNotFoundError naming the missing file, ValueError naming the file and key for a
-    missing array or inconsistent shapes (e.g. ``pred`` shorter than ``label``).
+    Raises FileNotFoundError naming the missing file, ValueError naming the file (and key) for a file
+    that does not parse, a missing array or inconsistent shapes (e.g. ``pred`` shorter than ``label``).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -94,16 +86,15 @@ def load_run(run_dir: str | Path) -> RunRecord:
     if missing:
         raise FileNotFoundError(f"run directory {run_dir} lacks {', '.join(missing)} "
                                 f"(expected {', '.join(RUN_FILES)}; is the run finished?)")
-    config = _read_json(run_dir / "config.json")
-    metrics = _read_json(run_dir / "metrics.json")
-    history = _read_json(run_dir / "history.json")
+    config = read_json_object(run_dir / "config.json")
+    metrics = read_json_object(run_dir / "metrics.json")
+    history = read_json(run_dir / "history.json")
     if not isinstance(history, list):
         raise ValueError(f"{run_dir / 'history.json'}: expected a list of per-epoch dicts, "
                          f"got {type(history).__name__}")
 
     npz_path = run_dir / "records.npz"
-    with np.load(npz_path, allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
+    arrays = read_npz(npz_path)
     absent = [k for k in REQUIRED_ARRAYS if k not in arrays]
     if absent:
         raise ValueError(f"{npz_path}: missing array(s) {absent}; found {sorted(arrays)}")
@@ -135,8 +126,9 @@ def load_run(run_dir: str | Path) -> RunRecord:
 
 
 def load_metrics(run_dir: str | Path) -> dict[str, Any]:
-    """Only ``metrics.json`` of a run (what the tables need); FileNotFoundError naming it if absent."""
+    """Only ``metrics.json`` of a run (what the tables need), checked field by field
+    (``train.run_files.read_metrics``); FileNotFoundError naming it if absent."""
     path = Path(run_dir) / "metrics.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist (is the run in {Path(run_dir)} finished?)")
-    return _read_json(path)
+    return read_metrics(path)

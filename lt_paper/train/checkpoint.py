@@ -10,6 +10,7 @@ names the differing fields instead of a wall of missing-key errors.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,7 +37,30 @@ def save_checkpoint(path: Path, *, model: nn.Module, optimizer, epoch: int, conf
         "wall_time_s": wall_time_s,
         "torch_rng": torch.get_rng_state(),
     }
-    atomic_write_bytes(path, lambda f: torch.save(state, f))
+    atomic_torch_save(path, state)
+
+
+def atomic_torch_save(path: Path, obj: Any) -> None:
+    """``torch.save(obj)`` to ``path`` atomically (:func:`atomic_write_bytes`: a failure keeps the old file).
+
+    torch's zip writer reports a failed write (a full disk, a quota) as a RuntimeError ("unexpected pos
+    ...") that names neither the cause nor the file: it is raised again as the OSError behind it (its
+    errno, e.g. "No space left on device"), naming the file.
+    """
+    try:
+        atomic_write_bytes(path, lambda f: torch.save(obj, f))
+    except RuntimeError as err:
+        cause = _os_error_behind(err)
+        if cause is None or cause.errno is None:
+            raise OSError(f"could not write {path} ({err}; disk full?)") from err
+        raise OSError(cause.errno, f"{cause.strerror} (writing {path})") from err
+
+
+def _os_error_behind(err: BaseException) -> OSError | None:
+    """The first OSError in ``err``'s chain of causes and contexts, or None."""
+    while err is not None and not isinstance(err, OSError):
+        err = err.__cause__ or err.__context__
+    return err
 
 
 def load_checkpoint(path: Path, model: nn.Module | None = None, map_location="cpu") -> dict:

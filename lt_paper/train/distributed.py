@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .config import VALID_CHOICES
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -58,6 +60,11 @@ def device_type(requested: str) -> str:
 
 
 def resolve_device(requested: str, info: DistInfo) -> torch.device:
+    """The device a run (or ``evaluate --device``) asks for: this rank's GPU, or the CPU. Any other name
+    ("banana", "cuda:1") is a ValueError rather than a run on the CPU that was not asked for."""
+    if requested not in VALID_CHOICES["device"]:
+        raise ValueError(f"device {requested!r} is not valid; valid: "
+                         f"{', '.join(map(repr, VALID_CHOICES['device']))}")
     requested = device_type(requested)
     if requested == "cuda":
         if not torch.cuda.is_available():

@@ -35,7 +35,6 @@ against the default path and a re-creation of the published loops.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -61,6 +60,7 @@ from .identity import check_same_data, recorded_data_source, with_data_fingerpri
 from .objective import Objective
 from .presets import get_preset
 from .run_config import read_run_config
+from .run_files import read_metrics
 from .schedule import Schedule
 
 CHECKPOINT = "checkpoint.pt"
@@ -137,10 +137,11 @@ def find_finished_run(runs_dir: Path, config: Config) -> Path | None:
 
 
 def load_result(run_dir: Path) -> dict:
-    """A finished run's metrics (what ``train`` returns); ValueError naming the run when its config.json
-    is not the config it trained with (``run_config.read_run_config``)."""
+    """What ``train`` returns for a finished run: its ``metrics.json`` (checked, ``run_files.read_metrics``);
+    ValueError naming the run when its config.json is not the config it trained with
+    (``run_config.read_run_config``)."""
     read_run_config(run_dir)
-    result = json.loads((Path(run_dir) / METRICS).read_text())
+    result = read_metrics(Path(run_dir) / METRICS)
     result["run_dir"] = str(run_dir)
     return result
 
@@ -151,17 +152,22 @@ def build_for(config: Config, num_classes: int) -> nn.Module:
                        router=config.router, shared_stages=config.shared_stages, expert_width=config.expert_width)
 
 
-def load_teacher(teacher_dir: str, num_classes: int, device: torch.device,
-                 student: Config | None = None) -> nn.Module:
-    """A finished run's model in eval mode, frozen (decision 6: an MoE teacher for distillation); with
-    ``student`` given, checked to be an MoE trained on the student's data and classes."""
-    teacher_dir = Path(teacher_dir)
+def teacher_config(teacher_dir: Path, student: Config, num_classes: int | None = None) -> Config:
+    """The config of the finished run ``teacher_dir``, checked to be able to teach ``student``
+    (``guards.check_teacher``); ``num_classes``: the student's, once its data is loaded (None: not yet)."""
     if not is_finished(teacher_dir):
         raise FileNotFoundError(f"config key 'teacher': {teacher_dir} is not a finished run (no {METRICS})")
     teacher_cfg = read_run_config(teacher_dir)
-    if student is not None:
-        teacher_classes = len(load_result(teacher_dir)["train_counts"])
-        check_teacher(teacher_dir, teacher_cfg, student, teacher_classes, num_classes)
+    teacher_classes = len(load_result(teacher_dir)["train_counts"])
+    check_teacher(teacher_dir, teacher_cfg, student, teacher_classes, num_classes)
+    return teacher_cfg
+
+
+def load_teacher(teacher_dir: str, num_classes: int, device: torch.device, student: Config) -> nn.Module:
+    """A finished run's model in eval mode, frozen (decision 6: an MoE teacher for distillation), checked
+    to be an MoE trained on the student's data and classes."""
+    teacher_dir = Path(teacher_dir)
+    teacher_cfg = teacher_config(teacher_dir, student, num_classes)
     model = build_for(teacher_cfg, num_classes)
     load_checkpoint(teacher_dir / FINAL_MODEL, model)
     if model.spec.num_experts > 1:
@@ -344,11 +350,18 @@ def train_one_epoch(model: nn.Module, loader, objective: Objective, optimizer: t
 
 
 def check_teacher_named(config: Config) -> None:
-    """A distilled run must name its teacher (checked before anything is written)."""
-    if config.distill and not config.teacher:
+    """A distilled run must name a teacher that can teach it: a finished MoE run on the same data.
+
+    Checked before any directory is created, so a bad teacher leaves nothing behind; the class count is
+    checked again once the data is loaded (``load_teacher``).
+    """
+    if not config.distill:
+        return
+    if not config.teacher:
         raise ValueError(f"config {config.name!r} distils (distill=True) and needs config key 'teacher': the run "
                          f"directory of a finished MoE teacher (the paper uses 6 experts: preset "
                          f"{config.name.replace('ala_distill', 'ala_moe6')!r})")
+    teacher_config(Path(config.teacher), config)
 
 
 def start_run_dir(run_dir: Path, config: Config, info: D.DistInfo = D.DistInfo()) -> None:

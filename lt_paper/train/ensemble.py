@@ -56,7 +56,7 @@ from tqdm.std import tqdm  # plain text bars: tqdm.auto warns in a notebook with
 
 from ..data import load_dataset, make_loaders
 from . import distributed as D
-from .checkpoint import CHECKPOINT_FORMAT, atomic_write_bytes, save_checkpoint
+from .checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, save_checkpoint
 from .config import Config, config_hash, to_dict
 from .engine import (CHECKPOINT, RunParts, apply_epoch_settings, build_optimizer, build_run, check_teacher_named,
                      compile_network, configure_backends, epoch_settings, finish_run, history_entry, is_eval_epoch,
@@ -189,7 +189,7 @@ def _save_ensemble(path: Path, *, model: EnsembleNetwork, optimizer, epoch: int,
         "wall_time_s": wall_time_s,
         "torch_rng": torch.get_rng_state(),
     }
-    atomic_write_bytes(path, lambda f: torch.save(state, f))
+    atomic_torch_save(path, state)  # a full disk is an OSError naming the file
 
 
 def _load_ensemble(path: Path, configs, device: torch.device) -> dict:

@@ -72,9 +72,10 @@ def nonfinite_message(what: str, epoch: int, checkpoint: Path) -> str:
 
 
 def check_teacher(teacher_dir: Path, teacher: Config, student: Config, teacher_classes: int,
-                  num_classes: int) -> None:
+                  num_classes: int | None) -> None:
     """ValueError unless ``teacher`` (a finished run's config) can teach ``student`` (decision 6): an MoE
-    (``num_experts`` >= 2) trained on the same dataset, long tail and data, with the same classes."""
+    (``num_experts`` >= 2) trained on the same dataset, long tail and data, with the same classes
+    (``num_classes``: the student's; None before its data is loaded)."""
     problems = []
     if teacher.num_experts < 2:
         problems.append(f"it is a single network (num_experts {teacher.num_experts}), not an MoE")
@@ -84,7 +85,7 @@ def check_teacher(teacher_dir: Path, teacher: Config, student: Config, teacher_c
     elif teacher.data_fingerprint != student.data_fingerprint:
         problems.append(f"it trained on other data ({teacher.data_fingerprint!r}, this run reads "
                         f"{student.data_fingerprint!r})")
-    if teacher_classes != num_classes:
+    if num_classes is not None and teacher_classes != num_classes:
         problems.append(f"it has {teacher_classes} classes, this run {num_classes}")
     if problems:
         raise ValueError(f"config key 'teacher': {teacher_dir} cannot teach this run: {'; '.join(problems)}")
