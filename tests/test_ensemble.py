@@ -32,11 +32,11 @@ import torch
 
 from lt_paper.data import load_dataset
 from lt_paper.train import EnsembleError, ensemble_groups, train, train_ensemble
-from lt_paper.train import engine as engine_module
 from lt_paper.train import ensemble as ensemble_module
 from lt_paper.train.checkpoint import load_checkpoint
 from lt_paper.train.engine import apply_epoch_settings, build_run, epoch_settings, resolve_config, resolve_runtime, train_step
 from lt_paper.train.ensemble import build_ensemble
+from lt_paper.train.perturb import perturbed_initial_weights
 from lt_paper.train.stacking import StackedNetworks
 from interrupt import sigkill_mid_epoch
 
@@ -280,18 +280,6 @@ def _drift(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - b) / np.abs(b)))
 
 
-def _perturbed_build_for(real, relative: float):
-    """``engine.build_for`` whose network's initial weights are multiplied by (1 + relative * noise)."""
-    def build_for(config, num_classes):
-        network = real(config, num_classes)
-        generator = torch.Generator().manual_seed(1234)
-        with torch.no_grad():
-            for param in network.parameters():
-                param.mul_(1 + relative * torch.randn(param.shape, generator=generator))
-        return network
-    return build_for
-
-
 def _whole_run_drifts(tmp_path, monkeypatch, members, mutate_ensemble=None):
     """{member name: (drift of the member from its solo run, drift of the perturbed solo run)}."""
     configs = _configs(members, **WHOLE_RUN_SETTINGS)
@@ -303,8 +291,7 @@ def _whole_run_drifts(tmp_path, monkeypatch, members, mutate_ensemble=None):
     for config, member in zip(configs, together):
         alone = train(config, runs_dir=tmp_path / "solo")
         assert Path(member["run_dir"]).name == Path(alone["run_dir"]).name  # the same config hash
-        with monkeypatch.context() as patch:
-            patch.setattr(engine_module, "build_for", _perturbed_build_for(engine_module.build_for, 1e-7))
+        with perturbed_initial_weights(1e-7):
             perturbed = train(config, runs_dir=tmp_path / "perturbed")
         solo_loss = _per_epoch_train_loss(alone)
         drifts[config.name] = (_drift(_per_epoch_train_loss(member), solo_loss),
