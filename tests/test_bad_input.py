@@ -161,7 +161,7 @@ def test_a_run_whose_config_was_edited_is_refused_naming_the_run(tmp_path, capsy
         evaluate_run(run_dir, device="cpu")
     (tmp_path / "metrics.json").rename(run_dir / "metrics.json")
     for content, message in (("[1, 2]", "holds a JSON list, not a config"),
-                             ('{"lr": 0.1,', "is not valid JSON \\(line 1"),
+                             ('{"lr": 0.1,', "not valid JSON \\(line 1"),
                              ('{"colour": 1}', "unknown config key")):
         (run_dir / "config.json").write_text(content)
         with pytest.raises(SystemExit) as done:

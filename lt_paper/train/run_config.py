@@ -9,18 +9,10 @@ no hash cannot be checked and pass.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .config import Config, config_hash, from_dict
-
-
-def _read_json(path: Path):
-    """The JSON value in ``path``; ValueError naming the file and line when it is not valid JSON."""
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON (line {err.lineno}: {err.msg})") from None
+from .run_files import read_json
 
 
 def recorded_config_hash(run_dir: Path) -> str | None:
@@ -28,7 +20,7 @@ def recorded_config_hash(run_dir: Path) -> str | None:
     metrics_path = Path(run_dir) / "metrics.json"
     if not metrics_path.is_file():
         return None
-    metrics = _read_json(metrics_path)
+    metrics = read_json(metrics_path)
     return metrics.get("config_hash") if isinstance(metrics, dict) else None
 
 
@@ -43,7 +35,7 @@ def read_run_config(run_dir: str | Path) -> Config:
     path = run_dir / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
-    raw = _read_json(path)
+    raw = read_json(path)
     if not isinstance(raw, dict):
         raise ValueError(f"{path} holds a JSON {type(raw).__name__}, not a config (an object of config "
                          f"keys, as the run wrote it)")
