@@ -15,9 +15,9 @@ preset and the ``--set`` keys; papermill's notebook and parameters; pytest's pat
 script's syntax (``bash -n``). The long commands are run by other tests: ``reproduce --profile smoke``
 by tests/test_notebooks.py, training by tests/test_engine.py.
 
-Numbers. A README table whose introducing line names a published table in backquotes
-(``results/<name>/<notebook>/<table>.md``) quotes it: each README row is the published row with the same
-first cell, cell for cell under the same column names. Text that quotes the smoke MoE-3 router's mean
+Numbers. A README table whose introducing paragraph names a published table in backquotes
+(``results/<name>/<notebook>/<table>.md``; the last one it names) quotes it: each README row is the
+published row with the same first cell, cell for cell under the same column names. Text that quotes the smoke MoE-3 router's mean
 weights (``a / b / c``), the notebooks' wall times and the size of the published runs is compared
 with ``results/smoke``.
 """
@@ -228,12 +228,13 @@ def test_every_tagged_command_names_what_exists_and_parses(command):
 
 # ----------------------------------------------------------------------------------- quoted numbers
 def _markdown_tables(text: str) -> list[tuple[str, list[list[str]]]]:
-    """(introducing line, rows of cells, header first) of every Markdown table in ``text``."""
+    """(introducing paragraph, rows of cells, header first) of every Markdown table in ``text``."""
     tables, lines = [], text.splitlines()
     i = 0
     while i < len(lines):
         if lines[i].startswith("|") and i + 1 < len(lines) and set(lines[i + 1].strip()) <= set("|-: "):
-            intro = next((line for line in reversed(lines[:i]) if line.strip()), "")
+            before = "\n".join(lines[:i]).rstrip()
+            intro = before[before.rfind("\n\n") + 1:]
             rows = []
             while i < len(lines) and lines[i].startswith("|"):
                 rows.append([cell.strip() for cell in lines[i].strip().strip("|").split("|")])
@@ -246,22 +247,24 @@ def _markdown_tables(text: str) -> list[tuple[str, list[list[str]]]]:
 def test_readme_tables_quote_the_published_tables_cell_for_cell():
     quoted = 0
     for intro, rows in _markdown_tables(README.read_text()):
-        source = re.search(r"`(results/[^`]+\.md)`", intro)
-        if not source:
+        sources = re.findall(r"`(results/[^`]+\.md)`", intro)
+        if not sources:
             continue
-        (_, published), *_ = _markdown_tables((REPO / source.group(1)).read_text())
+        source = sources[-1]  # the table quotes the last published table its paragraph names
+        (_, published), *_ = _markdown_tables((REPO / source).read_text())
         header, key = published[0], rows[0][0]
+        assert key in header, f"README table quoting {source}: its first column {key!r} is not one of {header}"
         by_key = {row[header.index(key)]: dict(zip(header, row)) for row in published[1:]}
         for row in rows[1:]:
-            assert row[0] in by_key, f"README row {row[0]!r} is not a row of {source.group(1)}"
+            assert row[0] in by_key, f"README row {row[0]!r} is not a row of {source}"
             for column, cell in zip(rows[0][1:], row[1:]):
-                assert by_key[row[0]][column] == cell, (source.group(1), row[0], column, cell)
+                assert by_key[row[0]][column] == cell, (source, row[0], column, cell)
         quoted += 1
     assert quoted >= 3  # Table 1, Table 4 and Table 5 of the smoke results
 
 
 def test_readme_text_quotes_the_published_smoke_numbers():
-    readme = README.read_text()
+    readme = " ".join(README.read_text().split())  # sentences wrap anywhere
     figure4 = json.loads((SMOKE / "figure4_router_weights" / "summary.json").read_text())
     means = " / ".join(f"{w:.3f}" for w in figure4["records"]["MoE-3"]["router_weight"]["all"].values())
     quoted = re.findall(r"\b0\.\d{3} / 0\.\d{3} / 0\.\d{3}\b", readme)
