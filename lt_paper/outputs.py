@@ -9,10 +9,9 @@ one output tree, and gives each notebook its own output folder (``outputs/notebo
 
 Each notebook writes into that folder, which holds only what its last run produced: the tables and
 figures an earlier run listed are removed when the next run starts. ``summary.json`` lists every table
-and figure with a title,
-the numbers the notebook recorded, every run directory it read (``runs``: what ``publish`` copies,
-wherever the runs live) and its provenance. The reproduce command and the tests read these files,
-never the notebook's cell outputs.
+and figure with a title, the numbers the notebook recorded, every run directory it read (``runs``: what
+``publish`` copies, wherever the runs live) and its provenance. The reproduce command and the tests
+read these files, never the notebook's cell outputs.
 """
 
 from __future__ import annotations
