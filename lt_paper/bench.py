@@ -345,7 +345,7 @@ def time_engine(config: Config, data: LongTailData, device: torch.device, warmup
     """Time one run of the engine (``build_run`` / ``train_one_epoch`` / ``predict``)."""
     configure_backends(config, device)
     train_loader, test_loader = make_loaders(data, config.batch_size, device, seed=config.seed,
-                                             eval_batch_size=config.eval_batch_size)
+                                             eval_batch_size=config.eval_batch_size, drop_last=config.drop_last)
     parts = build_run(config, data, device)
 
     def train_epoch(epoch: int) -> torch.Tensor:
@@ -357,7 +357,7 @@ def time_engine(config: Config, data: LongTailData, device: torch.device, warmup
         predict(parts.model, test_loader, parts.objective.scale, device, config.amp, config.compile)
 
     times = time_epochs(train_epoch, evaluate, device, warmup_epochs, timed_epochs,
-                        len(train_loader) * config.batch_size, config.name, barrier)
+                        train_loader.images_per_epoch, config.name, barrier)
     epoch_after = warmup_epochs + timed_epochs
     if count_syncs:
         times.host_syncs = count_host_syncs(lambda: train_epoch(epoch_after), device)
@@ -370,7 +370,7 @@ def time_ensemble(configs: list[Config], data: LongTailData, device: torch.devic
     """Time ``configs`` trained as one ensemble (``lt_paper.train.ensemble``): one batched step for all."""
     configure_backends(configs[0], device)
     run = build_ensemble(configs, data, device)
-    images = len(run.train_loaders[0]) * configs[0].batch_size * len(configs)
+    images = run.train_loaders[0].images_per_epoch * len(configs)
     return time_epochs(lambda epoch: run.train_epoch(epoch)[0][:, 0].sum(), run.predict, device, warmup_epochs,
                        timed_epochs, images, f"ensemble of {len(configs)}")
 

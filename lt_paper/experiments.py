@@ -139,7 +139,10 @@ def finished_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs
                 missing.append(f"{row} (seed {seed})")
             else:
                 results[row].append(result)
-    if progress:
+    if progress and not Path(runs_dir).is_dir():
+        print(f"runs_dir {runs_dir} does not exist: no finished run to read (train=False trains nothing); "
+              f"check the path, e.g. results/smoke/runs for the published smoke runs")
+    elif progress:
         found = sum(map(len, results.values()))
         print(f"{found} finished run(s) read from {runs_dir}"
               + (f"; missing (train=False trains nothing): {', '.join(missing)}" if missing else ""))

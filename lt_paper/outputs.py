@@ -7,14 +7,17 @@ work (:class:`ParameterError`), resolves relative paths against the project root
 (whose kernels start in ``notebooks/``), papermill and ``reproduce`` share one ``runs/`` cache and
 one output tree, and gives each notebook its own output folder (``outputs/notebook/<notebook>``).
 
-Each notebook writes into that folder; ``summary.json`` lists every table and figure with a title,
-the numbers the notebook recorded, every run directory it read (``runs``: what ``publish`` copies,
-wherever the runs live) and its provenance. The reproduce command and the tests read these files,
-never the notebook's cell outputs.
+Each notebook writes into that folder, which holds only what its last run produced: the tables and
+figures an earlier run listed are removed when the next run starts. ``summary.json`` lists every table
+and figure with a title, the numbers the notebook recorded, every run directory it read (``runs``: what
+``publish`` copies, wherever the runs live) and its provenance. The reproduce command and the tests
+read these files, never the notebook's cell outputs.
 """
 
 from __future__ import annotations
 
+import ast
+import difflib
 import html
 import json
 import os
@@ -24,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from .analysis import save_figure, table_markdown
-from .analysis.tables import format_results
+from .analysis.tables import format_results, shows_index
 from .atomic import atomic_write_json
 from .provenance import REPO_ROOT, provenance
 
@@ -34,6 +37,8 @@ ROOT_ENV = "LT_PAPER_ROOT"
 # The parameters every notebook's parameters cell holds (notebooks add their own through ``extra``).
 COMMON_PARAMETERS = ("profile", "prefix", "dataset", "arch", "epochs", "seeds", "device", "data_root",
                      "runs_dir", "train", "parallel", "run_overrides", "output_dir")
+# The first line of the cell papermill injects after the parameters cell (``-p NAME VALUE``).
+INJECTED_CELL_HEADER = "# Parameters\n"
 # The run cache that JupyterLab, papermill and ``reproduce`` share, relative to the project root.
 DEFAULT_RUNS_DIR = "runs"
 # Figures are saved at 150 dpi and shown at 100 px per inch of figure width (matplotlib's inline size).
@@ -108,10 +113,30 @@ def check_seeds(seeds, name: str = "seeds") -> None:
                              f"would count once per mention in mean ± std; list each seed once")
 
 
+def check_injected_parameters(namespace: dict, known) -> None:
+    """ParameterError for a name papermill injected (``-p NAME VALUE``) that is not one of the notebook's
+    parameters (``known``), suggesting the closest one: papermill itself only warns and the notebook
+    would run on its defaults. ``namespace``: the notebook's ``globals()``, whose ``In`` (IPython's
+    input history) holds the injected cell; outside IPython there is nothing to check."""
+    injected = [cell for cell in namespace.get("In") or [] if cell.startswith(INJECTED_CELL_HEADER)]
+    if not injected:
+        return
+    tree = ast.parse(injected[-1])
+    names = [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+             if isinstance(t, ast.Name)]
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ParameterError(f"unknown parameter {name!r} (papermill -p {name} ...): {hint}"
+                                 f"this notebook's parameters are {', '.join(known)}")
+
+
 class NotebookOutputs:
     def __init__(self, directory, notebook: str, parameters: dict):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._remove_previous_outputs()
         self.started = time.perf_counter()
         self.summary = {"notebook": notebook, "parameters": parameters, "tables": [], "figures": [],
                         "records": {}, "runs": []}
@@ -129,6 +154,7 @@ class NotebookOutputs:
         arguments of ``run_rows`` (runs_dir, train, parallel and the config overrides for every run:
         epochs, device, data_root and ``run_overrides``).
         """
+        check_injected_parameters(namespace, COMMON_PARAMETERS + tuple(extra))
         parameters = {k: namespace[k] for k in COMMON_PARAMETERS + tuple(extra) if k in namespace}
         check_parameters(parameters, trains=trains)
         directory = resolve_path(parameters.get("output_dir") or Path("outputs", "notebook", notebook))
@@ -166,12 +192,12 @@ class NotebookOutputs:
 
         markdown = f"### {title}\n\n{table_markdown(frame, decimals=decimals)}\n"
         (self.dir / f"{name}.md").write_text(markdown)
-        frame.to_csv(self.dir / f"{name}.csv")
+        frame.to_csv(self.dir / f"{name}.csv", index=shows_index(frame))
         self.summary["tables"].append({"name": name, "title": title, "markdown": f"{name}.md",
                                        "csv": f"{name}.csv"})
         self._flush()
         caption = frame.attrs.get("caption")
-        body = format_results(frame, decimals=decimals).to_html(na_rep="-")
+        body = format_results(frame, decimals=decimals).to_html(na_rep="-", index=shows_index(frame))
         note = f"<p><small>{html.escape(caption)}</small></p>" if caption else ""
         display({"text/html": f"<h4>{html.escape(title)}</h4>{note}{body}", "text/markdown": markdown},
                 raw=True)
@@ -208,6 +234,23 @@ class NotebookOutputs:
 
     def _flush(self) -> None:
         atomic_write_json(self.dir / "summary.json", self.summary)
+
+    def _remove_previous_outputs(self) -> None:
+        """Remove the tables, figures and summary an earlier run listed in this folder's ``summary.json``
+        (only those: the folder may hold other files, e.g. papermill's executed copy)."""
+        summary = self.dir / "summary.json"
+        try:
+            previous = json.loads(summary.read_text())
+        except (OSError, ValueError):
+            return
+        if not isinstance(previous, dict):
+            return
+        names = [t[k] for t in previous.get("tables", []) for k in ("markdown", "csv")]
+        names += [f["png"] for f in previous.get("figures", [])]
+        for name in names:
+            if Path(name).name == name:  # a file of this folder, nothing else
+                (self.dir / name).unlink(missing_ok=True)
+        summary.unlink()
 
 
 def load_summary(directory) -> dict:

@@ -244,6 +244,22 @@ def test_router_verdict_compares_the_top_weight_expert_with_the_most_accurate(mo
     assert A.router_verdict(swapped).loc["many", "agrees"] == "no"  # most weight on the worst expert
 
 
+def test_the_verdict_table_shows_weights_at_3_decimals_and_accuracies_at_1(moe_run):
+    lines = A.table_markdown(A.router_verdict(moe_run), decimals=3).splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {cells[0]: dict(zip(header, cells)) for cells in
+            ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])}
+    assert rows["many"]["its weight"] == "0.500" and rows["many"]["weight spread"] == "0.350"
+    assert rows["all"]["its accuracy %"] == "83.3"  # expert 2: 5 of 6, not 83.333
+
+
+def test_a_row_counter_index_is_not_shown(tmp_path):
+    shares = pd.DataFrame({"method": ["CE", "CE"], "group": ["many", "few"], "hard %": [1.0, 2.5]})
+    assert A.to_markdown(shares).splitlines()[:3] == ["| method | group | hard % |", "|---|---|---|",
+                                                      "| CE | many | 1.0 |"]
+    assert A.to_markdown(shares.set_index("method")).startswith("| method | group | hard % |")
+
+
 def test_disagreeing_samples_are_hard_for_one_run_and_easy_for_the_other(tmp_path):
     a_p, b_p = [0.1, 0.9, 0.1, 0.15, 0.5, 0.05], [0.9, 0.1, 0.85, 0.95, 0.9, 0.81]
     a = A.load_run(write_run(tmp_path / "a", MOE_LABELS, MOE_LABELS, a_p, MOE_COUNTS))

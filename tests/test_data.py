@@ -18,6 +18,7 @@ import torch
 from lt_paper.data import (KNOWN_SPLITS, ArrayDataset, Augment, LongTailData, check_counts, load_dataset,
                            long_tail_indices, lt_counts, make_loaders, read_split, shot_groups, verify_split)
 from lt_paper.data.augment import crop_flip
+from lt_paper.data.sharding import global_batch_sizes
 from lt_paper.data.verify import KNOWN_ARCHIVES_SHA256, SHIPPED_FILES_SHA256, sha256_file
 from ldam_reference import ldam_pick
 
@@ -268,20 +269,42 @@ def _epoch(loader, epoch):
     return [(x.clone(), y.clone(), i.clone()) for x, y, i in loader]
 
 
-def test_train_loader_ranks_slice_the_global_batch(digits):
+def test_train_loader_ranks_slice_the_global_batch_and_keep_the_last_partial_one(digits):
+    """438 digits at batch 64: 6 full batches and the partial 7th of 54 (LDAM-DRW keeps it), halved
+    for 2 ranks; every image once per epoch."""
     single, _ = make_loaders(digits, batch_size=64, device="cpu", seed=3)
     ranks = [make_loaders(digits, batch_size=64, device="cpu", rank=r, world_size=2, seed=3)[0] for r in (0, 1)]
-    assert len(single) == len(ranks[0]) == len(ranks[1]) == 438 // 64
+    assert len(single) == len(ranks[0]) == len(ranks[1]) == 7
+    assert single.images_per_epoch == ranks[0].images_per_epoch == 438
     for epoch in (0, 1):
         full = _epoch(single, epoch)
         parts = [_epoch(loader, epoch) for loader in ranks]
+        assert [len(y) for _, y, _ in full] == [64] * 6 + [54]
+        assert [len(y) for _, y, _ in parts[1]] == [32] * 6 + [27]
         for b, (x, y, i) in enumerate(full):
-            assert x.shape == (64, 3, 8, 8) and x.dtype == torch.float32 and y.dtype == i.dtype == torch.int64
+            assert x.shape[1:] == (3, 8, 8) and x.dtype == torch.float32 and y.dtype == i.dtype == torch.int64
             assert torch.equal(torch.cat([parts[0][b][2], parts[1][b][2]]), i)
             assert torch.equal(torch.cat([parts[0][b][0], parts[1][b][0]]), x)  # same augmentation too
             assert torch.equal(y, digits.train.labels[i])
         seen = torch.cat([i for _, _, i in full])
-        assert len(set(seen.tolist())) == len(seen) == 6 * 64  # no repeats within an epoch
+        assert sorted(seen.tolist()) == list(range(438))  # every image once
+
+
+@pytest.mark.parametrize("n, world_size, drop_last, sizes", [
+    (438, 1, True, [64] * 6),  # drop_last: the partial batch is left out
+    (438, 4, False, [64] * 6 + [52]),  # 54 cut to a multiple of 4 ranks: 13 images each
+    (385, 1, False, [64] * 6),  # a last batch of 1 image is left out (BatchNorm on one image)
+    (387, 2, False, [64] * 6),  # 3 images on 2 ranks: 1 each, left out
+    (388, 2, False, [64] * 6 + [4]),  # 2 each: kept
+    (50, 1, False, [50]),  # smaller than one batch: one partial batch
+])
+def test_the_last_partial_batch_is_kept_in_equal_slices_of_two_or_more(n, world_size, drop_last, sizes):
+    assert global_batch_sizes(n, 64, world_size, drop_last) == sizes
+
+
+def test_a_training_set_without_a_batch_is_an_error():
+    with pytest.raises(ValueError, match="training set of 3 images gives no training batch"):
+        global_batch_sizes(3, 64, world_size=2)
 
 
 def test_train_loader_epoch_is_pure_function_of_seed_and_epoch(digits):

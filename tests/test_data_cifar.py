@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lt_paper.data import load_dataset, lt_counts
+from lt_paper.data import load_dataset, lt_counts, make_loaders
 from lt_paper.data.cifar import read_cifar_source
 from lt_paper.data.registry import default_data_root
 from ldam_reference import ldam_pick
@@ -53,6 +53,21 @@ def test_image_folder_gives_lt_counts_ldam_selection_and_balanced_test(tree, tmp
     assert data.train.images[:, :, 0, 0].tolist() == [[v] * 3 for v in expected_values]
     assert data.kind == "array" and data.augment.crop == 32 and data.augment.pad == 4 and data.augment.flip
     assert data.mean == (0.4914, 0.4822, 0.4465) and data.std == (0.2023, 0.1994, 0.2010)
+
+
+def test_cifar100_is_normalised_with_cifar10_statistics_as_ldam_drw_does(tmp_path):
+    """LDAM-DRW's cifar_train.py applies CIFAR-10's Normalize to CIFAR-100 too (README decision 3)."""
+    root = tmp_path / "cifar100"
+    for split in ("train", "test"):
+        for c in range(100):
+            (root / split / f"class{c:03d}").mkdir(parents=True)
+            Image.fromarray(np.full((32, 32, 3), 2 * c, np.uint8)).save(root / split / f"class{c:03d}" / "0.png")
+    data = load_dataset("cifar100_lt", root=root, imbalance=1, cache_dir=tmp_path, allow_incomplete=True)
+    assert data.mean == (0.4914, 0.4822, 0.4465) and data.std == (0.2023, 0.1994, 0.2010)
+    _, test = make_loaders(data, batch_size=100, device="cpu")
+    x, y, _ = next(iter(test))  # constant images: every pixel of class c is (2c / 255 - mean) / std
+    expected = (2 * y.view(-1, 1).double() / 255 - torch.tensor(data.mean)) / torch.tensor(data.std)  # (B, 3)
+    assert torch.allclose(x[:, :, 0, 0].double(), expected, atol=1e-5)
 
 
 def test_tarball_with_top_folder_equals_folder_and_is_cached(tree, tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ import torch
 from lt_paper.data import shot_groups
 from lt_paper.train import Config, get_preset, presets, train
 from lt_paper.train.checkpoint import load_checkpoint
-from lt_paper.train.config import apply_overrides, config_hash, parse_assignment
+from lt_paper.train.config import apply_overrides, config_hash, from_dict, parse_assignment, to_dict
 from lt_paper.train.engine import build_for
 from lt_paper.train.schedule import Schedule
 from interrupt import sigkill_mid_epoch
@@ -121,6 +121,18 @@ def test_config_hash_ignores_runtime_knobs_only():
     assert config_hash(base) == config_hash(apply_overrides(base, {"num_workers": 0, "progress": False}))
     assert config_hash(base) != config_hash(apply_overrides(base, {"seed": 1}))
     assert config_hash(base) != config_hash(apply_overrides(base, {"lr": 0.05}))
+
+
+def test_keeping_the_last_partial_batch_is_part_of_the_run_identity():
+    """The default keeps the last partial batch (LDAM-DRW): another computation, so another run than
+    those recorded before the field existed, whose saved configs (without the key) left it out."""
+    base = get_preset("smoke/resnet8/ala")
+    assert base.drop_last is False
+    old = apply_overrides(base, {"drop_last": True})
+    assert config_hash(old) != config_hash(base)
+    saved = to_dict(old)
+    del saved["drop_last"]  # a config.json written before the field existed
+    assert from_dict(saved).drop_last is True and config_hash(from_dict(saved)) == config_hash(old)
 
 
 @pytest.fixture(scope="module")

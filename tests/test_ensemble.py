@@ -362,7 +362,7 @@ def test_a_nan_member_stops_with_the_solo_message_and_the_others_finish(tmp_path
     real_build_run = ensemble_module.build_run
 
     class NanFromEpoch3:
-        """The member's own objective, times NaN from its 13th step (epoch 3 of 6 steps each)."""
+        """The member's own objective, times NaN from its 15th step (epoch 3 of 7 steps each)."""
 
         def __init__(self, objective):
             self.objective, self.scale, self.calls = objective, objective.scale, 0
@@ -370,7 +370,7 @@ def test_a_nan_member_stops_with_the_solo_message_and_the_others_finish(tmp_path
         def __call__(self, *args):
             self.calls += 1
             loss = self.objective(*args)
-            return loss * float("nan") if self.calls > 12 else loss
+            return loss * float("nan") if self.calls > 14 else loss
 
     def build_run_with_a_failing_seed_1(config, data, device, *args):
         parts = real_build_run(config, data, device, *args)

@@ -214,7 +214,7 @@ def test_figure1_records_and_shares(smoke):
         assert (f"figure1_gallery_{hard.lower().replace('-', '_')}_hard" in names) == (sum(found.values()) > 0)
     main = _summary(smoke, "table1_3_main_results")["records"]["top1"]
     assert summary["records"]["accuracy"]["CE"]["many"] == pytest.approx(main["ce"]["many"][0])
-    shares = _table(smoke, "figure1_hard_samples", "hard_easy_shares")
+    shares = pd.read_csv(smoke[0] / "figure1_hard_samples" / "hard_easy_shares.csv")  # no row counter
     assert list(shares["method"].unique()) == ["CE", "LDAM-DRW"]
     assert ((shares["hard %"] >= 0) & (shares["hard %"] + shares["easy %"] <= 100)).all()
     recorded = summary["records"]["hard_easy"]["CE/all"]
@@ -319,6 +319,158 @@ def test_notebook_parameters_fail_in_one_line_naming_what_is_valid(monkeypatch, 
     assert out.dir == tmp_path / "outputs" / "notebook" / "figure4_router_weights"
     assert out.run_kwargs["runs_dir"] == str(tmp_path / "runs") and out.run_kwargs["train"] is False
     assert out.summary["parameters"]["prefix"] == "cifar10_lt"
+
+
+# ------------------------------------------------------------------ reading notes against the figures
+PUBLISHED_SMOKE_RUNS = REPO / "results" / "smoke" / "runs"
+
+
+@pytest.fixture(scope="module")
+def published_records():
+    """The published smoke runs of Figures 1 and 4, read as their notebooks read them (train=False)."""
+    from lt_paper.analysis import load_run
+    from lt_paper.experiments import finished_rows
+    from lt_paper.rows import FIGURE1_ROWS, FIGURE4_ROWS
+
+    found = finished_rows("smoke", "resnet8", {**FIGURE1_ROWS, **FIGURE4_ROWS}, runs_dir=PUBLISHED_SMOKE_RUNS,
+                          progress=False, epochs=30, device="cpu", data_root=None)
+    missing = [row for row, results in found.items() if not results]
+    assert not missing, f"no published run in {PUBLISHED_SMOKE_RUNS} for {missing}: re-publish results/smoke"
+    return {row: load_run(results[0]["run_dir"]) for row, results in found.items()}
+
+
+def _reading_note(notebook: str, draws: str) -> str:
+    """The Markdown cell after the code cell whose source contains ``draws``, whitespace collapsed."""
+    cells = _load(notebook)["cells"]
+    drawing = next(i for i, c in enumerate(cells) if c["cell_type"] == "code" and draws in "".join(c["source"]))
+    note = next(c for c in cells[drawing + 1:] if c["cell_type"] == "markdown")
+    return " ".join("".join(note["source"]).split())
+
+
+def _hex(color) -> str:
+    from matplotlib.colors import to_hex
+
+    return to_hex(color)
+
+
+def _check_probability_curves(records):
+    """Figure 1(a-c): panels Many / Medium / Few; each method's line is its group's p sorted ascending
+    (low probabilities on the left), labelled with its accuracy, in one colour across the panels."""
+    from lt_paper.analysis import per_group_accuracy, plot_probability_curves, record_groups
+
+    runs = {m: records[m] for m in ("CE", "LDAM-DRW")}
+    fig = plot_probability_curves(runs)
+    colours: dict[str, set] = {}
+    for ax, group in zip(fig.axes, ("many", "medium", "few")):
+        assert ax.get_title() == f"{group.capitalize()}-shot"
+        dashed = {round(float(line.get_ydata()[0]), 3) for line in ax.get_lines() if line.get_linestyle() == "--"}
+        assert dashed == {0.2, 0.8}
+        curves = [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+        assert len(curves) == len(runs)
+        for line in curves:
+            method = line.get_label().split(" (acc ")[0]
+            record = runs[method]
+            assert line.get_label() == f"{method} (acc {100 * per_group_accuracy(record)[group]:.1f}%)"
+            assert np.array_equal(line.get_ydata(), np.sort(record.p_gt[record_groups(record)[group]]))
+            colours.setdefault(method, set()).add(_hex(line.get_color()))
+    assert all(len(c) == 1 for c in colours.values()) and len(set.union(*colours.values())) == len(runs)
+
+
+def _check_probability_by_class(records):
+    """Figure 1(d): the groups' labels run few, medium, many from left to right (tail on the left); the
+    dots are CE's probabilities of the true class."""
+    from lt_paper.analysis import plot_probability_by_class
+
+    fig = plot_probability_by_class({"CE": records["CE"]}, seed=0)
+    ax = fig.axes[0]
+    label_x = {t.get_text(): t.get_position()[0] for t in ax.texts}
+    assert label_x["few"] < label_x["medium"] < label_x["many"], label_x
+    (dots,) = ax.collections
+    assert dots.get_label() == "CE" and set(dots.get_offsets()[:, 1].tolist()) <= set(records["CE"].p_gt.tolist())
+
+
+def _check_router_weights(records):
+    """Figure 4: per group (Many, Medium, Few) a bar per expert whose height is its mean router weight
+    and whose number is its accuracy (percent)."""
+    from lt_paper.analysis import expert_group_accuracy, plot_router_weights, router_weight_by_group
+
+    for name in ("MoE-3", "MoE-4"):
+        record = records[name]
+        fig = plot_router_weights(record)
+        weights, accuracy = router_weight_by_group(record), 100 * expert_group_accuracy(record)
+        for ax, group in zip(fig.axes, ("many", "medium", "few")):
+            assert ax.get_title() == f"{group.capitalize()}-shot"
+            assert np.allclose([bar.get_height() for bar in ax.patches], weights[group])
+            assert [t.get_text() for t in ax.texts] == [f"{v:.1f}" for v in accuracy[group]]
+
+
+# (notebook, a snippet of the code cell that draws the figure, what its reading note must say, the check
+# that the figure draws what that says)
+READING_NOTES = [
+    ("figure1_hard_samples", "plot_probability_curves(records)",
+     ("sorted by the probability of their true class", "the dashed lines are p = 0.2 and 0.8",
+      "The legend gives each method's accuracy on the group"), _check_probability_curves),
+    ("figure1_hard_samples", "plot_probability_by_class(",
+     ("classes left to right from the smallest to the largest train class",
+      "the tail (few) on the left, the head (many) on the right", "Look for low dots on the right"),
+     _check_probability_by_class),
+    ("figure4_router_weights", "plot_router_weights(rec)",
+     ("Bars are each expert's mean router weight on a group, the number on a bar is that expert's "
+      "accuracy there",), _check_router_weights),
+]
+
+
+@pytest.mark.parametrize("notebook, draws, says, check", READING_NOTES, ids=[n[2][0][:30] for n in READING_NOTES])
+def test_each_reading_note_says_what_its_figure_draws(published_records, notebook, draws, says, check):
+    """A note under a figure tells the reader where to look (which end of an axis, which bar, which
+    line); the figure, drawn from the published smoke runs, must put it there."""
+    note = _reading_note(notebook, draws)
+    for phrase in says:
+        assert phrase in note, (notebook, phrase, note)
+    check(published_records)
+
+
+def test_a_misspelled_papermill_parameter_stops_the_notebook_naming_the_closest(tmp_path):
+    """papermill only warns about a name the parameters cell lacks and the notebook would run on its
+    defaults; the setup cell sees the injected cell and refuses it."""
+    import papermill as pm
+
+    from lt_paper.outputs import ParameterError, check_injected_parameters
+
+    known = ("runs_dir", "train", "epochs")
+    check_injected_parameters({"In": ["", "train = True", "# Parameters\ntrain = False\n"]}, known)
+    check_injected_parameters({}, known)  # outside IPython: nothing to check
+    with pytest.raises(ParameterError, match=r"unknown parameter 'run_dir' .*did you mean 'runs_dir'\?"):
+        check_injected_parameters({"In": ["", "# Parameters\nrun_dir = \"x\"\n"]}, known)
+    with pytest.raises(pm.PapermillExecutionError, match=r"unknown parameter 'trian' .*did you mean 'train'\?"):
+        pm.execute_notebook(str(NOTEBOOK_DIR / "figure2_adjusting_terms.ipynb"), str(tmp_path / "f2.ipynb"),
+                            parameters={"trian": False, "output_dir": str(tmp_path / "out")},
+                            kernel_name="python3", progress_bar=False, cwd=str(REPO))
+    assert not (tmp_path / "out" / "figure2a.png").exists()  # stopped before any figure
+
+
+def test_a_notebook_folder_holds_only_what_its_last_run_produced(tmp_path, capsys):
+    import matplotlib.figure
+
+    from lt_paper.outputs import NotebookOutputs
+
+    first = NotebookOutputs(tmp_path, "nb", {})
+    first.figure("curves", matplotlib.figure.Figure(figsize=(2, 2)), "curves")
+    first.table("shares", pd.DataFrame({"method": ["CE"], "hard %": [1.0]}), "shares")
+    first.finish()
+    (tmp_path / "nb.ipynb").write_text("{}")  # papermill's executed copy: not the notebook's to remove
+    assert pd.read_csv(tmp_path / "shares.csv").columns.tolist() == ["method", "hard %"]  # no row counter
+    second = NotebookOutputs(tmp_path, "nb", {})  # a run with no table and no figure
+    second.finish()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nb.ipynb", "summary.json"]
+
+
+def test_a_runs_dir_that_does_not_exist_is_named_so(tmp_path, capsys):
+    from lt_paper.experiments import finished_rows
+
+    found = finished_rows("smoke", "resnet8", {"ce": "ce"}, runs_dir=tmp_path / "no_such_dir", device="cpu")
+    assert found == {"ce": []}
+    assert f"runs_dir {tmp_path / 'no_such_dir'} does not exist" in capsys.readouterr().out
 
 
 def test_an_unknown_preset_says_in_one_line_which_part_is_wrong():

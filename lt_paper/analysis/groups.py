@@ -178,4 +178,6 @@ def router_verdict(record: RunRecord, flat: float = 0.01, **rule) -> pd.DataFram
         rows[g] = {"top-weight expert": top, "its weight": float(weights[g][top]), "weight spread": spread,
                    "most accurate expert": best, "its accuracy %": 100 * float(accuracy[g][best]),
                    "agrees": agrees}
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("group")
+    verdict = pd.DataFrame.from_dict(rows, orient="index").rename_axis("group")
+    verdict.attrs["column_decimals"] = {"its accuracy %": 1}  # weights at 3 decimals, accuracies at 1
+    return verdict

@@ -18,7 +18,9 @@ it). Runs grouped by the paper's Table 2 (few ``n <= 20``: the ImageNet-LT and i
 also get ``Medium (OLTR rule)`` / ``Few (OLTR rule)`` columns, the same runs grouped by the published
 codebases' ``n < 20``, recomputed from each run's per-class accuracies (``other_rule``).
 
-Rendering is our own (``to_markdown``), so the package does not depend on ``tabulate``.
+Rendering is our own (``to_markdown``), so the package does not depend on ``tabulate``. A table may set
+``frame.attrs["column_decimals"]`` ({column: decimals}) for columns shown at another precision than the
+rest; an unnamed 0, 1, 2 ... index is a row counter, not data, and is not shown (``shows_index``).
 """
 
 from __future__ import annotations
@@ -260,35 +262,43 @@ def _cell(value: Any, decimals: int) -> str:
     return str(value)
 
 
+def shows_index(frame: pd.DataFrame) -> bool:
+    """Whether a table shows its index: not when it is pandas' unnamed row counter (0, 1, 2, ...)."""
+    return not (isinstance(frame.index, pd.RangeIndex) and frame.index.name is None)
+
+
 def format_results(table: pd.DataFrame, decimals: int = 1) -> pd.DataFrame:
     """Display form of a results table: strings, ``mean ± std`` merged, signed differences, check marks.
 
     Works on any frame: columns named ``X std`` are merged into ``X``; ``X paper`` becomes
     ``X (paper)``; ``X diff`` becomes ``X Δ`` with an explicit sign; missing values print "-".
-    Flag columns that hold None for rows outside the paper print blank.
+    Flag columns that hold None for rows outside the paper print blank. Numbers get ``decimals``
+    decimals, or those ``table.attrs["column_decimals"]`` gives their column.
     """
     out = {}
+    column_decimals = table.attrs.get("column_decimals", {})
     for col in table.columns:
         name = str(col)
         if name.endswith(" std") and name[:-4] in table.columns:
             continue
+        places = column_decimals.get(name, decimals)
         values = table[col].tolist()
         std_col = f"{name} std"
         if std_col in table.columns:
             cells = []
             for mean, std in zip(values, table[std_col].tolist()):
-                text = _cell(mean, decimals)
+                text = _cell(mean, places)
                 if not _is_missing(mean) and not _is_missing(std):
-                    text += f" ± {float(std):.{decimals}f}"
+                    text += f" ± {float(std):.{places}f}"
                 cells.append(text)
             out[name] = cells
         elif name.endswith(" diff"):
-            out[f"{name[:-5]} Δ"] = ["-" if _is_missing(v) else f"{float(v):+.{decimals}f}" for v in values]
+            out[f"{name[:-5]} Δ"] = ["-" if _is_missing(v) else f"{float(v):+.{places}f}" for v in values]
         elif name.endswith(" paper"):
-            out[f"{name[:-6]} (paper)"] = [_cell(v, decimals) for v in values]
+            out[f"{name[:-6]} (paper)"] = [_cell(v, places) for v in values]
         else:
             is_flag = any(isinstance(v, (bool, np.bool_)) for v in values)
-            out[name] = ["" if is_flag and v is None else _cell(v, decimals) for v in values]
+            out[name] = ["" if is_flag and v is None else _cell(v, places) for v in values]
     return pd.DataFrame(out, index=table.index)
 
 
@@ -296,9 +306,11 @@ def _escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def to_markdown(frame: pd.DataFrame, index: bool = True, decimals: int = 1) -> str:
-    """A GitHub-Markdown table: header row, separator row, one line per row (no ``tabulate`` needed)."""
+def to_markdown(frame: pd.DataFrame, index: bool | None = None, decimals: int = 1) -> str:
+    """A GitHub-Markdown table: header row, separator row, one line per row (no ``tabulate`` needed).
+    ``index`` None: shown unless it is the unnamed row counter (``shows_index``)."""
     # hand-written: DataFrame.to_markdown needs the optional ``tabulate`` package for these few lines
+    index = shows_index(frame) if index is None else index
     header = ([str(frame.index.name or "")] if index else []) + [str(c) for c in frame.columns]
     lines = ["| " + " | ".join(_escape(h) for h in header) + " |",
              "|" + "|".join("---" for _ in header) + "|"]

@@ -11,7 +11,10 @@ docs/design.md, "Speed").
 seeded by (seed, epoch, i).
 
 Both: the train order comes from ``epoch_seed(seed, epoch)``; the GLOBAL batch is ``batch_size`` and rank
-``r`` gets the ``r``-th slice of each global batch; drop_last. The test loader gives each rank one
+``r`` gets the ``r``-th slice of each global batch; the last, partial global batch is kept as LDAM-DRW
+keeps it, unless ``drop_last`` (``sharding.global_batch_sizes``: cut to a multiple of the world size,
+left out when a rank would get fewer than 2 images). ``images_per_epoch``: the images one epoch trains
+on, over all ranks. The test loader gives each rank one
 contiguous block without padding; ``eval_batch_size`` is per rank (default twice the per-rank training
 batch). ``images`` float32 (B, C, H, W) normalised, ``labels`` int64 (B,), ``indices`` int64 (B,) dataset
 indices, all three on ``device``.
@@ -27,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from .augment import crop_flip, normalize, sample_crop_flip
 from .containers import ArrayDataset, Augment, LongTailData
 from .sharding import (GlobalBatchSampler, ShardSampler, check_rank, contiguous_shard, epoch_generator,
-                       epoch_seed, local_batch_size, rank_positions)
+                       epoch_seed, global_batch_sizes, local_batch_size, rank_positions)
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -40,26 +43,23 @@ class ArrayTrainLoader:
     """Shuffled, augmented, rank-sliced global batches of an ``ArrayDataset`` held on ``device``."""
 
     def __init__(self, data: ArrayDataset, batch_size: int, device, mean, std, augment: Augment,
-                 rank: int = 0, world_size: int = 1, seed: int = 0):
+                 rank: int = 0, world_size: int = 1, seed: int = 0, drop_last: bool = False):
         check_rank(rank, world_size)
-        self.local = local_batch_size(batch_size, world_size)
-        self.num_batches = len(data) // batch_size
-        if self.num_batches == 0:
-            raise ValueError(f"training set of {len(data)} images is smaller than one global batch "
-                             f"({batch_size}); lower batch_size")
+        self.sizes = global_batch_sizes(len(data), batch_size, world_size, drop_last)  # global batches
+        self.images_per_epoch = sum(self.sizes)
         self.device = torch.device(device)
         self.images = data.images.to(self.device)  # (N, C, H, W) uint8, moved once
         self.labels = data.labels.to(self.device)  # (N,) int64
         self.mean, self.std = _stats(mean, self.device), _stats(std, self.device)
         self.augment = augment
-        self.batch_size, self.rank, self.world_size, self.seed = batch_size, rank, world_size, seed
+        self.rank, self.world_size, self.seed = rank, world_size, seed
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.num_batches
+        return len(self.sizes)
 
     def __iter__(self) -> Iterator[Batch]:
         n, _, height, width = self.images.shape
@@ -68,11 +68,13 @@ class ArrayTrainLoader:
         # one crop/flip draw per epoch position, for every rank alike: independent of world_size
         offsets, flips = sample_crop_flip(n, generator, (height, width), self.augment.pad,
                                           self.augment.crop, self.augment.flip)  # (N, 2), (N,)
-        positions = rank_positions(self.num_batches, self.batch_size, self.rank, self.world_size)
-        order = perm[positions].to(self.device)  # (num_batches * local,)
+        positions = rank_positions(self.sizes, self.rank, self.world_size)
+        order = perm[positions].to(self.device)  # (this rank's images,)
         offsets, flips = offsets[positions].to(self.device), flips[positions].to(self.device)
-        for b in range(self.num_batches):
-            part = slice(b * self.local, (b + 1) * self.local)
+        start = 0
+        for size in self.sizes:
+            part = slice(start, start + size // self.world_size)
+            start = part.stop
             idx = order[part]  # (B,)
             images = crop_flip(self.images[idx], offsets[part], flips[part], self.augment.pad,
                                self.augment.crop)  # (B, C, crop, crop) uint8
@@ -130,12 +132,16 @@ class IndexedDataset(Dataset):
 class FileLoader:
     """A DataLoader over a split-file dataset whose batches are moved to ``device``."""
 
-    def __init__(self, dataset: IndexedDataset, sampler, batch_size: int, device, num_workers: int,
-                 drop_last: bool):
+    def __init__(self, dataset: IndexedDataset, sampler, batch_size: int, device, num_workers: int):
         self.device = torch.device(device)
         self.dataset, self.sampler = dataset, sampler
         self.loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                                 pin_memory=self.device.type == "cuda", drop_last=drop_last)
+                                 pin_memory=self.device.type == "cuda")
+
+    @property
+    def images_per_epoch(self) -> int:
+        """Training images per epoch over all ranks (a train loader: its sampler is a GlobalBatchSampler)."""
+        return sum(self.sampler.sizes)
 
     def set_epoch(self, epoch: int) -> None:
         self.dataset.epoch = epoch
@@ -152,10 +158,12 @@ class FileLoader:
 
 
 def make_loaders(data: LongTailData, batch_size: int, device, rank: int = 0, world_size: int = 1,
-                 seed: int = 0, num_workers: int = 4, eval_batch_size: int | None = None):
+                 seed: int = 0, num_workers: int = 4, eval_batch_size: int | None = None,
+                 drop_last: bool = False):
     """``(train_loader, test_loader)`` for ``data`` (contract in the module docstring).
 
     ``batch_size`` is the global training batch (ValueError unless ``world_size`` divides it);
+    ``drop_last`` leaves out the last, partial global batch (config key ``drop_last``);
     ``eval_batch_size`` is per rank and defaults to ``2 * batch_size // world_size``. ``num_workers``
     only matters for "files" data.
     """
@@ -164,14 +172,13 @@ def make_loaders(data: LongTailData, batch_size: int, device, rank: int = 0, wor
     eval_batch_size = eval_batch_size or 2 * local
     if data.kind == "array":
         train = ArrayTrainLoader(data.train, batch_size, device, data.mean, data.std, data.augment,
-                                 rank, world_size, seed)
+                                 rank, world_size, seed, drop_last)
         test = ArrayTestLoader(data.test, eval_batch_size, device, data.mean, data.std, rank, world_size)
         return train, test
     if data.kind == "files":
-        train = FileLoader(IndexedDataset(data.train, seed=seed),
-                           GlobalBatchSampler(len(data.train), batch_size, rank, world_size, seed),
-                           local, device, num_workers, drop_last=True)
+        sampler = GlobalBatchSampler(len(data.train), batch_size, rank, world_size, seed, drop_last)
+        train = FileLoader(IndexedDataset(data.train, seed=seed), sampler, local, device, num_workers)
         test = FileLoader(IndexedDataset(data.test), ShardSampler(len(data.test), rank, world_size),
-                          eval_batch_size, device, num_workers, drop_last=False)
+                          eval_batch_size, device, num_workers)
         return train, test
     raise ValueError(f"{data.name}: unknown data kind {data.kind!r}; expected 'array' or 'files'")

@@ -4,8 +4,15 @@ Training: the order is ``randperm(N)`` from a generator seeded by ``epoch_seed(s
 is a pure function of (seed, epoch) and a resumed run sees exactly the batches it would have seen. Each
 GLOBAL batch of ``batch_size`` consecutive positions is cut into ``world_size`` equal slices and rank
 ``r`` takes slice ``r``: a run on 1 or 8 GPUs trains on the same global batches (unlike
-DistributedSampler's strided split, where the global batch depends on the world size). The last
-incomplete global batch is dropped.
+DistributedSampler's strided split, where the global batch depends on the world size).
+
+The last, partial global batch (``N mod batch_size`` images) is kept, as LDAM-DRW's DataLoader keeps it
+(README decision 4), unless the config asks for ``drop_last``. Every rank must take the same number
+of steps and get an equal slice (DDP averages the ranks' gradients), so the partial batch is cut to a
+multiple of ``world_size`` (at most ``world_size - 1`` images left out; none in one process), and it
+is left out whole when that leaves fewer than 2 images per rank: BatchNorm would normalise a single
+image by its own statistics and feed them into its running estimates. :func:`global_batch_sizes` is
+the rule.
 
 Evaluation: rank ``r`` gets one contiguous block of the dataset, sizes differing by at most one, with no
 padding or repetition, so the union over ranks is exactly the test set (DistributedSampler would pad by
@@ -45,15 +52,41 @@ def check_rank(rank: int, world_size: int) -> None:
         raise ValueError(f"rank {rank} outside [0, {world_size})")
 
 
-def rank_positions(num_batches: int, batch_size: int, rank: int, world_size: int) -> torch.Tensor:
-    """(num_batches * batch_size // world_size,) int64 positions in the epoch order that ``rank`` reads.
+# a rank's slice of the last, partial global batch must hold at least this many images (BatchNorm)
+MIN_LOCAL_BATCH = 2
 
-    Global batch ``b`` covers positions ``[b * batch_size, (b + 1) * batch_size)``; rank ``r`` reads the
-    ``r``-th of its ``world_size`` equal slices.
+
+def global_batch_sizes(n: int, batch_size: int, world_size: int = 1, drop_last: bool = False) -> list[int]:
+    """The sizes of one epoch's global batches over ``n`` training images (rule in the module docstring).
+
+    ValueError when no batch is left (a training set smaller than ``2 * world_size`` images, or smaller
+    than one global batch with ``drop_last``).
     """
-    local = local_batch_size(batch_size, world_size)
-    starts = torch.arange(num_batches, dtype=torch.int64) * batch_size + rank * local  # (num_batches,)
-    return (starts[:, None] + torch.arange(local, dtype=torch.int64)[None, :]).reshape(-1)
+    local_batch_size(batch_size, world_size)  # checks that world_size divides batch_size
+    full, rest = divmod(n, batch_size)
+    rest = 0 if drop_last else rest - rest % world_size
+    if rest < MIN_LOCAL_BATCH * world_size:
+        rest = 0
+    sizes = [batch_size] * full + ([rest] if rest else [])
+    if not sizes:
+        raise ValueError(f"training set of {n} images gives no training batch (global batch {batch_size}, "
+                         f"{world_size} rank(s), drop_last={drop_last}); lower batch_size")
+    return sizes
+
+
+def rank_positions(sizes: list[int], rank: int, world_size: int) -> torch.Tensor:
+    """(sum(sizes) // world_size,) int64 positions in the epoch order that ``rank`` reads.
+
+    Global batch ``b`` (of ``sizes[b]`` images) covers the next ``sizes[b]`` positions of the epoch
+    order; rank ``r`` reads the ``r``-th of its ``world_size`` equal slices.
+    """
+    check_rank(rank, world_size)
+    parts, start = [], 0
+    for size in sizes:
+        local = size // world_size
+        parts.append(torch.arange(start + rank * local, start + (rank + 1) * local, dtype=torch.int64))
+        start += size
+    return torch.cat(parts)
 
 
 def contiguous_shard(n: int, rank: int, world_size: int) -> tuple[int, int]:
@@ -67,26 +100,27 @@ def contiguous_shard(n: int, rank: int, world_size: int) -> tuple[int, int]:
 class GlobalBatchSampler(Sampler):
     """Train sampler for DataLoaders: yields this rank's slices of the (seed, epoch) global batches.
 
-    Use with ``DataLoader(batch_size=batch_size // world_size, drop_last=True)``: each DataLoader batch is
-    then this rank's slice of one global batch.
+    Use with ``DataLoader(batch_size=batch_size // world_size)`` (``drop_last`` left False): every slice
+    but the last partial one has that size, so each DataLoader batch is this rank's slice of one global
+    batch.
     """
 
-    def __init__(self, n: int, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0):
+    def __init__(self, n: int, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0,
+                 drop_last: bool = False):
         check_rank(rank, world_size)
-        self.n, self.batch_size, self.rank, self.world_size, self.seed = n, batch_size, rank, world_size, seed
-        self.local = local_batch_size(batch_size, world_size)
-        self.num_batches = n // batch_size
+        self.n, self.rank, self.world_size, self.seed = n, rank, world_size, seed
+        self.sizes = global_batch_sizes(n, batch_size, world_size, drop_last)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.num_batches * self.local
+        return sum(self.sizes) // self.world_size
 
     def __iter__(self) -> Iterator[int]:
         perm = torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch))  # (N,)
-        positions = rank_positions(self.num_batches, self.batch_size, self.rank, self.world_size)
+        positions = rank_positions(self.sizes, self.rank, self.world_size)
         return iter(perm[positions].tolist())
 
 

@@ -3,7 +3,9 @@
 A run is fully described by its :class:`Config`. Its hash (over every field that can change the
 result) names the run directory, so calling ``train`` twice with the same config reuses the finished
 run. Fields added after runs were first recorded (``ADDED_FIELDS``) enter the hash only when set away
-from their default, so adding a knob does not rename every existing run directory.
+from the value those earlier runs had, so adding a knob does not rename every existing run directory;
+a field whose default differs from that value (``drop_last``) renames every run that uses the default,
+as it should: those runs compute something else.
 
 The fast path (docs/design.md, "Speed") is two such fields, ``compile`` and ``fused_optimizer``, plus the
 device defaults of ``amp`` and ``channels_last``; :func:`fast_path_overrides` gives them for a device.
@@ -41,10 +43,12 @@ from ..models import ARCHITECTURES, ROUTER_NAMES
 
 # Fields that never change what a run computes: they are left out of the run hash.
 RUNTIME_ONLY_FIELDS = ("num_workers", "eval_batch_size", "data_root", "download", "progress")
-# Fields added after the first recorded runs, with their defaults: hashed only when set otherwise.
+# Fields added after the first recorded runs, with the value those runs had (what a saved config.json
+# without the key means): hashed only when set otherwise. drop_last: runs recorded before the field
+# existed left out the last partial batch; the default (LDAM-DRW's) keeps it.
 ADDED_FIELDS = {"compile": False, "fused_optimizer": False, "aggregate_loss": True,
                 "allow_incomplete_data": False, "data_fingerprint": None,
-                "eval_every": 1}
+                "eval_every": 1, "drop_last": True}
 
 # The names a config may use, from the registries that define them (one source each).
 VALID_CHOICES = {
@@ -93,6 +97,7 @@ class Config:
     # schedule (SGD, LDAM-DRW recipe)
     epochs: int = 200
     batch_size: int = 128
+    drop_last: bool = False  # leave out the last, partial batch of an epoch (LDAM-DRW keeps it; decision 4)
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 2e-4
@@ -243,8 +248,10 @@ def to_dict(config: Config) -> dict[str, Any]:
 
 
 def from_dict(d: dict[str, Any]) -> Config:
-    """Rebuild a config saved by :func:`to_dict` (unknown keys raise, as for overrides)."""
-    return apply_overrides(Config(), {k: v for k, v in d.items()})
+    """Rebuild a config saved by :func:`to_dict` (unknown keys raise, as for overrides). A key added
+    after the config was saved takes the value runs had then (``ADDED_FIELDS``), not today's default,
+    so that the rebuilt config hashes to the name of the run directory it came from."""
+    return apply_overrides(Config(), {**ADDED_FIELDS, **d})
 
 
 def config_hash(config: Config) -> str:

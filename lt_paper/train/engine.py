@@ -226,8 +226,9 @@ def compile_network(network: nn.Module, config: Config, device: torch.device) ->
     CUDA: mode "reduce-overhead", i.e. CUDA graphs: the forward and the backward replay as one launch
     each, which is what a launch-bound ResNet-32 step needs (docs/design.md, "Speed": 0.44 s instead of 1.25 s
     per epoch after about 23 s of compilation). Elsewhere mode "default" (Inductor kernels, no graphs).
-    ``dynamic=False``: the training batch has one shape (drop_last); evaluation adds one graph per
-    batch shape, and eval mode, DRW and the router switch-on one each: a handful of recompiles per run.
+    ``dynamic=False``: the training batch has two shapes (full and the last, partial one, unless
+    ``drop_last``), evaluation adds one graph per batch shape, and eval mode, DRW and the router
+    switch-on one each: a handful of recompiles per run.
     The loss and the optimizer stay eager: a few dozen small launches per step.
     """
     if not config.compile:
@@ -398,7 +399,7 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
                         download=config.download, allow_incomplete=config.allow_incomplete_data)
     train_loader, test_loader = make_loaders(
         data, config.batch_size, device, rank=info.rank, world_size=info.world_size, seed=config.seed,
-        num_workers=config.num_workers, eval_batch_size=config.eval_batch_size)
+        num_workers=config.num_workers, eval_batch_size=config.eval_batch_size, drop_last=config.drop_last)
     parts = build_run(config, data, device, info)
     network, model, objective, optimizer = parts.network, parts.model, parts.objective, parts.optimizer
     chash = config_hash(config)

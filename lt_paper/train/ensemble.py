@@ -313,7 +313,7 @@ def build_ensemble(configs: Sequence[Config], data, device: torch.device) -> Ens
     seeds = sorted({c.seed for c in configs})
     seed_index = [seeds.index(c.seed) for c in configs]
     loaders = [make_loaders(data, lead.batch_size, device, seed=s, num_workers=lead.num_workers,
-                            eval_batch_size=lead.eval_batch_size) for s in seeds]
+                            eval_batch_size=lead.eval_batch_size, drop_last=lead.drop_last) for s in seeds]
     parts = [build_run(c, data, device) for c in configs]
     for p in parts:  # see "channels_last" in the module docstring
         p.network.to(memory_format=torch.contiguous_format)
