@@ -105,6 +105,11 @@ class BenchSize:
     resnext_steps: int
     threads: int | None = None  # CPU threads while measuring (None: torch's default)
     px: int = 32  # side of the synthetic images (CIFAR: 32)
+    # the CPU section (``--section cpu``, lt_paper.bench_cpu): steps per timed epoch, test images, and
+    # the side of the matrices whose product measures the fp32 ceiling
+    cpu_steps: int = 12
+    cpu_test: int = 1000
+    matmul_n: int = 2048
 
 
 SIZES = {
@@ -116,7 +121,8 @@ SIZES = {
                        resnext_warmup=2, resnext_steps=5),
     "tiny": BenchSize("tiny", "resnet8", 10, 50, 10.0, 10, 32, warmup_epochs=1, timed_epochs=1,
                       table4_timed_epochs=1, reference_workers=1, resnext_batch=2, resnext_px=64,
-                      resnext_warmup=1, resnext_steps=2, threads=1, px=16),
+                      resnext_warmup=1, resnext_steps=2, threads=1, px=16, cpu_steps=2, cpu_test=20,
+                      matmul_n=256),
 }
 
 
@@ -575,18 +581,29 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which set --data-root holds (default cifar100_lt)")
     parser.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                         help="torch.compile in the fast path (auto: on CUDA only; about 60 s on a CPU)")
+    parser.add_argument("--section", choices=["main", "cpu"], default="main",
+                        help="main: the sections above (default); cpu: the cifar-cpu profile's network on this "
+                             "CPU beside the fp32 matmul ceiling, each CPU path, the projected profile time "
+                             "(lt_paper.bench_cpu; --size full: about 2 minutes on an idle 2-core machine)")
     parser.add_argument("--threads-per-process", type=int, default=None,
                         help="CPU threads of each side-by-side process (default: cores / 7; tiny: 1)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m lt_paper bench [--size tiny|short|full] [--device D] [--out FILE] ...``; returns 0."""
+    """``python -m lt_paper bench [--size tiny|short|full] [--section main|cpu] [--device D] [--out FILE] ...``;
+    returns 0."""
     args = build_parser().parse_args(argv)
-    report = run_bench(SIZES[args.size], torch.device(device_type(args.device)), dataset=args.dataset,
-                       data_root=args.data_root, compile_mode=args.compile,
-                       threads_per_process=args.threads_per_process,
-                       progress=lambda m: print(m, file=sys.stderr, flush=True))
+    if args.section == "cpu":
+        from .bench_cpu import run_cpu_bench
+
+        report = run_cpu_bench(SIZES[args.size], compile_mode=args.compile,
+                               progress=lambda m: print(m, file=sys.stderr, flush=True))
+    else:
+        report = run_bench(SIZES[args.size], torch.device(device_type(args.device)), dataset=args.dataset,
+                           data_root=args.data_root, compile_mode=args.compile,
+                           threads_per_process=args.threads_per_process,
+                           progress=lambda m: print(m, file=sys.stderr, flush=True))
     print(report)
     if args.out:
         out = Path(args.out)

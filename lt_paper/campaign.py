@@ -31,8 +31,17 @@ Nothing here can leave a run that looks finished and is not: runs train through 
 writes ``metrics.json`` last, and a campaign stopped from outside (``timeout``) leaves at most a
 resumable ``checkpoint.pt``.
 
+``rows="core"`` (``--rows core``) keeps only the core set (:data:`lt_paper.rows.CORE_METHODS`): the runs
+behind Figures 1 and 4 and the ALA rows, what a laptop trains first on the `cifar-cpu` profile.
+
+Packs on the CPU: one run each, trained by ``train`` one after another, as ``run_rows`` trains on the
+CPU: there the batched ensemble was not reliably faster, and it cannot train channels_last, the fastest
+CPU path measured (README "Real data on a laptop"). A pack of one also keeps the budget fine-grained,
+and one probe serves every run of its network.
+
     python -m lt_paper campaign --profile cifar --budget 300 --runs-dir results/cifar10_lt_if100/runs --plan
     python -m lt_paper campaign --profile smoke --budget 60 --runs-dir runs --set epochs=2
+    python -m lt_paper campaign --profile cifar-cpu --rows core --budget 3600 --runs-dir runs
 """
 
 from __future__ import annotations
@@ -49,10 +58,11 @@ from typing import Callable, Sequence
 import torch
 
 from .data import load_dataset
-from .experiments import TEACHER_METHOD, preset_name
-from .outputs import check_seeds
+from .experiments import TEACHER_METHOD, preset_name, run_mode
+from .outputs import check_seeds, resolve_path
 from .reproduce import jobs_for, notebook_parameters, split_overrides
-from .rows import NOTEBOOK_ROWS
+from .rows import NOTEBOOK_ROWS, ROW_SETS
+from .train import train
 from .train.config import Config, apply_overrides
 from .train.distributed import device_type
 from .train.engine import FINAL_MODEL, is_finished, resolve_config, resolve_runtime, run_dir_for
@@ -75,7 +85,7 @@ MARGIN_S = 2.0  # and this much is kept free after the pack would end
 # after every epoch, the measured cost per epoch includes it; a run that evaluates only every N >= 3
 # epochs is underestimated by its evaluations beyond the probe's one (SAFETY covers a few).
 PROBE_EPOCHS = (1, 3)
-DEFAULT_MAX_MEMBERS = 21  # runs in one pack (Table 4 x 3 seeds)
+DEFAULT_MAX_MEMBERS = 21  # runs in one batched pack (Table 4 x 3 seeds); on the CPU a pack is one run
 
 @dataclass(frozen=True)
 class PlannedRun:
@@ -111,14 +121,19 @@ def expected_run_dir(config: Config, runs_dir: Path) -> Path:
 
 
 def planned_runs(profile: str, runs_dir: str | Path, seeds: Sequence[int] | None = None,
-                 data_root: str | None = None, parameters: dict | None = None) -> list[PlannedRun]:
+                 data_root: str | None = None, parameters: dict | None = None,
+                 rows: str = "all") -> list[PlannedRun]:
     """Every run the profile's notebooks train, in campaign priority order, each listed once.
 
     ``seeds``, ``data_root`` and ``parameters`` (notebook parameters such as ``epochs`` or
-    ``run_overrides``) change the profile's notebook parameters as ``reproduce`` does.
+    ``run_overrides``) change the profile's notebook parameters as ``reproduce`` does. ``rows``: a name
+    of :data:`lt_paper.rows.ROW_SETS` ("all", or "core": the core set's methods only).
     """
     if seeds is not None:
         check_seeds(seeds, name="--seeds")
+    if rows not in ROW_SETS:
+        raise ValueError(f"--rows {rows!r} is not one of {', '.join(ROW_SETS)}")
+    kept = ROW_SETS[rows]
     # reproduce hands the notebooks an absolute runs_dir; a student's config names its teacher by path
     runs_dir = Path(runs_dir).resolve()
     wanted: list[tuple[tuple, str, str, str, Config]] = []  # (priority, label, notebook, section, config)
@@ -133,13 +148,17 @@ def planned_runs(profile: str, runs_dir: str | Path, seeds: Sequence[int] | None
             params["seeds"] = list(seeds)
         if data_root is not None:
             params["data_root"] = str(Path(data_root).resolve())
-        rows, all_seeds = NOTEBOOK_ROWS[notebook]
+        notebook_rows, all_seeds = NOTEBOOK_ROWS[notebook]
         profile_seeds = list(params["seeds"])
-        overrides = dict(epochs=params["epochs"], device=params["device"], data_root=params["data_root"],
-                         progress=False, **{**params.get("run_overrides", {}), **config_keys})
+        # a relative data_root of a profile is relative to the repository, as in the notebooks
+        overrides = dict(epochs=params["epochs"], device=params["device"],
+                         data_root=resolve_path(params["data_root"]), progress=False,
+                         **{**params.get("run_overrides", {}), **config_keys})
         for seed in profile_seeds if all_seeds else profile_seeds[:1]:
             later = int(seed != profile_seeds[0])  # 0: the first seed, trained before every other seed
-            for order, (row, method) in enumerate(rows.items()):
+            for order, (row, method) in enumerate(notebook_rows.items()):
+                if kept is not None and method not in kept:
+                    continue
                 name = preset_name(params["prefix"], params["arch"], method)
                 run_overrides = dict(overrides, seed=seed)
                 section = NOTEBOOK_SECTION[notebook]
@@ -197,8 +216,19 @@ class Estimate:
 
 
 def train_pack(configs: Sequence[Config], runs_dir: Path) -> list[dict]:
-    """The campaign's trainer: one batched ensemble per pack (its members share every step)."""
+    """The campaign's trainer: one batched ensemble per pack (its members share every step), or on the
+    CPU one ``train`` after another, as ``run_rows`` decides (``experiments.run_mode``)."""
+    if run_mode("auto", 1, configs[0].device) == "sequential":
+        return [train(config, runs_dir=str(runs_dir)) for config in configs]
     return train_ensemble(list(configs), runs_dir=str(runs_dir))
+
+
+def default_max_members(runs: Sequence[PlannedRun]) -> int:
+    """Runs per pack: :data:`DEFAULT_MAX_MEMBERS` where packs train as ensembles, 1 where they train one
+    run after another (the CPU): there a pack of one is probed once for every run of its network."""
+    devices = {run.config.device for run in runs}
+    sequential = all(run_mode("auto", 1, device) == "sequential" for device in devices)
+    return 1 if sequential else DEFAULT_MAX_MEMBERS
 
 
 @dataclass
@@ -363,20 +393,21 @@ def plan_table(runs: Sequence[PlannedRun], outcomes: Sequence[PackOutcome]) -> s
 
 def campaign(profile: str, budget_s: float, runs_dir: str | Path, seeds: Sequence[int] | None = None,
              data_root: str | None = None, parameters: dict | None = None, plan_only: bool = False,
-             probe: bool = True, max_members: int = DEFAULT_MAX_MEMBERS, trainer=None,
-             log: Callable[[str], None] = print, started: float | None = None) -> dict:
+             probe: bool = True, max_members: int | None = None, trainer=None,
+             log: Callable[[str], None] = print, started: float | None = None, rows: str = "all") -> dict:
     """Plan (and unless ``plan_only``, train) the profile's runs within ``budget_s`` seconds.
 
-    ``started``: the ``time.monotonic()`` the budget counts from (the command line passes its own start,
-    so that importing torch counts too); default now. Returns a JSON-ready summary: every run with its
-    status, every pack with its estimate and time.
+    ``rows``: "all", or "core" for the core set only (:func:`planned_runs`). ``max_members``: runs per
+    pack (None: :func:`default_max_members`). ``started``: the ``time.monotonic()`` the budget counts from
+    (the command line passes its own start, so that importing torch counts too); default now. Returns a
+    JSON-ready summary: every run with its status, every pack with its estimate and time.
     """
     if not (math.isfinite(budget_s) and budget_s > 0):  # NaN compares False with everything
         raise ValueError(f"--budget must be a finite number of seconds > 0, got {budget_s}")
     started = time.monotonic() if started is None else started
-    runs = planned_runs(profile, runs_dir, seeds=seeds, data_root=data_root, parameters=parameters)
+    runs = planned_runs(profile, runs_dir, seeds=seeds, data_root=data_root, parameters=parameters, rows=rows)
     todo = [run for run in runs if not run.finished]
-    packs = make_packs(todo, max_members)
+    packs = make_packs(todo, max_members or default_max_members(todo))
     devices = {device_type(run.config.device) for run in todo}
     device_here = "cuda" not in devices or torch.cuda.is_available()
     if not device_here and not plan_only:
@@ -384,8 +415,10 @@ def campaign(profile: str, budget_s: float, runs_dir: str | Path, seeds: Sequenc
                          f"--plan lists its runs without training")
     runner = Campaign(runs_dir, budget_s, trainer=trainer, log=log, plan_only=plan_only,
                       probe=probe and device_here, started=started)
-    log(f"campaign: profile {profile}, {len(runs)} runs: {len(runs) - len(todo)} done, {len(todo)} to train "
-        f"in {len(packs)} pack(s); budget {budget_s:.0f} s; packs train as batched ensembles")
+    how = "one run after another" if default_max_members(todo) == 1 else "batched ensembles"  # as train_pack
+    log(f"campaign: profile {profile}{'' if rows == 'all' else f' ({rows} rows)'}, {len(runs)} runs: "
+        f"{len(runs) - len(todo)} done, {len(todo)} to train in {len(packs)} pack(s); budget {budget_s:.0f} s; "
+        f"packs train as {how}")
     if todo and runner.probe:
         for dataset, root, imbalance in sorted({(r.config.dataset, r.config.data_root, r.config.imbalance)
                                                 for r in todo}, key=str):
@@ -398,7 +431,7 @@ def campaign(profile: str, budget_s: float, runs_dir: str | Path, seeds: Sequenc
     trained = sum(len(o.members) for o in outcomes if o.status in ("trained", "partly trained"))
     log(f"campaign: {trained} run(s) trained in {time.monotonic() - started:.0f} s of {budget_s:.0f} s")
     return {
-        "profile": profile, "budget_s": budget_s, "elapsed_s": time.monotonic() - started,
+        "profile": profile, "rows": rows, "budget_s": budget_s, "elapsed_s": time.monotonic() - started,
         "plan_only": plan_only, "runs_dir": str(Path(runs_dir).resolve()),
         "runs": [{"run": run.name, "run_dir": run.run_dir.name, "section": run.section, "seed": run.seed,
                   "needed_by": list(run.needed_by), "finished_before": run.finished} for run in runs],

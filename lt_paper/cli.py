@@ -13,6 +13,10 @@ import time
 from pathlib import Path
 
 
+# The reproduction profiles (lt_paper.reproduce.PROFILES; named here so that --help needs no torch import).
+PROFILE_NAMES = ("smoke", "cifar", "cifar-cpu", "paper")
+
+
 def _train(args) -> int:
     from .train import train
     from .train.config import parse_assignment
@@ -81,7 +85,7 @@ def _campaign(args) -> int:
     parameters = dict(parse_assignment(s) for s in args.set)
     summary = campaign(args.profile, args.budget, args.runs_dir, seeds=args.seeds, data_root=args.data_root,
                        parameters=parameters, plan_only=args.plan, probe=not args.no_probe,
-                       max_members=args.max_pack, started=started)
+                       max_members=args.max_pack, started=started, rows=args.rows)
     if args.json:
         write_summary(summary, args.json)
     failed = [p for p in summary["packs"] if p["status"] == "failed"]
@@ -117,13 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_presets)
 
     p = sub.add_parser("reproduce", help="execute every notebook for a profile and write one report")
-    p.add_argument("--profile", default="smoke", choices=["smoke", "cifar", "paper"])
+    p.add_argument("--profile", default="smoke", choices=PROFILE_NAMES)
     p.add_argument("--only", default=None, help="only notebooks whose name contains this text")
     p.add_argument("--out", default="outputs", help="output root (default: outputs/<profile>)")
     p.add_argument("--runs-dir", default=None,
                    help="run cache (default: the repository's runs/, the notebooks' own default, shared "
                         "with JupyterLab and papermill)")
-    p.add_argument("--data-root", default=None, help="dataset location for the cifar and paper profiles")
+    p.add_argument("--data-root", default=None,
+                   help="dataset location for the cifar and paper profiles (cifar-cpu: default "
+                        "data/downloads/cifar10-jpeg.tar.gz)")
     p.add_argument("--kernel", default=None, help="Jupyter kernel name (default: python3)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a notebook parameter, e.g. --set epochs=5 --set seeds=[0,1]")
@@ -133,19 +139,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("campaign", help="train what a profile's notebooks need, most important first, "
                                         "within a time budget")
-    p.add_argument("--profile", default="cifar", choices=["smoke", "cifar", "paper"])
+    p.add_argument("--profile", default="cifar", choices=PROFILE_NAMES)
+    p.add_argument("--rows", default="all", choices=["all", "core"],
+                   help="core: only the core set (CE, LDAM-DRW, ALA, ALA without DRW, the 3-expert MoE), the runs "
+                        "behind Figures 1 and 4 (default: all rows of every notebook)")
     p.add_argument("--budget", type=float, required=True, metavar="SECONDS",
                    help="wall-clock seconds for the whole command (probes included)")
     p.add_argument("--runs-dir", required=True, help="the run cache the notebooks read (finished runs are skipped)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: the profile's)")
-    p.add_argument("--data-root", default=None, help="dataset location (default: data/downloads)")
+    p.add_argument("--data-root", default=None,
+                   help="dataset location (default: the profile's; cifar: data/downloads, cifar-cpu: "
+                        "data/downloads/cifar10-jpeg.tar.gz)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a notebook parameter as reproduce does, e.g. --set epochs=2")
     p.add_argument("--plan", action="store_true",
                    help="print the plan (done / to train / estimated seconds) without training any run; "
                         "estimates come from short probes in a scratch folder")
     p.add_argument("--no-probe", action="store_true", help="no probes: the plan shows no estimates")
-    p.add_argument("--max-pack", type=int, default=21, help="most runs trained as one ensemble (default 21)")
+    p.add_argument("--max-pack", type=int, default=None,
+                   help="most runs trained as one ensemble (default 21; on the CPU 1: one run after another)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the plan and outcome as JSON")
     p.set_defaults(func=_campaign)
 

@@ -217,21 +217,31 @@ def moe_shapes(model, dataset: str) -> dict[str, str]:
 def load_test_images(record, indices, data_root=None,
                      side: int = 96) -> tuple[dict[int, np.ndarray], list[str]]:
     """The test images at ``indices`` of the dataset a run was evaluated on, as (H, W, 3) uint8 arrays,
-    and the dataset's class names. Loaded through the dataset loader, like the run did (``data_root``:
-    where the data lies on this machine; the run's own ``data_root`` is used when None). Image-file
-    datasets are resized to ``side`` pixels on the longer edge."""
+    and the dataset's class names (CIFAR-10: its folder names, airplane ... truck). Loaded through the
+    dataset loader, like the run did.
+
+    Where the data lies: ``data_root`` (this machine's), else the run's own ``data_root`` if it exists
+    here, else the dataset's default location (``data/downloads`` or ``$LT_PAPER_DATA``): so runs
+    published from another machine find the CIFAR tarball a clone keeps in ``data/downloads``. No source
+    raises FileNotFoundError saying where it looked; data whose test labels are not the run's raises
+    ValueError. Small images (CIFAR's 32 px, the digits' 8 px) are scaled up by the largest whole factor
+    that fits ``side``, each pixel a square block (nearest neighbour), so that a reader can see them;
+    image-file datasets are shrunk to ``side`` pixels on the longer edge."""
     from .data import load_dataset
 
     config = record.config
-    data = load_dataset(config["dataset"], root=data_root or config.get("data_root"),
-                        imbalance=config.get("imbalance", 100))
-    if len(data.test) != record.num_samples:
-        raise ValueError(f"{record.run_dir}: records.npz has {record.num_samples} samples, the "
-                         f"{config['dataset']} test set {len(data.test)}: not the data the run saw")
+    recorded = config.get("data_root")
+    root = data_root or (recorded if recorded and Path(recorded).exists() else None)
+    data = load_dataset(config["dataset"], root=root, imbalance=config.get("imbalance", 100),
+                        allow_incomplete=config.get("allow_incomplete_data", False))
+    if len(data.test) != record.num_samples or not np.array_equal(np.asarray(data.test.labels), record.label):
+        raise ValueError(f"{record.run_dir}: the test labels of records.npz ({record.num_samples} samples) are not "
+                         f"those of the {config['dataset']} test set found here ({len(data.test)} samples): "
+                         f"not the data the run saw")
     images = {}
     for i in map(int, indices):
         if data.kind == "array":
-            images[i] = data.test.images[i].permute(1, 2, 0).numpy()  # (C, H, W) -> (H, W, C)
+            images[i] = scale_up(data.test.images[i].permute(1, 2, 0).numpy(), side)  # (C, H, W) -> (H, W, C)
         else:
             from PIL import Image
 
@@ -240,3 +250,10 @@ def load_test_images(record, indices, data_root=None,
                 image.thumbnail((side, side))
                 images[i] = np.asarray(image)
     return images, list(data.class_names)
+
+
+def scale_up(image: np.ndarray, side: int) -> np.ndarray:
+    """(H, W, C) ``image`` enlarged by the largest whole factor k with k * max(H, W) <= ``side`` (at least
+    1): every pixel becomes a k x k block, so no interpolation blurs or invents detail."""
+    k = max(1, side // max(image.shape[:2]))
+    return np.repeat(np.repeat(image, k, axis=0), k, axis=1)

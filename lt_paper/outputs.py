@@ -7,6 +7,14 @@ work (:class:`ParameterError`), resolves relative paths against the project root
 (whose kernels start in ``notebooks/``), papermill and ``reproduce`` share one ``runs/`` cache and
 one output tree, and gives each notebook its own output folder (``outputs/notebook/<notebook>``).
 
+Runs trained with less than the paper's recipe on one of its datasets (the `cifar-cpu` profile: ResNet-8,
+a few dozen epochs, on a CPU) are labelled wherever they are shown: every table title and figure title
+of such a notebook, and the figure image itself, carries :func:`lt_paper.train.presets.reduced_recipe_label`
+(network, epochs, "reduced recipe, not the paper's"), and its tables show the paper's numbers as a
+reference without difference columns (:func:`lt_paper.analysis.as_reference`). The label follows the
+parameters (prefix, arch, epochs, device), so a notebook reading published runs with ``train=False``
+labels them as the profile that trained them did.
+
 Each notebook writes into that folder, which holds only what its last run produced: the tables and
 figures an earlier run listed are removed when the next run starts. ``summary.json`` lists every table
 and figure with a title, the numbers the notebook recorded, every run directory it read (``runs``: what
@@ -26,10 +34,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis import save_figure, table_markdown
+from .analysis import as_reference, save_figure, table_markdown
 from .analysis.tables import format_results, shows_index
 from .atomic import atomic_write_json
 from .provenance import REPO_ROOT, provenance
+from .train.presets import reduced_recipe_label
 
 # Relative paths in notebook parameters are relative to this folder: the repository root, or the
 # folder this environment variable names (a copy of the results elsewhere, a shared runs cache).
@@ -142,17 +151,19 @@ class NotebookOutputs:
                         "records": {}, "runs": []}
         self.run_kwargs: dict = {}  # from_parameters: the keyword arguments of experiments.run_rows
         self.data_root: str | None = None  # from_parameters: the resolved data_root
+        self.recipe_label: str | None = None  # from_parameters: a reduced recipe's label, else None
 
     @classmethod
     def from_parameters(cls, notebook: str, namespace: dict, extra: tuple[str, ...] = (),
-                        trains: bool = True) -> "NotebookOutputs":
+                        trains: bool = True, labelled: bool = True) -> "NotebookOutputs":
         """The notebook's outputs from its parameters cell (``namespace``: the notebook's ``globals()``).
 
         Checks the parameters (:func:`check_parameters`), records them (common ones plus ``extra``),
         resolves ``runs_dir``, ``data_root`` and ``output_dir`` against :func:`project_root`
         (``output_dir`` None: ``outputs/notebook/<notebook>``) and sets ``run_kwargs``: the keyword
         arguments of ``run_rows`` (runs_dir, train, parallel and the config overrides for every run:
-        epochs, device, data_root and ``run_overrides``).
+        epochs, device, data_root and ``run_overrides``). ``labelled``: False for a notebook whose outputs
+        do not depend on the network or the training recipe (Figure 2's formulas): no recipe label.
         """
         check_injected_parameters(namespace, COMMON_PARAMETERS + tuple(extra))
         parameters = {k: namespace[k] for k in COMMON_PARAMETERS + tuple(extra) if k in namespace}
@@ -164,13 +175,22 @@ class NotebookOutputs:
                          data_root=resolve_path(parameters.get("data_root")),
                          **(parameters.get("run_overrides") or {}))
         out.data_root = overrides["data_root"]
+        if labelled:
+            out.recipe_label = reduced_recipe_label(parameters["prefix"], parameters["arch"], parameters["epochs"],
+                                                    parameters["device"])
         out.run_kwargs = dict(runs_dir=runs_dir, train=parameters.get("train", True),
                               parallel=parameters.get("parallel", 1), **overrides)
         if trains:
             mode = "trains what is missing" if out.run_kwargs["train"] else "train=False: finished runs only"
             print(f"runs: {runs_dir} ({mode})")
         print(f"outputs: {out.dir}")
+        if out.recipe_label:
+            print(f"recipe: {out.recipe_label} (every table and figure here says so)")
         return out
+
+    def labelled(self, title: str) -> str:
+        """``title`` with the reduced recipe's label appended (unchanged for the paper's recipe)."""
+        return f"{title} [{self.recipe_label}]" if self.recipe_label else title
 
     def run_rows(self, prefix: str, arch: str, rows: dict[str, str], seeds) -> dict[str, list[dict]]:
         """``experiments.run_rows`` with this notebook's ``run_kwargs``; the run directories it returns
@@ -187,8 +207,13 @@ class NotebookOutputs:
         return resolve_path(path)
 
     def table(self, name: str, frame: pd.DataFrame, title: str, decimals: int = 1) -> None:
-        """Save ``frame`` as ``name.md`` and ``name.csv`` and show it (HTML; missing values as "-")."""
+        """Save ``frame`` as ``name.md`` and ``name.csv`` and show it (HTML; missing values as "-").
+        A reduced recipe labels the title and turns the paper's columns into a reference (module docstring)."""
         from IPython.display import display
+
+        title = self.labelled(title)
+        if self.recipe_label:
+            frame = as_reference(frame, self.recipe_label)
 
         markdown = f"### {title}\n\n{table_markdown(frame, decimals=decimals)}\n"
         (self.dir / f"{name}.md").write_text(markdown)
@@ -211,6 +236,9 @@ class NotebookOutputs:
         """
         from IPython.display import Image, Markdown, display
 
+        title = self.labelled(title)
+        if self.recipe_label:  # on the image too: a PNG shown on its own still says what trained it
+            fig.text(0.01, 0.0, self.recipe_label, ha="left", va="top", fontsize=8, style="italic")
         path = save_figure(fig, self.dir / f"{name}.png")
         self.summary["figures"].append({"name": name, "title": title, "png": f"{name}.png"})
         self._flush()

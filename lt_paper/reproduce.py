@@ -1,4 +1,4 @@
-"""``python -m lt_paper reproduce --profile smoke|cifar|paper``: every notebook, one report.
+"""``python -m lt_paper reproduce --profile smoke|cifar|cifar-cpu|paper``: every notebook, one report.
 
 Each notebook of ``notebooks/`` runs through papermill with the profile's parameters. It writes into
 a staging folder; only when it succeeds does the staging folder replace the notebook's previous
@@ -15,6 +15,9 @@ Profiles:
 * ``smoke``: scikit-learn's digits (embedded, no download), CPU, one seed; minutes on 2 cores.
 * ``cifar``: CIFAR-10-LT (imbalance 100) with ResNet-32 on one GPU, the 200-epoch recipe, 3 seeds.
   Needs ``--data-root`` (the image-folder tree or its .tar.gz, or torchvision's CIFAR files).
+* ``cifar-cpu``: the same CIFAR-10-LT images on a CPU with the reduced recipe of the ResNet-8 presets
+  (``lt_paper.train.presets.CPU_RECIPE_CHANGES``), one seed; its tables and figures say so. Reads
+  ``data/downloads/cifar10-jpeg.tar.gz`` unless ``--data-root`` names another source.
 * ``paper``: ImageNet-LT (ResNet-50, ResNeXt-50) and iNaturalist-2018 (ResNet-50); launch the
   command under ``torchrun`` for DDP. Needs ``--data-root``.
 """
@@ -35,6 +38,7 @@ from .atomic import atomic_write_bytes
 from .locks import hold_lock
 from .outputs import DEFAULT_RUNS_DIR, check_seeds, load_summary, resolve_path
 from .provenance import REPO_ROOT, provenance
+from .train.presets import CPU_ARCH, CPU_EPOCHS
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -54,6 +58,11 @@ _SMOKE = dict(prefix="smoke", dataset="digits_lt", arch="resnet8", epochs=30, se
 # ResNet-32 run leaves a GPU mostly idle)
 _CIFAR = dict(prefix="cifar10_lt", dataset="cifar10_lt", arch="resnet32", epochs=200, seeds=[0, 1, 2],
               device="cuda", data_root=None, parallel=1)
+# cifar-cpu: real CIFAR-10-LT on a laptop (README "Real data on a laptop"); the ResNet-8 presets carry the
+# rest of the reduced recipe. On the CPU run_rows trains one run after another (the fastest CPU path).
+CIFAR_CPU_DATA = "data/downloads/cifar10-jpeg.tar.gz"  # relative to the repository root
+_CIFAR_CPU = dict(prefix="cifar10_lt", dataset="cifar10_lt", arch=CPU_ARCH, epochs=CPU_EPOCHS, seeds=[0],
+                  device="cpu", data_root=CIFAR_CPU_DATA)
 _IMAGENET = dict(prefix="imagenet_lt", dataset="imagenet_lt", arch="resnext50", epochs=100, seeds=[0],
                  device="cuda", data_root=None)
 
@@ -61,6 +70,7 @@ _IMAGENET = dict(prefix="imagenet_lt", dataset="imagenet_lt", arch="resnext50", 
 PROFILES: dict[str, dict[str, list[tuple[str, dict]]]] = {
     "smoke": {nb: [(nb, dict(_SMOKE))] for nb in NOTEBOOKS},
     "cifar": {nb: [(nb, dict(_CIFAR))] for nb in NOTEBOOKS},
+    "cifar-cpu": {nb: [(nb, dict(_CIFAR_CPU))] for nb in NOTEBOOKS},
     "paper": {nb: [(nb, dict(_IMAGENET))] for nb in NOTEBOOKS},
 }
 PROFILES["paper"]["table1_3_main_results"] = [

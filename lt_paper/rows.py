@@ -35,6 +35,14 @@ FIGURE1_ROWS = {"CE": "ce", "LDAM-DRW": "ldam_drw"}
 FIGURE4_ROWS = {"MoE-3": "ala_moe3", "MoE-4": "ala_moe4"}
 
 
+# The core set: CE and LDAM-DRW (Figure 1), ALA with and without DRW (Table 4's claim, and decision 4's
+# check) and the 3-expert MoE (Figure 4), as methods. ``campaign --rows core`` trains these alone: the
+# smallest set of runs behind Figures 1 and 4 and the ALA rows (README "Real data on a laptop").
+CORE_METHODS = ("ce", "ldam_drw", "ala", "ala_nodrw", "ala_moe3")
+# What ``campaign --rows`` accepts: the methods each name keeps (None: every row of every notebook).
+ROW_SETS: dict[str, tuple[str, ...] | None] = {"all": None, "core": CORE_METHODS}
+
+
 class NotebookRows(NamedTuple):
     """The rows one notebook trains, and whether it trains them for every seed or the first only."""
 

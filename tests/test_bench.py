@@ -139,3 +139,26 @@ def test_side_by_side_rows_start_from_a_script_read_on_stdin(tmp_path):
     done = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("['ala', 'ce'] True")
+
+
+def test_tiny_cpu_section_puts_each_path_beside_the_ceiling_and_projects_the_profile(tmp_path):
+    out = tmp_path / "bench-cpu.md"
+    assert bench.main(["--size", "tiny", "--section", "cpu", "--out", str(out)]) == 0
+    report = out.read_text()
+    ceiling = re.search(r"the share below is of their mean, (\d+\.\d)", report)
+    assert ceiling and float(ceiling.group(1)) > 0
+    for label in ("eager", "channels_last (the profile's path)", "channels_last + fused SGD",
+                  "channels_last, 1 thread", "4 core single networks one after another",
+                  "4 core single networks as one batched ensemble"):
+        images_per_s, gflops, share, overhead, epoch_s, run_s = _numbers(report, label)
+        assert images_per_s > 0 and overhead >= 0 and run_s > epoch_s > 0, label
+        assert share == pytest.approx(100 * gflops / float(ceiling.group(1)), abs=1.0), label
+    assert "torch.compile" not in report  # only with --compile on (a minute of compilation on 2 cores)
+    # per network: runs of the core set and the whole profile, and the projection is their sum
+    rows = {label: _numbers(report, label) for label in ("single network", "MoE, 3 experts", "MoE, 4 experts",
+                                                         "MoE, 6 experts", "distilled")}
+    assert [r[-2:] for r in rows.values()] == [[4, 10], [1, 4], [0, 4], [0, 1], [0, 1]]
+    projected = re.search(r"core set \(5 runs\) (\d+) s .* whole profile \(20 runs\) (\d+) s", report)
+    assert projected, "no projection line"
+    for column, total in ((-2, projected.group(1)), (-1, projected.group(2))):
+        assert float(total) == pytest.approx(sum(r[-3] * r[column] for r in rows.values()), abs=len(rows))

@@ -299,7 +299,8 @@ def test_notebook_parameters_fail_in_one_line_naming_what_is_valid(monkeypatch, 
                 data_root=None, runs_dir="runs", train=True, parallel=1, run_overrides={}, output_dir=None)
     cases = {  # wrong parameters -> what the message must name
         "prefix": ({"prefix": "cifar"}, "'cifar10_lt'"),
-        "arch": ({"prefix": "cifar10_lt", "dataset": "cifar10_lt"}, "prefix 'cifar10_lt': 'resnet32'"),
+        "arch": ({"prefix": "cifar10_lt", "dataset": "cifar10_lt", "arch": "resnet50"},
+                 "prefix 'cifar10_lt': 'resnet32', 'resnet8'"),
         "dataset": ({"dataset": "cifar10_lt"}, "set dataset = 'digits_lt'"),
         "data_root": ({"prefix": "cifar10_lt", "dataset": "cifar10_lt", "arch": "resnet32"}, "data_root"),
         "seeds": ({"seeds": 0}, "list of ints"),
@@ -476,7 +477,7 @@ def test_a_runs_dir_that_does_not_exist_is_named_so(tmp_path, capsys):
 def test_an_unknown_preset_says_in_one_line_which_part_is_wrong():
     from lt_paper.train.presets import get_preset
 
-    for name, needle in (("cifar10_lt/resnet8/ala", "arch resnet32 only"), ("nope/resnet8/ala", "smoke, "),
+    for name, needle in (("cifar10_lt/resnet50/ala", "arch resnet32, resnet8 only"), ("nope/resnet8/ala", "smoke, "),
                          ("smoke/resnet8/alaa", "method 'alaa'")):
         with pytest.raises(KeyError) as err:
             get_preset(name)

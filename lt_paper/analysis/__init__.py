@@ -26,8 +26,8 @@ from .paper_numbers import (CIFAR_PUBLISHED, GROUPS, PAPER_TABLES, TABLE1, TABLE
 from .records import RunRecord, load_metrics, load_run
 from .report import provenance_markdown
 from .samples import disagreeing_samples, hard_easy_shares, sample_like_train, train_like_counts
-from .tables import (cifar_frame, format_results, results_table, save_table, summarize_seeds, table1_frame,
-                     table3_frame, table4_frame, table5_frame, table_markdown, to_markdown)
+from .tables import (as_reference, cifar_frame, format_results, results_table, save_table, summarize_seeds,
+                     table1_frame, table3_frame, table4_frame, table5_frame, table_markdown, to_markdown)
 
 __all__ = [
     # paper numbers
@@ -43,7 +43,7 @@ __all__ = [
     "sample_like_train", "train_like_counts", "hard_easy_shares", "disagreeing_samples",
     # tables
     "summarize_seeds", "results_table", "table1_frame", "table3_frame", "table4_frame", "table5_frame",
-    "cifar_frame", "format_results", "to_markdown", "table_markdown", "save_table",
+    "as_reference", "cifar_frame", "format_results", "to_markdown", "table_markdown", "save_table",
     # figures
     "save_figure", "plot_probability_curves", "plot_probability_by_class", "plot_adjusting_terms",
     "plot_target_gradients", "plot_figure2", "plot_router_weights", "plot_training_curves",

@@ -33,6 +33,13 @@ epochs (160 of 200, lr 1e-3), the same share of training and lr, because their l
 carry ``router_at``: a plain network has no router, and its run hash stays what it was.
 Shot groups (README decision 2): the ImageNet-LT and iNaturalist presets report by the paper's
 Table 2 (few ``n <= 20``); CIFAR-LT keeps the codebases' ``n < 20``.
+
+CIFAR-LT also has ResNet-8 presets (``cifar10_lt/resnet8/<method>``): the reduced recipe of the
+`cifar-cpu` profile (README "Real data on a laptop"): a single network's epoch takes about 10 s on 2
+CPU cores. It keeps the CIFAR recipe's shape (batch 128, lr 0.1, the decays, DRW and the router
+switch-on at the same fractions of the epochs) on ResNet-8 for ``CPU_EPOCHS`` epochs; its warm-up is
+LDAM-DRW's 5 of 200 epochs scaled to the shorter run, it tests every ``CPU_EVAL_EVERY`` epochs, and it
+trains channels_last on the CPU (the fastest CPU path measured, ``python -m lt_paper bench --section cpu``).
 """
 
 from __future__ import annotations
@@ -79,22 +86,62 @@ for _k in (3, 4):
     METHODS[f"ride{_k}_router"] = dict(METHODS[f"ride{_k}"], router="instance", aggregate_loss=True)
 
 SMOKE_ARCH = "resnet8"
+# The networks of the paper's recipes, per preset prefix (the smoke digits have no paper recipe).
+PAPER_ARCHS: dict[str, tuple[str, ...]] = {
+    "cifar10_lt": ("resnet32",), "cifar100_lt": ("resnet32",),
+    "imagenet_lt": ("resnet50", "resnext50"), "inat2018": ("resnet50",),
+}
+# The reduced CIFAR-LT recipe that a CPU trains (the `cifar-cpu` profile, README "Real data on a
+# laptop"): network and epochs chosen by measurement on a 2-core machine; the schedule's fractions are
+# the CIFAR recipe's, its 5 warm-up epochs of 200 scale with the epochs (at least 1).
+CPU_ARCH = "resnet8"
+CPU_EPOCHS = 40
+CPU_EVAL_EVERY = 5
+CPU_RECIPE_CHANGES = dict(
+    epochs=CPU_EPOCHS, eval_every=CPU_EVAL_EVERY, device="cpu", channels_last=True,
+    warmup_epochs=max(1, round(CIFAR_RECIPE["warmup_epochs"] * CPU_EPOCHS / CIFAR_RECIPE["epochs"])),
+)
+# prefix -> (its recipe, the networks it has presets for)
 DATASET_ARCHS: dict[str, tuple[dict, tuple[str, ...]]] = {
     "smoke": (SMOKE_RECIPE, (SMOKE_ARCH,)),
-    "cifar10_lt": (dict(CIFAR_RECIPE, dataset="cifar10_lt"), ("resnet32",)),
-    "cifar100_lt": (dict(CIFAR_RECIPE, dataset="cifar100_lt"), ("resnet32",)),
-    "imagenet_lt": (IMAGENET_LT_RECIPE, ("resnet50", "resnext50")),
-    "inat2018": (INAT_RECIPE, ("resnet50",)),
+    "cifar10_lt": (dict(CIFAR_RECIPE, dataset="cifar10_lt"), PAPER_ARCHS["cifar10_lt"] + (CPU_ARCH,)),
+    "cifar100_lt": (dict(CIFAR_RECIPE, dataset="cifar100_lt"), PAPER_ARCHS["cifar100_lt"] + (CPU_ARCH,)),
+    "imagenet_lt": (IMAGENET_LT_RECIPE, PAPER_ARCHS["imagenet_lt"]),
+    "inat2018": (INAT_RECIPE, PAPER_ARCHS["inat2018"]),
 }
+ARCH_TITLES = {"resnet8": "ResNet-8", "resnet20": "ResNet-20", "resnet32": "ResNet-32", "resnet50": "ResNet-50",
+               "resnext50": "ResNeXt-50"}
+
+
+def reduced_recipe_label(prefix: str, arch: str, epochs: int, device: str) -> str | None:
+    """The label of a run set that trains one of the paper's datasets with less than the paper's recipe
+    (another network or fewer epochs), e.g. "ResNet-8, 30 epochs, CPU, reduced recipe, not the paper's";
+    None for the paper's recipe and for the smoke digits (which have no paper recipe to fall short of).
+    Every table and figure of such runs carries it (``outputs.NotebookOutputs``)."""
+    if prefix not in PAPER_ARCHS:
+        return None
+    recipe = DATASET_ARCHS[prefix][0]
+    if arch in PAPER_ARCHS[prefix] and epochs == recipe["epochs"]:
+        return None
+    where = {"cpu": "CPU, ", "cuda": "GPU, "}.get(device, "")
+    return f"{ARCH_TITLES.get(arch, arch)}, {epochs} epochs, {where}reduced recipe, not the paper's"
+
+
+def recipe_for(prefix: str, arch: str) -> dict:
+    """The recipe of the ``prefix/arch`` presets: the prefix's, reduced for CIFAR-LT's CPU network."""
+    recipe = DATASET_ARCHS[prefix][0]
+    if prefix.startswith("cifar") and arch == CPU_ARCH:
+        return dict(recipe, **CPU_RECIPE_CHANGES)
+    return recipe
 
 
 def _build_table() -> dict[str, Config]:
     table = {}
-    for prefix, (recipe, archs) in DATASET_ARCHS.items():
+    for prefix, (_, archs) in DATASET_ARCHS.items():
         for arch in archs:
             for method, fields in METHODS.items():
                 name = f"{prefix}/{arch}/{method}"
-                fields = {**recipe, **fields}
+                fields = {**recipe_for(prefix, arch), **fields}
                 if fields.get("num_experts", 1) == 1:  # no router: keep the plain networks' run hashes
                     fields.pop("router_at", None)
                 table[name] = validate(Config(name=name, arch=arch, **fields))
