@@ -253,6 +253,20 @@ def test_the_verdict_table_shows_weights_at_3_decimals_and_accuracies_at_1(moe_r
     assert rows["all"]["its accuracy %"] == "83.3"  # expert 2: 5 of 6, not 83.333
 
 
+
+def test_expert_numbers_stay_whole_beside_an_empty_group(tmp_path):
+    # CIFAR-10-LT at imbalance 100 has no few-shot class: that row is empty, the others name experts 1, 2
+    moe = {"expert_pred": MOE_EXPERT_PRED[:4], "router_weights": MOE_WEIGHTS[:4].astype(np.float32),
+           "expert_p_gt": np.full(MOE_EXPERT_PRED[:4].shape, 0.5, np.float32)}
+    run = A.load_run(write_run(tmp_path / "no_few", MOE_LABELS[:4], MOE_EXPERT_PRED[:4, 1], np.full(4, 0.5),
+                               MOE_COUNTS, moe=moe))
+    with pytest.warns(A.EmptyGroupWarning, match="no test samples"):
+        verdict = A.router_verdict(run)
+    lines = A.table_markdown(verdict, decimals=3).splitlines()
+    assert lines[2].startswith("| many | 1 | 0.500 |") and "| 1 | 100.0 | yes |" in lines[2], lines[2]
+    assert lines[3].startswith("| medium | 2 | 0.600 |"), lines[3]
+    assert lines[4] == "| few | - | - | - | - | - | - |"
+
 def test_a_row_counter_index_is_not_shown(tmp_path):
     shares = pd.DataFrame({"method": ["CE", "CE"], "group": ["many", "few"], "hard %": [1.0, 2.5]})
     assert A.to_markdown(shares).splitlines()[:3] == ["| method | group | hard % |", "|---|---|---|",
@@ -358,6 +372,13 @@ def test_table1_uses_the_chosen_backbone():
     assert A.table1_frame({}, backbone="resnext50").loc["ala", "All paper"] == 52.8
     cifar = A.cifar_frame({"ce": seed_metrics()}, dataset="cifar10_lt")
     assert cifar.loc["ce", "All paper"] == 70.4 and math.isnan(cifar.loc["ce", "Many paper"])
+    # our rows that CIFAR's published table lacks keep the paper's method names, not their keys
+    cifar = A.cifar_frame({"ala": seed_metrics(), "ala_moe3": seed_metrics(), "ala_nodrw": seed_metrics(),
+                           "extra_run": seed_metrics()}, dataset="cifar10_lt")
+    assert cifar.loc["ala", "method"] == A.TABLE1.row("ala").method == "ALA Loss (single expert)"
+    assert cifar.loc["ala_moe3", "method"] == "ALA Loss + MoE (3 experts)"
+    assert cifar.loc["ala_nodrw", "method"] == "ALA without DRW (ours, not in the paper)"
+    assert cifar.loc["extra_run", "method"] == "extra_run"
 
 
 def test_markdown_has_header_and_one_line_per_row(tmp_path):

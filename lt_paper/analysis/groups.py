@@ -179,5 +179,7 @@ def router_verdict(record: RunRecord, flat: float = 0.01, **rule) -> pd.DataFram
                    "most accurate expert": best, "its accuracy %": 100 * float(accuracy[g][best]),
                    "agrees": agrees}
     verdict = pd.DataFrame.from_dict(rows, orient="index").rename_axis("group")
+    # expert numbers stay whole numbers beside an empty group's missing value (not 1.000)
+    verdict = verdict.astype({"top-weight expert": "Int64", "most accurate expert": "Int64"})
     verdict.attrs["column_decimals"] = {"its accuracy %": 1}  # weights at 3 decimals, accuracies at 1
     return verdict

@@ -34,13 +34,22 @@ import pandas as pd
 
 from ..data import OLTR_SHOT_RULE, SHOT_GROUPS, TABLE2_SHOT_RULE
 from .groups import regroup_metrics
-from .paper_numbers import (CIFAR_PUBLISHED, GROUP_LABELS, GROUPS, TABLE1, TABLE3, TABLE4, TABLE5,
-                            PaperTable, paper_table)
+from .paper_numbers import (CIFAR_PUBLISHED, GROUP_LABELS, GROUPS, PAPER_TABLES, TABLE1, TABLE3, TABLE4,
+                            TABLE5, PaperTable, paper_table)
 
 CHECK = "✓"
 # Rows of ours that no paper table has, by row key: (method column, the paper row whose flag columns it
 # shares). ALA without DRW applies the same adjusting terms as ALA; only the re-weighting differs.
 OUR_ROWS = {"ala_nodrw": ("ALA without DRW (ours, not in the paper)", "ala")}
+
+
+def _paper_method_name(key: str) -> str:
+    """The paper's name of row ``key`` in any of its tables (CIFAR's published table lacks the paper's own
+    rows, e.g. "ala": "ALA Loss (single expert)" from Table 1), else the key itself."""
+    for table in PAPER_TABLES.values():
+        if key in table.keys:
+            return table.row(key).method
+    return key
 
 
 def _fraction(value: Any, where: str) -> float:
@@ -110,7 +119,7 @@ def results_table(runs: Mapping[str, Sequence[Mapping[str, Any]]], paper: PaperT
         if paper_row is None and key not in runs:
             raise KeyError(f"row {key!r} is neither in the runs {sorted(runs)} nor in "
                            f"{table.name if table else 'a paper table'}")
-        ours_label, like = OUR_ROWS.get(key, (key, None))
+        ours_label, like = OUR_ROWS.get(key, (_paper_method_name(key), None))
         flags_from = paper_row or (table.row(like) if table is not None and like in table.keys else None)
         rec: dict[str, Any] = {"method": paper_row.method if paper_row else ours_label}
         rec.update({c: (flags_from.flags[c] if flags_from else None) for c in flag_columns})
