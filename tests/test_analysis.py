@@ -267,6 +267,23 @@ def test_expert_numbers_stay_whole_beside_an_empty_group(tmp_path):
     assert lines[3].startswith("| medium | 2 | 0.600 |"), lines[3]
     assert lines[4] == "| few | - | - | - | - | - | - |"
 
+
+def test_an_empty_group_panel_says_so_instead_of_drawing_nan(tmp_path):
+    moe = {"expert_pred": MOE_EXPERT_PRED[:4], "router_weights": MOE_WEIGHTS[:4].astype(np.float32),
+           "expert_p_gt": np.full(MOE_EXPERT_PRED[:4].shape, 0.5, np.float32)}
+    run = A.load_run(write_run(tmp_path / "no_few", MOE_LABELS[:4], MOE_EXPERT_PRED[:4, 1],
+                               np.linspace(0.1, 0.9, 4), MOE_COUNTS, moe=moe))
+    with pytest.warns(A.EmptyGroupWarning):
+        figures = {"curves": A.plot_probability_curves({"CE": run}), "router": A.plot_router_weights(run)}
+    for name, fig in figures.items():
+        many, medium, few = fig.axes[:3]
+        assert few.get_title() == "Few-shot" and [t.get_text() for t in few.texts] == ["no few-shot class\nin this dataset"]
+        assert not few.lines and not few.patches and not few.get_legend(), name  # nothing drawn, no "acc nan%"
+        assert many.lines or many.patches, name
+    assert len(figures["curves"].axes[0].get_yticks()) > 2  # the shared y axis keeps its ticks for the others
+    legend = [t.get_text() for t in figures["curves"].axes[0].get_legend().get_texts()]
+    assert legend == ["CE (acc 50.0%)"] and "nan" not in " ".join(legend)
+
 def test_a_row_counter_index_is_not_shown(tmp_path):
     shares = pd.DataFrame({"method": ["CE", "CE"], "group": ["many", "few"], "hard %": [1.0, 2.5]})
     assert A.to_markdown(shares).splitlines()[:3] == ["| method | group | hard % |", "|---|---|---|",
@@ -579,6 +596,22 @@ def test_training_curves(tmp_path, single_run):
     assert_png(A.save_figure(fig, tmp_path / "curves.png"))
     with pytest.raises(KeyError, match="test_few"):
         A.plot_training_curves({"bad": [{"epoch": 0, "train_loss": 1.0}]}, panels=("train_loss", "test_few"))
+
+
+
+def test_training_curves_join_the_epochs_with_a_test_pass_and_name_an_empty_group():
+    # eval_every 2: test numbers at epochs 1, 3, 5 only (None in between); no few-shot class at all (NaN
+    # where a test pass ran: what history.json holds for an empty group)
+    history = [{**entry, **({} if entry["epoch"] % 2 else {"test_all": None, "test_many": None, "test_medium": None}),
+                "test_few": None if entry["epoch"] % 2 == 0 else float("nan")} for entry in history_list(epochs=6)]
+    fig = A.plot_training_curves({"CE": history})
+    panels = {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}
+    (line,) = panels["test accuracy, all"].get_lines()
+    assert list(line.get_xdata()) == [1, 3, 5] and line.get_marker() == "o"
+    np.testing.assert_allclose(line.get_ydata(), [0.1, 0.3, 0.5])
+    assert panels["train loss"].get_lines()[0].get_marker() in ("None", None, "")  # every epoch: a plain line
+    few = panels["test accuracy, few"]
+    assert [t.get_text() for t in few.texts] == ["no few-shot class\nin this dataset"]
 
 
 def test_provenance_markdown_flattens_nested_keys():

@@ -18,6 +18,7 @@ Styling: seaborn's whitegrid look and palettes as constants (``style``), applied
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -83,6 +84,16 @@ def _check_curves(x: np.ndarray, curves: Mapping[str, Any], what: str) -> dict[s
 # Figure 1
 
 
+def _mark_empty_group(ax, group: str) -> None:
+    """A panel for a shot group without test samples (CIFAR-10-LT at imbalance 100 has no few-shot
+    class): say so in the panel instead of drawing NaN accuracies on meaningless axes. Tick marks are
+    hidden per panel (tick_params), not removed: the panels may share their y axis."""
+    ax.tick_params(left=False, bottom=False, labelleft=False, labelbottom=False)
+    ax.grid(False)
+    ax.text(0.5, 0.5, f"no {GROUP_TITLES.get(group, group).lower()} class\nin this dataset",
+            ha="center", va="center", transform=ax.transAxes, color="0.3")
+
+
 def plot_probability_curves(records: Mapping[str, RunRecord], groups: Sequence[str] = SHOT_GROUPS,
                             hard: float = 0.2, easy: float = 0.8) -> Figure:
     """Figure 1 (a)-(c): per shot group, the sorted ground-truth probabilities of each method.
@@ -96,6 +107,10 @@ def plot_probability_curves(records: Mapping[str, RunRecord], groups: Sequence[s
     colors = palette(DEEP, len(records))
     accuracy = {method: per_group_accuracy(record) for method, record in records.items()}
     for ax, g in zip(axes[0], groups):
+        ax.set(title=f"{GROUP_TITLES.get(g, g)}", xlabel="sample index (sorted by p)", ylim=(-0.02, 1.02))
+        if not any(record_groups(record)[g].any() for record in records.values()):
+            _mark_empty_group(ax, g)
+            continue
         for color, (method, record) in zip(colors, records.items()):
             mask = record_groups(record)[g]  # (N,)
             p_sorted = np.sort(record.p_gt[mask])  # (n_g,) ascending
@@ -104,7 +119,6 @@ def plot_probability_curves(records: Mapping[str, RunRecord], groups: Sequence[s
                     label=f"{method} (acc {100 * acc:.1f}%)")
         for level in (hard, easy):
             ax.axhline(level, color="0.5", lw=0.8, ls="--")
-        ax.set(title=f"{GROUP_TITLES.get(g, g)}", xlabel="sample index (sorted by p)", ylim=(-0.02, 1.02))
         ax.legend(loc="upper left", fontsize=8)
     axes[0, 0].set_ylabel("predicted probability of the ground truth")
     return fig
@@ -241,13 +255,16 @@ def plot_router_weights(record: RunRecord, groups: Sequence[str] = SHOT_GROUPS, 
     colors = palette(DEEP, record.num_experts)
     experts = list(acc.index)
     for ax, g in zip(axes[0], groups):
+        ax.set_title(GROUP_TITLES.get(g, g))
+        if weight[g].isna().all():
+            _mark_empty_group(ax, g)
+            continue
         heights, labels = (weight[g], acc[g]) if bar == "weight" else (acc[g], weight[g])
         bars = ax.bar([f"expert {k}" for k in experts], heights.to_numpy(), color=colors)
         text = [f"{v:.1f}" if bar == "weight" else f"{v:.3f}" for v in labels]
         ax.bar_label(bars, labels=text, padding=2, fontsize=8)
         top = np.nanmax(heights.to_numpy()) if np.isfinite(heights.to_numpy()).any() else 1.0
         ax.set_ylim(0, top * 1.18 if top > 0 else 1.0)
-        ax.set_title(GROUP_TITLES.get(g, g))
         ax.tick_params(axis="x", labelsize=8)
     axes[0, 0].set_ylabel("mean router weight" if bar == "weight" else "expert accuracy (%)")
     fig.suptitle("router weight per expert (bars) and expert accuracy % (on top)" if bar == "weight"
@@ -304,7 +321,9 @@ def plot_training_curves(runs: Mapping[str, RunRecord | Sequence[Mapping[str, An
     """One panel per ``history.json`` key (loss, lr, accuracy per group) over epochs, one line per run.
 
     runs: {label: RunRecord or its history list}. A missing key raises KeyError naming run, epoch and
-    key; a None value (e.g. an empty group) leaves a gap, never a 0.
+    key. A None (or NaN) value is an epoch without that number (no test pass that epoch, with ``eval_every`` > 1,
+    or an empty group): it is left out, never drawn as 0, and the line joins the epochs that have one,
+    each marked with a dot. A test-accuracy panel without any value says which group is empty.
     """
     nrows = int(np.ceil(len(panels) / ncols))
     fig, axes = _new_figure(min(ncols, len(panels)), nrows=nrows, panel=(3.6, 2.8))
@@ -318,10 +337,16 @@ def plot_training_curves(runs: Mapping[str, RunRecord | Sequence[Mapping[str, An
                 if key not in entry:
                     raise KeyError(f"run {label!r}: history entry for epoch {entry.get('epoch', '?')} "
                                    f"has no {key!r} (keys: {sorted(entry)})")
-                epochs.append(entry.get("epoch", len(epochs)))
-                values.append(np.nan if entry[key] is None else float(entry[key]))
-            ax.plot(epochs, values, color=color, lw=1.4, label=label)
+                epoch = entry.get("epoch", len(epochs))
+                if entry[key] is not None and math.isfinite(entry[key]):  # NaN: an empty group, as metrics.json writes it
+                    epochs.append(epoch)
+                    values.append(float(entry[key]))
+            sparse = len(epochs) < len(history)  # e.g. a test pass every 5th epoch: show the points
+            ax.plot(epochs, values, color=color, lw=1.4, label=label, marker="o" if sparse else None, ms=3)
         ax.set(title=CURVE_TITLES.get(key, key), xlabel="epoch")
+        group = key.removeprefix("test_")
+        if key.startswith("test_") and group in GROUP_TITLES and not any(len(line.get_xdata()) for line in ax.lines):
+            _mark_empty_group(ax, group)
         positive = [v for line in ax.lines for v in line.get_ydata() if np.isfinite(v)]
         if key == "lr" and positive and min(positive) > 0:  # step decays read best on a log axis
             ax.set_yscale("log")
