@@ -4,6 +4,7 @@ Used by ``tests/test_browser.py`` (one notebook on a small runs directory the te
 hand to refresh the README's screenshots from the published smoke runs::
 
     .venv/bin/python scripts/screenshots.py            # -> figures/jupyterlab/figure1.png, figure4.png
+    .venv/bin/python scripts/screenshots.py --profile cifar-cpu   # -> figures/jupyterlab/cifar-cpu/...
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``apt-get install -y chromium chromium-driver``) and
 ``selenium`` (a dev dependency). JupyterLab listens on 127.0.0.1 only, on a free port, with its settings,
@@ -195,14 +196,33 @@ class JupyterLabInChromium:
         return path
 
 
+# profile -> the name it is published under (results/<name>/runs)
+SCREENSHOT_PROFILES = {"smoke": "smoke", "cifar-cpu": "cifar10_lt_if100_cpu"}
+
+
+def profile_parameters(profile: str, notebook: str) -> dict:
+    """The notebook parameters ``reproduce --profile`` gives ``notebook`` (they name the runs to read)."""
+    sys.path.insert(0, str(REPO))
+    from lt_paper.reproduce import PROFILES
+
+    (_, params), = PROFILES[profile][notebook]
+    return dict(params)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs-dir", default="results/smoke/runs",
-                        help="finished runs to read (train=False)")
-    parser.add_argument("--out", default=str(REPO / "figures" / "jupyterlab"), help="folder for the PNGs")
+    parser.add_argument("--profile", default="smoke", choices=SCREENSHOT_PROFILES,
+                        help="whose published runs, with that profile's notebook parameters (default smoke)")
+    parser.add_argument("--runs-dir", default=None,
+                        help="finished runs to read (train=False; default: the profile's published runs)")
+    parser.add_argument("--out", default=None, help="folder for the PNGs (default: figures/jupyterlab, "
+                        "figures/jupyterlab/<profile> for another profile than smoke)")
     parser.add_argument("--root", default=None, help="project root the notebook's relative paths resolve "
                         "against (LT_PAPER_ROOT; default: this repository)")
     args = parser.parse_args(argv)
+    publication = SCREENSHOT_PROFILES[args.profile]
+    runs_dir = args.runs_dir or f"results/{publication}/runs"
+    out = Path(args.out) if args.out else REPO / "figures" / "jupyterlab" / ("" if args.profile == "smoke" else args.profile)
     why = missing_browser()
     if why:
         print(f"cannot take screenshots: {why}", file=sys.stderr)
@@ -213,12 +233,13 @@ def main(argv=None) -> int:
         with JupyterLabInChromium(tmp, env) as lab:
             for notebook, name in (("figure1_hard_samples", "figure1"),
                                    ("figure4_router_weights", "figure4")):
-                params = dict(runs_dir=args.runs_dir, train=False, output_dir=str(tmp / "outputs" / notebook))
+                params = dict(profile_parameters(args.profile, notebook), runs_dir=runs_dir, train=False,
+                              output_dir=str(tmp / "outputs" / notebook))
                 shown = lab.run_all(parameterized_copy(notebook, params, tmp))
                 if shown["errors"] or not shown["images"]:
                     print(f"{notebook}: {shown}", file=sys.stderr)
                     return 1
-                print(lab.screenshot(Path(args.out) / f"{name}.png"), shown)
+                print(lab.screenshot(out / f"{name}.png"), shown)
     return 0
 
 
