@@ -202,11 +202,9 @@ SCREENSHOT_PROFILES = {"smoke": "smoke", "cifar-cpu": "cifar10_lt_if100_cpu"}
 
 def profile_parameters(profile: str, notebook: str) -> dict:
     """The notebook parameters ``reproduce --profile`` gives ``notebook`` (they name the runs to read)."""
-    sys.path.insert(0, str(REPO))
-    from lt_paper.reproduce import PROFILES
+    from lt_paper.reproduce import jobs_for
 
-    (_, params), = PROFILES[profile][notebook]
-    return dict(params)
+    return next(dict(params) for nb, _, params in jobs_for(profile) if nb == notebook)
 
 
 def main(argv=None) -> int:
@@ -222,7 +220,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     publication = SCREENSHOT_PROFILES[args.profile]
     runs_dir = args.runs_dir or f"results/{publication}/runs"
-    out = Path(args.out) if args.out else REPO / "figures" / "jupyterlab" / ("" if args.profile == "smoke" else args.profile)
+    default_out = REPO / "figures" / "jupyterlab" / ("" if args.profile == "smoke" else args.profile)
+    out = Path(args.out) if args.out else default_out
     why = missing_browser()
     if why:
         print(f"cannot take screenshots: {why}", file=sys.stderr)

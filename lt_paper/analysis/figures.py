@@ -80,10 +80,6 @@ def _check_curves(x: np.ndarray, curves: Mapping[str, Any], what: str) -> dict[s
     return out
 
 
-# ---------------------------------------------------------------------------------------------
-# Figure 1
-
-
 def _mark_empty_group(ax, group: str) -> None:
     """A panel for a shot group without test samples (CIFAR-10-LT at imbalance 100 has no few-shot
     class): say so in the panel instead of drawing NaN accuracies on meaningless axes. Tick marks are
@@ -92,6 +88,10 @@ def _mark_empty_group(ax, group: str) -> None:
     ax.grid(False)
     ax.text(0.5, 0.5, f"no {GROUP_TITLES.get(group, group).lower()} class\nin this dataset",
             ha="center", va="center", transform=ax.transAxes, color="0.3")
+
+
+# ---------------------------------------------------------------------------------------------
+# Figure 1
 
 
 def plot_probability_curves(records: Mapping[str, RunRecord], groups: Sequence[str] = SHOT_GROUPS,
@@ -106,13 +106,14 @@ def plot_probability_curves(records: Mapping[str, RunRecord], groups: Sequence[s
     fig, axes = _new_figure(len(groups), sharey=True)
     colors = palette(DEEP, len(records))
     accuracy = {method: per_group_accuracy(record) for method, record in records.items()}
+    masks = {method: record_groups(record) for method, record in records.items()}  # {group: (N,)} each
     for ax, g in zip(axes[0], groups):
         ax.set(title=f"{GROUP_TITLES.get(g, g)}", xlabel="sample index (sorted by p)", ylim=(-0.02, 1.02))
-        if not any(record_groups(record)[g].any() for record in records.values()):
+        if not any(m[g].any() for m in masks.values()):
             _mark_empty_group(ax, g)
             continue
         for color, (method, record) in zip(colors, records.items()):
-            mask = record_groups(record)[g]  # (N,)
+            mask = masks[method][g]  # (N,)
             p_sorted = np.sort(record.p_gt[mask])  # (n_g,) ascending
             acc = accuracy[method][g]
             ax.plot(np.arange(p_sorted.size), p_sorted, color=color, lw=1.6,
@@ -321,9 +322,10 @@ def plot_training_curves(runs: Mapping[str, RunRecord | Sequence[Mapping[str, An
     """One panel per ``history.json`` key (loss, lr, accuracy per group) over epochs, one line per run.
 
     runs: {label: RunRecord or its history list}. A missing key raises KeyError naming run, epoch and
-    key. A None (or NaN) value is an epoch without that number (no test pass that epoch, with ``eval_every`` > 1,
-    or an empty group): it is left out, never drawn as 0, and the line joins the epochs that have one,
-    each marked with a dot. A test-accuracy panel without any value says which group is empty.
+    key. A None or NaN value is an epoch without that number (no test pass that epoch, with
+    ``eval_every`` > 1; NaN: an empty group, as ``history.json`` writes it): it is left out, never drawn
+    as 0, and the line joins the epochs that have one, each marked with a dot. A test-accuracy panel
+    without any value says that its group is empty.
     """
     nrows = int(np.ceil(len(panels) / ncols))
     fig, axes = _new_figure(min(ncols, len(panels)), nrows=nrows, panel=(3.6, 2.8))
@@ -338,14 +340,15 @@ def plot_training_curves(runs: Mapping[str, RunRecord | Sequence[Mapping[str, An
                     raise KeyError(f"run {label!r}: history entry for epoch {entry.get('epoch', '?')} "
                                    f"has no {key!r} (keys: {sorted(entry)})")
                 epoch = entry.get("epoch", len(epochs))
-                if entry[key] is not None and math.isfinite(entry[key]):  # NaN: an empty group, as metrics.json writes it
+                if entry[key] is not None and math.isfinite(entry[key]):
                     epochs.append(epoch)
                     values.append(float(entry[key]))
             sparse = len(epochs) < len(history)  # e.g. a test pass every 5th epoch: show the points
             ax.plot(epochs, values, color=color, lw=1.4, label=label, marker="o" if sparse else None, ms=3)
         ax.set(title=CURVE_TITLES.get(key, key), xlabel="epoch")
         group = key.removeprefix("test_")
-        if key.startswith("test_") and group in GROUP_TITLES and not any(len(line.get_xdata()) for line in ax.lines):
+        drawn = any(len(line.get_xdata()) for line in ax.lines)
+        if key.startswith("test_") and group in GROUP_TITLES and not drawn:
             _mark_empty_group(ax, group)
         positive = [v for line in ax.lines for v in line.get_ydata() if np.isfinite(v)]
         if key == "lr" and positive and min(positive) > 0:  # step decays read best on a log axis
