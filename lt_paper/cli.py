@@ -140,9 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("campaign", help="train what a profile's notebooks need, most important first, "
                                         "within a time budget")
     p.add_argument("--profile", default="cifar", choices=PROFILE_NAMES)
-    p.add_argument("--rows", default="all", choices=["all", "core"],
+    p.add_argument("--rows", default="all", choices=["all", "core", "claims"],
                    help="core: only the core set (CE, LDAM-DRW, ALA, ALA without DRW, the 3-expert MoE), the runs "
-                        "behind Figures 1 and 4 (default: all rows of every notebook)")
+                        "behind Figures 1 and 4; claims: the core set and the 3-expert MoE with the mean router, "
+                        "the runs Table 4's and Table 5's claims are decided on over several seeds "
+                        "(default: all rows of every notebook)")
     p.add_argument("--budget", type=float, required=True, metavar="SECONDS",
                    help="wall-clock seconds for the whole command (probes included)")
     p.add_argument("--runs-dir", required=True, help="the run cache the notebooks read (finished runs are skipped)")

@@ -24,7 +24,7 @@ from lt_paper.cli import PROFILE_NAMES  # noqa: E402
 from lt_paper.experiments import load_test_images  # noqa: E402
 from lt_paper.outputs import NotebookOutputs  # noqa: E402
 from lt_paper.reproduce import PROFILES  # noqa: E402
-from lt_paper.rows import CORE_METHODS  # noqa: E402
+from lt_paper.rows import CLAIM_METHODS, CORE_METHODS  # noqa: E402
 from lt_paper.train.presets import CPU_EPOCHS, get_preset, reduced_recipe_label  # noqa: E402
 
 from test_campaign import CIFAR10, cifar_root  # noqa: E402, F401 (a fixture: a tree of empty files, for plans)
@@ -103,6 +103,17 @@ def test_core_plan_is_figure1_the_ala_rows_and_the_3_expert_moe_one_run_per_pack
     assert all(len(p) == 1 for p in C.make_packs(everything, C.default_max_members(everything)))
     with pytest.raises(ValueError, match="--rows 'some'"):
         C.planned_runs("cifar-cpu", tmp_path, data_root=cifar_root, rows="some")
+
+
+def test_claims_plan_is_the_core_set_and_the_mean_router_moe_for_every_seed_first_seed_first(tmp_path, cifar_root):
+    claims = C.planned_runs("cifar-cpu", tmp_path, data_root=cifar_root, rows="claims", seeds=[0, 1, 2])
+    assert set(CLAIM_METHODS) == set(CORE_METHODS) | {"ala_moe3_mean"}
+    assert len(claims) == 3 * len(CLAIM_METHODS)
+    assert {(method(r), r.seed) for r in claims} == {(m, s) for m in CLAIM_METHODS for s in (0, 1, 2)}
+    assert [r.seed for r in claims] == sorted(r.seed for r in claims)  # seed 0 whole before seed 1
+    # the same run directories as the whole profile's seed-0 runs: a claim run is never trained twice
+    everything = C.planned_runs("cifar-cpu", tmp_path, data_root=cifar_root)
+    assert {r.run_dir for r in claims if r.seed == 0} <= {r.run_dir for r in everything}
 
 
 def test_the_profile_finds_the_tarball_under_the_repository_root_wherever_it_runs(tmp_path, monkeypatch, cifar_root):
