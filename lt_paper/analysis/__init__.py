@@ -8,6 +8,8 @@ Modules, one concern each:
   empty group, never 0).
 - ``samples``: hard/easy shares and a test subset drawn with the train distribution (Figure 1).
 - ``tables``: our runs (mean ± std over seeds) beside the paper's numbers; Markdown and CSV.
+- ``claims``: the comparisons the paper's text makes, read on our runs against their noise (seeds,
+  test images): agrees / disagrees / tie.
 - ``figures``: Figures 1, 2, 4 and training curves; ``diagram``: Figure 3.
 - ``report``: one Markdown report from tables, figures and provenance.
 
