@@ -149,6 +149,20 @@ def finished_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs
     return results
 
 
+def finished_runs_held(runs_dir) -> dict[tuple[str, str, int], list[int]]:
+    """What a runs directory holds: ``{(prefix, arch, epochs): [seed per finished run]}``, read from each
+    finished run's ``config.json`` (a run whose config cannot be read is left out)."""
+    held: dict[tuple[str, str, int], list[int]] = {}
+    for run_dir in sorted(Path(runs_dir).glob("*/metrics.json")):
+        try:
+            config = json.loads((run_dir.parent / "config.json").read_text())
+            key = (config["name"].split("/")[0], config["arch"], int(config["epochs"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        held.setdefault(key, []).append(config.get("seed"))
+    return held
+
+
 def runs_used(results: dict[str, list[dict]]) -> list[str]:
     """Every run directory behind ``run_rows`` / ``finished_rows`` results, absolute, sorted: each
     result's run and the teacher a distilled run learned from (what ``publish`` must copy).
