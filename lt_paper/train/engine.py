@@ -108,17 +108,20 @@ def is_finished(run_dir: Path) -> bool:
     return (Path(run_dir) / METRICS).is_file()
 
 
-def find_finished_run(runs_dir: Path, config: Config) -> Path | None:
+def find_finished_run(runs_dir: Path, config: Config, any_data: bool = False) -> Path | None:
     """The finished run of ``config`` (resolved, without its data fingerprint) in ``runs_dir``, or None.
 
     With the data on this machine, the run must have trained on that very data (its fingerprint is
-    part of the run hash). Without it (published GPU runs read on a laptop), every hashed field but
-    the data fingerprint must match; two such runs on different data are an error that names them.
+    part of the run hash). Without it (published GPU runs read on a laptop), or with ``any_data``
+    (reading runs that trained on another copy of the same dataset), every hashed field but the data
+    fingerprint must match; two such runs on different data are an error that names them.
     """
+    identified = None
     try:
-        identified = with_data_fingerprint(config)
+        if not any_data:
+            identified = with_data_fingerprint(config)
     except FileNotFoundError:
-        identified = None
+        pass
     if identified is not None:
         run_dir = run_dir_for(Path(runs_dir), identified, force=False)
         return run_dir if is_finished(run_dir) else None
