@@ -16,6 +16,7 @@ import torch
 from .train import train as train_run  # `train` is run_rows' flag
 from .train import train_ensemble
 from .train.distributed import device_type
+from .train.config import apply_overrides
 from .train.engine import find_finished_run, load_result, resolve_config, resolve_runtime
 from .train.presets import get_preset
 
@@ -56,8 +57,9 @@ def run_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs_dir=
     "ensemble" (the runs batched into one training step: :func:`lt_paper.train.train_ensemble`) or
     "auto" (:func:`run_mode`). A ResNet-32 run leaves a GPU mostly idle; the ensemble fills it.
     Distillation teachers are trained first in every mode. ``train=False`` trains nothing: see
-    :func:`finished_rows`. ``progress`` prints one plain line per run (no progress bar: in a notebook
-    a bar needs widgets, and without them it lands in stderr as a red box).
+    :func:`finished_rows`. ``progress`` prints one plain line per run and one per epoch (epoch of epochs,
+    seconds left; no progress bar: in a notebook a bar needs widgets, and without them it lands in
+    stderr as a red box).
     """
     if not train:
         return finished_rows(prefix, arch, rows, seeds=seeds, runs_dir=runs_dir, progress=progress, **overrides)
@@ -65,9 +67,10 @@ def run_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs_dir=
     names = {job: preset_name(prefix, arch, job[1]) for job in jobs}
     distilled = [job for job in jobs if get_preset(names[job]).distill]
     teachers = {seed: _train(preset_name(prefix, arch, TEACHER_METHOD), runs_dir, "teacher", progress,
-                             **dict(overrides, seed=seed, progress=False))["run_dir"]
+                             **dict(overrides, seed=seed, progress=progress))["run_dir"]
                 for seed in sorted({seed for _, _, seed in distilled})}
-    job_overrides = {job: dict(overrides, seed=job[2], progress=False,
+    # progress: each epoch's line ("epoch 3/30 ... 95 s left", train.engine) under the run's own line
+    job_overrides = {job: dict(overrides, seed=job[2], progress=progress,
                                **({"teacher": teachers[job[2]]} if job in distilled else {}))
                      for job in jobs}
     configs = [resolve_config(names[job], job_overrides[job]) for job in jobs]
@@ -75,7 +78,8 @@ def run_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs_dir=
     if how == "side_by_side":
         from .train.parallel import train_side_by_side
 
-        finished = train_side_by_side(configs, runs_dir=runs_dir,
+        quiet = [apply_overrides(c, {"progress": False}) for c in configs]  # processes side by side: no lines
+        finished = train_side_by_side(quiet, runs_dir=runs_dir,
                                       max_parallel=parallel if parallel > 1 else None)
     elif how == "ensemble":
         finished = train_ensemble(configs, runs_dir=runs_dir)

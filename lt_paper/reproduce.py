@@ -105,9 +105,12 @@ def execute_notebook(notebook: str, output_dir: Path, parameters: dict, kernel: 
     if not source.is_file():
         raise FileNotFoundError(f"notebook {source} does not exist")
     output_dir.mkdir(parents=True, exist_ok=True)
+    # the notebook's printed lines as they come (which row trains, each epoch with the seconds left):
+    # a notebook training for half an hour is otherwise silent until it ends
     pm.execute_notebook(str(source), str(output_dir / f"{notebook}.ipynb"),
                         parameters=dict(parameters, output_dir=str(output_dir)),
-                        kernel_name=kernel or "python3", progress_bar=False, cwd=str(REPO_ROOT))
+                        kernel_name=kernel or "python3", progress_bar=False, cwd=str(REPO_ROOT),
+                        stdout_file=sys.stdout, stderr_file=sys.stderr)
 
 
 def reproduce(profile: str = "smoke", out_root: str | Path = "outputs", only: str | None = None,

@@ -625,3 +625,17 @@ def test_reproduce_under_torchrun_trains_with_ddp_and_rank0_writes(tmp_path):
     assert len(runs) == 2 and all(json.loads(r.read_text())["world_size"] == 2 for r in runs)
     assert (out / "report.md").is_file() and (out / "figure1_hard_samples" / "summary.json").is_file()
     assert not (out / ".rank1" / "report.md").exists()  # the other rank's outputs are scratch
+
+
+def test_reproduce_shows_which_row_trains_and_each_epoch_with_the_seconds_left(tmp_path, capsys):
+    """A notebook that trains is not silent on the terminal: its run lines and epoch lines come through."""
+    result = reproduce("smoke", out_root=tmp_path, only="figure1", runs_dir=str(tmp_path / "runs"),
+                       overrides={"epochs": 2})
+    assert result["ok"] == ["figure1_hard_samples"], result["failed"]
+    out = capsys.readouterr().out
+    for row in ("1/2 CE", "2/2 LDAM-DRW"):
+        assert f"run {row} (smoke/resnet8/" in out, out
+    epochs = re.findall(r"^epoch (\d)/2 .*, (\d+) s left$", out, re.M)
+    assert [e for e, _ in epochs] == ["1", "2", "1", "2"], out  # each epoch of each run, as it ends
+    assert [left for e, left in epochs if e == "2"] == ["0", "0"]
+    assert out.index("run 1/2 CE") < out.index("epoch 1/2") < out.index("run 2/2 LDAM-DRW")
