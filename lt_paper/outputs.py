@@ -38,6 +38,7 @@ import pandas as pd
 from .analysis import EmptyGroupWarning, as_reference, save_figure, table_markdown
 from .analysis.tables import format_results, shows_index
 from .atomic import atomic_write_json
+from .portable import strict_json
 from .profiles import PROFILE_KEYS, PUBLISHED_RUNS, check_profile, profile_parameters, profiles_running
 from .provenance import REPO_ROOT, provenance
 from .train.presets import reduced_recipe_label
@@ -307,7 +308,7 @@ class NotebookOutputs:
         return self.summary
 
     def _flush(self) -> None:
-        atomic_write_json(self.dir / "summary.json", self.summary)
+        atomic_write_json(self.dir / "summary.json", strict_json(self.summary))  # NaN (an empty group): null
 
     def _remove_previous_outputs(self) -> None:
         """Remove the tables, figures and summary an earlier run listed in this folder's ``summary.json``
