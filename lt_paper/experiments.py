@@ -16,6 +16,7 @@ import torch
 from .train import train as train_run  # `train` is run_rows' flag
 from .train import train_ensemble
 from .train.distributed import device_type
+from .train.config import apply_overrides
 from .train.engine import find_finished_run, load_result, resolve_config, resolve_runtime
 from .train.presets import get_preset
 
@@ -56,8 +57,9 @@ def run_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs_dir=
     "ensemble" (the runs batched into one training step: :func:`lt_paper.train.train_ensemble`) or
     "auto" (:func:`run_mode`). A ResNet-32 run leaves a GPU mostly idle; the ensemble fills it.
     Distillation teachers are trained first in every mode. ``train=False`` trains nothing: see
-    :func:`finished_rows`. ``progress`` prints one plain line per run (no progress bar: in a notebook
-    a bar needs widgets, and without them it lands in stderr as a red box).
+    :func:`finished_rows`. ``progress`` prints one plain line per run and one per epoch (epoch of epochs,
+    seconds left; no progress bar: in a notebook a bar needs widgets, and without them it lands in
+    stderr as a red box).
     """
     if not train:
         return finished_rows(prefix, arch, rows, seeds=seeds, runs_dir=runs_dir, progress=progress, **overrides)
@@ -65,9 +67,10 @@ def run_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs_dir=
     names = {job: preset_name(prefix, arch, job[1]) for job in jobs}
     distilled = [job for job in jobs if get_preset(names[job]).distill]
     teachers = {seed: _train(preset_name(prefix, arch, TEACHER_METHOD), runs_dir, "teacher", progress,
-                             **dict(overrides, seed=seed, progress=False))["run_dir"]
+                             **dict(overrides, seed=seed, progress=progress))["run_dir"]
                 for seed in sorted({seed for _, _, seed in distilled})}
-    job_overrides = {job: dict(overrides, seed=job[2], progress=False,
+    # progress: each epoch's line ("epoch 3/30 ... 95 s left", train.engine) under the run's own line
+    job_overrides = {job: dict(overrides, seed=job[2], progress=progress,
                                **({"teacher": teachers[job[2]]} if job in distilled else {}))
                      for job in jobs}
     configs = [resolve_config(names[job], job_overrides[job]) for job in jobs]
@@ -75,7 +78,8 @@ def run_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs_dir=
     if how == "side_by_side":
         from .train.parallel import train_side_by_side
 
-        finished = train_side_by_side(configs, runs_dir=runs_dir,
+        quiet = [apply_overrides(c, {"progress": False}) for c in configs]  # processes side by side: no lines
+        finished = train_side_by_side(quiet, runs_dir=runs_dir,
                                       max_parallel=parallel if parallel > 1 else None)
     elif how == "ensemble":
         finished = train_ensemble(configs, runs_dir=runs_dir)
@@ -108,7 +112,9 @@ def finished_run(name: str, runs_dir, **overrides) -> dict | None:
     """
     config = resolve_config(name, overrides)
     config = resolve_runtime(config, torch.device(device_type(config.device)))
-    run_dir = find_finished_run(Path(runs_dir), config)
+    # the run on the data here, else the same preset and seed trained on another copy of the dataset (the
+    # JPEG tarball's runs read with torchvision's files): finished_rows says so
+    run_dir = find_finished_run(Path(runs_dir), config) or find_finished_run(Path(runs_dir), config, any_data=True)
     return None if run_dir is None else dict(load_result(run_dir), reused=True)
 
 
@@ -146,7 +152,46 @@ def finished_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs
         found = sum(map(len, results.values()))
         print(f"{found} finished run(s) read from {runs_dir}"
               + (f"; missing (train=False trains nothing): {', '.join(missing)}" if missing else ""))
+        note = other_data_note(preset_name(prefix, arch, next(iter(rows.values()))), results, overrides) \
+            if found else None
+        if note:
+            print(note)
     return results
+
+
+def other_data_note(preset: str, results: dict[str, list[dict]], overrides: dict) -> str | None:
+    """One line when the runs found trained on another source of the dataset than the one ``preset`` with
+    ``overrides`` reads here (None: the same source, or no data here to compare with)."""
+    from .train.identity import data_source_of
+
+    trained = {r["data_source"]["fingerprint"]: r["data_source"].get("kind", "?") for rs in results.values()
+               for r in rs if isinstance(r.get("data_source"), dict) and "fingerprint" in r["data_source"]}
+    config = resolve_config(preset, overrides)
+    try:
+        here = data_source_of(config)
+    except (FileNotFoundError, ValueError):
+        return None
+    others = {fp: kind for fp, kind in trained.items() if fp != here.fingerprint}
+    if not others:
+        return None
+    return (f"data: the runs trained on another source of {config.dataset} ("
+            + "; ".join(f"{kind} {fp}" for fp, kind in others.items())
+            + f") than the one here ({here.kind} {here.fingerprint}); the test images shown come from the "
+              f"one here, its test labels checked against the runs' records")
+
+
+def finished_runs_held(runs_dir) -> dict[tuple[str, str, int], list[int]]:
+    """What a runs directory holds: ``{(prefix, arch, epochs): [seed per finished run]}``, read from each
+    finished run's ``config.json`` (a run whose config cannot be read is left out)."""
+    held: dict[tuple[str, str, int], list[int]] = {}
+    for run_dir in sorted(Path(runs_dir).glob("*/metrics.json")):
+        try:
+            config = json.loads((run_dir.parent / "config.json").read_text())
+            key = (config["name"].split("/")[0], config["arch"], int(config["epochs"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        held.setdefault(key, []).append(config.get("seed"))
+    return held
 
 
 def runs_used(results: dict[str, list[dict]]) -> list[str]:
@@ -217,27 +262,32 @@ def moe_shapes(model, dataset: str) -> dict[str, str]:
 def load_test_images(record, indices, data_root=None,
                      side: int = 96) -> tuple[dict[int, np.ndarray], list[str]]:
     """The test images at ``indices`` of the dataset a run was evaluated on, as (H, W, 3) uint8 arrays,
-    and the dataset's class names (CIFAR-10: its folder names, airplane ... truck). Loaded through the
-    dataset loader, like the run did.
+    and the dataset's class names (CIFAR-10: airplane ... truck).
 
     Where the data lies: ``data_root`` (this machine's), else the run's own ``data_root`` if it exists
     here, else the dataset's default location (``data/downloads`` or ``$LT_PAPER_DATA``): so runs
     published from another machine find the CIFAR tarball a clone keeps in ``data/downloads``. No source
     raises FileNotFoundError saying where it looked; data whose test labels are not the run's raises
-    ValueError. Small images (CIFAR's 32 px, the digits' 8 px) are scaled up by the largest whole factor
-    that fits ``side``, each pixel a square block (nearest neighbour), so that a reader can see them;
-    image-file datasets are shrunk to ``side`` pixels on the longer edge."""
+    ValueError. CIFAR: any verified source of the same set will do (the JPEG tree or its tarball,
+    torchvision's files; :func:`cifar_test_positions`), and only the images asked for are decoded.
+    Small images (CIFAR's 32 px, the digits' 8 px) are scaled up by the largest whole factor that fits
+    ``side``, each pixel a square block (nearest neighbour), so that a reader can see them; image-file
+    datasets are shrunk to ``side`` pixels on the longer edge."""
     from .data import load_dataset
+    from .data.cifar import CIFAR_SPECS, read_test_split
 
     config = record.config
     recorded = config.get("data_root")
     root = data_root or (recorded if recorded and Path(recorded).exists() else None)
+    if config["dataset"] in CIFAR_SPECS:
+        from .data.registry import default_data_root
+
+        split = read_test_split(config["dataset"], root if root is not None else default_data_root())
+        positions = cifar_test_positions(record, split.labels, split.kind)
+        return {i: scale_up(split.image(positions[int(i)]), side) for i in indices}, split.class_names
     data = load_dataset(config["dataset"], root=root, imbalance=config.get("imbalance", 100),
                         allow_incomplete=config.get("allow_incomplete_data", False))
-    if len(data.test) != record.num_samples or not np.array_equal(np.asarray(data.test.labels), record.label):
-        raise ValueError(f"{record.run_dir}: the test labels of records.npz ({record.num_samples} samples) are not "
-                         f"those of the {config['dataset']} test set found here ({len(data.test)} samples): "
-                         f"not the data the run saw")
+    _check_test_labels(record, np.asarray(data.test.labels), config["dataset"])
     images = {}
     for i in map(int, indices):
         if data.kind == "array":
@@ -250,6 +300,37 @@ def load_test_images(record, indices, data_root=None,
                 image.thumbnail((side, side))
                 images[i] = np.asarray(image)
     return images, list(data.class_names)
+
+
+def _check_test_labels(record, labels: np.ndarray, dataset: str) -> None:
+    """ValueError unless ``labels`` (a test set found here) are the test labels the run recorded."""
+    if len(labels) != record.num_samples or not np.array_equal(labels, record.label):
+        raise ValueError(f"{record.run_dir}: the test labels of records.npz ({record.num_samples} samples) are not "
+                         f"those of the {dataset} test set found here ({len(labels)} samples): "
+                         f"not the data the run saw")
+
+
+def cifar_test_positions(record, labels: np.ndarray, kind: str) -> np.ndarray:
+    """For each test sample of ``record``, its position in a CIFAR source whose test labels are ``labels``.
+
+    The same order when the labels are the run's (checked, :func:`_check_test_labels`). Torchvision's files
+    list the test images in their batch order, the JPEG tree by class and number: between the two (one
+    side torchvision's, the other not) the k-th test image of a class in one is the k-th of that class
+    in the other (the tree numbers each class's images in batch order), and the per-class counts must
+    agree. Anything else is other data.
+    """
+    recorded_kind = (record.metrics.get("data_source") or {}).get("kind")
+    if (kind == "torchvision") == (recorded_kind == "torchvision") or np.array_equal(labels, record.label):
+        _check_test_labels(record, labels, record.config["dataset"])
+        return np.arange(len(labels))
+    if len(labels) != record.num_samples or not np.array_equal(np.bincount(labels, minlength=100),
+                                                               np.bincount(record.label, minlength=100)):
+        _check_test_labels(record, labels, record.config["dataset"])
+    # stable sorts: rank within class is kept on both sides
+    by_class_here, by_class_run = np.argsort(labels, kind="stable"), np.argsort(record.label, kind="stable")
+    positions = np.empty(len(labels), dtype=np.int64)
+    positions[by_class_run] = by_class_here
+    return positions
 
 
 def scale_up(image: np.ndarray, side: int) -> np.ndarray:

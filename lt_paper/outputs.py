@@ -38,6 +38,8 @@ import pandas as pd
 from .analysis import EmptyGroupWarning, as_reference, save_figure, table_markdown
 from .analysis.tables import format_results, shows_index
 from .atomic import atomic_write_json
+from .portable import strict_json
+from .profiles import PROFILE_KEYS, PUBLISHED_RUNS, check_profile, profile_parameters, profiles_running
 from .provenance import REPO_ROOT, provenance
 from .train.presets import reduced_recipe_label
 
@@ -78,6 +80,33 @@ def resolve_path(path) -> str | None:
         return None
     path = Path(path).expanduser()
     return str(path if path.is_absolute() else project_root() / path)
+
+
+def apply_profile(p: dict, notebook: str) -> dict:
+    """Fill the parameters ``p`` leaves None (prefix, dataset, arch, epochs, seeds, device, data_root,
+    runs_dir) with those of its ``profile`` (:func:`lt_paper.profiles.profile_parameters`); returns what
+    was filled. Values given beside the profile win, and each that differs from the profile's is named
+    in one printed line (they name other runs than the profile's). ``runs_dir`` None: the profile's
+    published runs with ``train = False``, else the shared cache ``runs``."""
+    profile = p.get("profile")
+    if profile is None or not any(p.get(k) is None for k in PROFILE_KEYS + ("runs_dir",) if k in p):
+        return {}
+    try:
+        check_profile(profile, "profile =")
+    except ValueError as err:
+        raise ParameterError(str(err)) from None
+    ran = profile_parameters(profile, notebook, train=p.get("train", True) is not False)
+    filled = {k: ran[k] for k in PROFILE_KEYS + ("runs_dir",) if k in p and p[k] is None}
+    own = {k: p[k] for k in PROFILE_KEYS if k in p and k not in filled and p[k] != ran[k]}
+    p.update(filled)
+    if own:
+        print(f"profile {profile!r} with your own {_assignments(own)} (the profile's: "
+              f"{_assignments({k: ran[k] for k in own})}): not the profile's runs")
+    return filled
+
+
+def _assignments(values: dict) -> str:
+    return ", ".join(f"{k} = {v!r}" for k, v in values.items()) or "nothing"
 
 
 def check_parameters(p: dict, trains: bool = True) -> None:
@@ -172,7 +201,17 @@ class NotebookOutputs:
         # would only cover the notebook in red boxes.
         warnings.filterwarnings("ignore", category=EmptyGroupWarning)
         parameters = {k: namespace[k] for k in COMMON_PARAMETERS + tuple(extra) if k in namespace}
-        check_parameters(parameters, trains=trains)
+        filled = apply_profile(parameters, notebook)
+        namespace.update(filled)  # the notebook's later cells read prefix, arch, seeds ... as filled
+        try:
+            check_parameters(parameters, trains=trains)
+        except ParameterError as err:
+            given = {k: parameters[k] for k in PROFILE_KEYS if k in parameters and k not in filled}
+            if filled and given:  # say which values came from the profile and which were given beside it
+                named = {k: v for k, v in filled.items() if k in ("prefix", "dataset", "arch")} or filled
+                raise ParameterError(f"profile = {parameters['profile']!r} sets {_assignments(named)}, "
+                                     f"which your {_assignments(given)} contradict: {err}") from None
+            raise
         directory = resolve_path(parameters.get("output_dir") or Path("outputs", "notebook", notebook))
         out = cls(directory, notebook, parameters)
         runs_dir = resolve_path(parameters.get("runs_dir", DEFAULT_RUNS_DIR))
@@ -203,6 +242,9 @@ class NotebookOutputs:
         from .experiments import run_rows, runs_used
 
         results = run_rows(prefix, arch, rows, seeds=seeds, **self.run_kwargs)
+        if not self.run_kwargs["train"] and not any(results.values()):
+            raise ParameterError(no_runs_message(self.run_kwargs["runs_dir"], prefix, arch, self.run_kwargs["epochs"],
+                                                 seeds))
         self.summary["runs"] = sorted(set(self.summary["runs"]) | set(runs_used(results)))
         self._flush()
         return results
@@ -266,7 +308,7 @@ class NotebookOutputs:
         return self.summary
 
     def _flush(self) -> None:
-        atomic_write_json(self.dir / "summary.json", self.summary)
+        atomic_write_json(self.dir / "summary.json", strict_json(self.summary))  # NaN (an empty group): null
 
     def _remove_previous_outputs(self) -> None:
         """Remove the tables, figures and summary an earlier run listed in this folder's ``summary.json``
@@ -284,6 +326,28 @@ class NotebookOutputs:
             if Path(name).name == name:  # a file of this folder, nothing else
                 (self.dir / name).unlink(missing_ok=True)
         summary.unlink()
+
+
+def no_runs_message(runs_dir, prefix: str, arch: str, epochs: int, seeds) -> str:
+    """One line for ``train = False`` finding no finished run for any row: what ``runs_dir`` holds instead
+    and the profile that reads it (or that it does not exist, and where the published runs are)."""
+    from .experiments import finished_runs_held
+
+    wanted = f"no finished run of {prefix}/{arch}, {epochs} epochs, seed(s) {list(seeds)} for any row"
+    if not Path(runs_dir).is_dir():
+        published = ", ".join(f"{path} (profile = {name!r})" for name, path in PUBLISHED_RUNS.items()
+                              if Path(resolve_path(path)).is_dir())
+        return (f"runs_dir {runs_dir} does not exist: {wanted} (train = False trains nothing); the published "
+                f"runs: {published}, or set profile and leave runs_dir = None")
+    held = finished_runs_held(runs_dir)
+    if not held:
+        return f"runs_dir {runs_dir} holds no finished run: {wanted} (train = False trains nothing)"
+    parts = []
+    for (p, a, e), run_seeds in sorted(held.items(), key=lambda kv: -len(kv[1])):
+        profiles = profiles_running(p, a, e)
+        hint = f": set profile = {profiles[0]!r}" if profiles else f": set prefix = {p!r}, arch = {a!r}, epochs = {e}"
+        parts.append(f"{len(run_seeds)} runs of {p}/{a}, {e} epochs, seeds {sorted(set(run_seeds))}{hint}")
+    return f"runs_dir {runs_dir} has {wanted}; it holds " + "; ".join(parts)
 
 
 def load_summary(directory) -> dict:

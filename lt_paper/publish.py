@@ -28,6 +28,7 @@ Nothing lost, nothing wrong served:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -40,6 +41,7 @@ from .atomic import atomic_write_bytes
 from .folder_swap import FolderSwap
 from .locks import hold_lock, lock_holder
 from .outputs import load_summary
+from .portable import portable_text, strict_json
 from .provenance import REPO_ROOT
 from .reproduce import PROFILES, jobs_for, output_lock_file
 from .train.run_config import read_run_config
@@ -212,6 +214,8 @@ def publish(profile_dir: str | Path, name: str, repo_root: str | Path = REPO_ROO
         staging = swap.begin()
         try:
             copied = _stage(profile_dir, folders, runs, staging, results, figures)
+            make_portable(staging[results], {str(run.parent): os.path.relpath(results / "runs", repo_root)
+                                             for run in runs}, repo_root)
         except BaseException:
             swap.abandon()
             raise
@@ -220,6 +224,22 @@ def publish(profile_dir: str | Path, name: str, repo_root: str | Path = REPO_ROO
     return {"results": str(results), "figures": str(figures), "notebooks": len(folders),
             "runs": len({run.name for run in runs}), "runs_copied": copied, "runs_published": len(published_runs),
             "missing": missing, "recovered": recovered}
+
+
+def make_portable(folder: Path, places: dict[str, str], repo_root: Path) -> None:
+    """Rewrite the published text files under ``folder`` (reports, tables, summaries, run configs) so that
+    they name no folder of this machine (:func:`lt_paper.portable.portable_text`: the runs folders in
+    ``places`` become the published runs folder) and every ``summary.json`` is strict JSON."""
+    for path in sorted(folder.rglob("*")):
+        in_a_run = path.parent.parent.name == "runs"  # a run's metrics and history are compared, not rewritten
+        if path.suffix not in (".json", ".md", ".csv") or not path.is_file() or (in_a_run and path.name != "config.json"):
+            continue
+        text = path.read_text()
+        portable = portable_text(text, places, repo_root)
+        if path.name == "summary.json":
+            portable = json.dumps(strict_json(json.loads(portable)), indent=2, default=str)
+        if portable != text:
+            atomic_write_bytes(path, lambda f: f.write(portable.encode()))
 
 
 def _check_replaceable(folders: list[Path], results: Path, figures: Path, force: bool) -> None:

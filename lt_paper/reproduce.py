@@ -37,59 +37,10 @@ from .analysis import provenance_markdown
 from .atomic import atomic_write_bytes
 from .locks import hold_lock
 from .outputs import DEFAULT_RUNS_DIR, check_seeds, load_summary, resolve_path
+from .profiles import CIFAR_CPU_DATA, NOTEBOOKS, PROFILES, jobs_for  # noqa: F401 (the names reproduce offers)
 from .provenance import REPO_ROOT, provenance
-from .train.presets import CPU_ARCH, CPU_EPOCHS
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-
-NOTEBOOKS = (
-    "table1_3_main_results",
-    "table4_ala_ablation",
-    "table5_router_ablation",
-    "figure1_hard_samples",
-    "figure2_adjusting_terms",
-    "figure3_moe_architecture",
-    "figure4_router_weights",
-)
-
-_SMOKE = dict(prefix="smoke", dataset="digits_lt", arch="resnet8", epochs=30, seeds=[0], device="cpu",
-              data_root=None)
-# cifar: one GPU; a notebook's rows train as one batched ensemble (run_rows' default on CUDA: one
-# ResNet-32 run leaves a GPU mostly idle)
-_CIFAR = dict(prefix="cifar10_lt", dataset="cifar10_lt", arch="resnet32", epochs=200, seeds=[0, 1, 2],
-              device="cuda", data_root=None, parallel=1)
-# cifar-cpu: real CIFAR-10-LT on a laptop (README "Real data on a laptop"); the ResNet-8 presets carry the
-# rest of the reduced recipe. On the CPU run_rows trains one run after another (the fastest CPU path).
-CIFAR_CPU_DATA = "data/downloads/cifar10-jpeg.tar.gz"  # relative to the repository root
-_CIFAR_CPU = dict(prefix="cifar10_lt", dataset="cifar10_lt", arch=CPU_ARCH, epochs=CPU_EPOCHS, seeds=[0],
-                  device="cpu", data_root=CIFAR_CPU_DATA)
-_IMAGENET = dict(prefix="imagenet_lt", dataset="imagenet_lt", arch="resnext50", epochs=100, seeds=[0],
-                 device="cuda", data_root=None)
-
-# Notebook name -> list of (output folder, parameters). Table 1/3 runs once per dataset in `paper`.
-PROFILES: dict[str, dict[str, list[tuple[str, dict]]]] = {
-    "smoke": {nb: [(nb, dict(_SMOKE))] for nb in NOTEBOOKS},
-    "cifar": {nb: [(nb, dict(_CIFAR))] for nb in NOTEBOOKS},
-    "cifar-cpu": {nb: [(nb, dict(_CIFAR_CPU))] for nb in NOTEBOOKS},
-    "paper": {nb: [(nb, dict(_IMAGENET))] for nb in NOTEBOOKS},
-}
-PROFILES["paper"]["table1_3_main_results"] = [
-    ("table1_imagenet_lt_resnet50", dict(_IMAGENET, arch="resnet50")),
-    ("table1_imagenet_lt_resnext50", dict(_IMAGENET)),
-    ("table3_inat2018_resnet50", dict(_IMAGENET, prefix="inat2018", dataset="inat2018", arch="resnet50")),
-]
-
-
-def jobs_for(profile: str, only: str | None = None) -> list[tuple[str, str, dict]]:
-    """(notebook, output folder, parameters) for a profile; ``only`` keeps names containing it."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; valid profiles are {sorted(PROFILES)}")
-    jobs = [(nb, folder, params) for nb, runs in PROFILES[profile].items() for folder, params in runs]
-    if only:
-        jobs = [j for j in jobs if only in j[0] or only in j[1]]
-        if not jobs:
-            raise ValueError(f"--only {only!r} matches no notebook; notebooks are {list(NOTEBOOKS)}")
-    return jobs
 
 
 def notebook_parameters(notebook: str) -> list[str]:
@@ -154,9 +105,12 @@ def execute_notebook(notebook: str, output_dir: Path, parameters: dict, kernel: 
     if not source.is_file():
         raise FileNotFoundError(f"notebook {source} does not exist")
     output_dir.mkdir(parents=True, exist_ok=True)
+    # the notebook's printed lines as they come (which row trains, each epoch with the seconds left):
+    # a notebook training for half an hour is otherwise silent until it ends
     pm.execute_notebook(str(source), str(output_dir / f"{notebook}.ipynb"),
                         parameters=dict(parameters, output_dir=str(output_dir)),
-                        kernel_name=kernel or "python3", progress_bar=False, cwd=str(REPO_ROOT))
+                        kernel_name=kernel or "python3", progress_bar=False, cwd=str(REPO_ROOT),
+                        stdout_file=sys.stdout, stderr_file=sys.stderr)
 
 
 def reproduce(profile: str = "smoke", out_root: str | Path = "outputs", only: str | None = None,

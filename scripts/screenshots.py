@@ -170,10 +170,12 @@ class JupyterLabInChromium:
         self._js("window.jupyterapp.commands.execute('notebook:run-all-cells');")
         cells = ("Array.from(window.jupyterapp.shell.currentWidget.content.widgets)"
                  ".filter(c => c.model.type === 'code')")
+        # done when every cell ran, or when one failed (Run All stops there, leaving the rest unrun)
         self._wait("Run All to finish",
                    f"const cells = {cells}; const k = window.jupyterapp.shell.currentWidget.sessionContext;"
-                   f" return k.session.kernel.status === 'idle' && cells.every(c => c.model.executionCount"
-                   f" !== null);", timeout)
+                   f" return k.session.kernel.status === 'idle' && (cells.every(c => c.model.executionCount"
+                   f" !== null) || cells.some(c => c.model.outputs.toJSON().some(o => o.output_type === 'error')));",
+                   timeout)
         run_all_s = round(time.perf_counter() - started, 1)
         time.sleep(1.0)  # let the last outputs render
         return {"run_all_s": run_all_s, **self._js(

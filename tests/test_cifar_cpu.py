@@ -7,6 +7,7 @@ budget is checked with a fake trainer on a fake clock, and the gallery reads a t
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -213,6 +214,8 @@ def test_the_profiles_table1_notebook_labels_its_tables_without_runs_or_data(tmp
 
     (_, params), = PROFILES["cifar-cpu"]["table1_3_main_results"]
     out = tmp_path / "table1"
+    ce = next((PUBLISHED / "runs").glob("cifar10_lt-resnet8-ce-s0-*"))  # one row's run: a runs_dir with no
+    shutil.copytree(ce, tmp_path / "runs" / ce.name)  # run for any row stops the notebook
     execute_notebook("table1_3_main_results", out, dict(params, runs_dir=str(tmp_path / "runs"), train=False,
                                                         profile="cifar-cpu", data_root=None))
     summary = json.loads((out / "summary.json").read_text())
@@ -298,3 +301,67 @@ def test_gallery_without_the_data_or_on_other_data_says_so(tmp_path, png_tree, m
     other = load_run(_write_run(tmp_path / "other", np.repeat(np.arange(10), 2)[::-1], str(png_tree)))
     with pytest.raises(ValueError, match="not the data the run saw"):
         load_test_images(other, [0])
+
+
+@pytest.fixture(scope="module")
+def png_tarball(png_tree, tmp_path_factory):
+    """The PNG tree packed as the JPEG tarball is: members train/<class>/..., test/<class>/..."""
+    path = tmp_path_factory.mktemp("cifar_tar") / "cifar10-jpeg.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for split in ("train", "test"):
+            tar.add(png_tree / split, arcname=split)
+    return path
+
+
+def test_the_gallery_decodes_only_the_images_it_shows_and_caches_nothing(tmp_path, png_tarball, monkeypatch):
+    import lt_paper.data.cifar as cifar
+
+    monkeypatch.setenv("LT_PAPER_CACHE", str(tmp_path / "cache"))
+    decoded = []
+    real_decode = cifar._decode
+    monkeypatch.setattr(cifar, "_decode", lambda data, where: decoded.append(where) or real_decode(data, where))
+    record = load_run(_write_run(tmp_path / "run", np.repeat(np.arange(10), 2), str(png_tarball)))
+    images, names = load_test_images(record, [0, 19])
+    assert sorted(images) == [0, 19] and names == CIFAR10
+    assert [w.rsplit(":", 1)[1] for w in decoded] == ["test/airplane/0000.png", "test/truck/0001.png"]
+    assert not (tmp_path / "cache").exists()  # no decoded copy of the whole set
+
+
+def test_runs_are_read_and_shown_with_another_verified_source_of_the_same_images(tmp_path, png_tree, png_tarball,
+                                                                                 monkeypatch, capsys):
+    """Runs trained on the tarball, explored with the same images as a folder (another fingerprint): found by
+    preset and seed, one line saying the source differs, the gallery's images from the folder."""
+    from lt_paper.experiments import finished_rows, run_rows
+
+    monkeypatch.setenv("LT_PAPER_CACHE", str(tmp_path / "cache"))
+    settings = dict(epochs=1, device="cpu", imbalance=2.0, allow_incomplete_data=True)
+    trained = run_rows("cifar10_lt", "resnet8", {"ce": "ce"}, runs_dir=tmp_path / "runs", progress=False,
+                       data_root=str(png_tarball), **settings)
+    capsys.readouterr()
+    found = finished_rows("cifar10_lt", "resnet8", {"ce": "ce"}, runs_dir=tmp_path / "runs", data_root=str(png_tree),
+                          **settings)
+    assert [r["run_dir"] for r in found["ce"]] == [trained["ce"][0]["run_dir"]]
+    printed = capsys.readouterr().out.splitlines()
+    note = [line for line in printed if line.startswith("data: the runs trained on another source")]
+    assert len(note) == 1 and "tarball" in note[0] and "image folder" in note[0], printed
+    images, _ = load_test_images(load_run(found["ce"][0]["run_dir"]), [19], data_root=str(png_tree))
+    original = np.asarray(Image.open(png_tree / "test" / "truck" / "0001.png"))
+    np.testing.assert_array_equal(images[19][::3, ::3], original)
+
+
+def test_torchvision_test_order_is_matched_to_the_jpeg_trees_by_class_and_rank():
+    from types import SimpleNamespace
+
+    from lt_paper.experiments import cifar_test_positions
+
+    batch_order = np.array([3, 1, 3, 0, 1, 0])  # torchvision: the test batch's order
+    tree = SimpleNamespace(label=np.sort(batch_order), num_samples=6, run_dir=Path("run"),
+                           config={"dataset": "cifar10_lt"}, metrics={"data_source": {"kind": "tarball"}})
+    positions = cifar_test_positions(tree, batch_order, "torchvision")
+    # the tree's k-th image of a class is the batch's k-th image of that class
+    assert positions.tolist() == [3, 5, 1, 4, 0, 2]
+    assert (batch_order[positions] == tree.label).all()
+    with pytest.raises(ValueError, match="not the data the run saw"):  # other per-class counts
+        cifar_test_positions(tree, np.array([3, 3, 3, 0, 1, 0]), "torchvision")
+    with pytest.raises(ValueError, match="not the data the run saw"):  # two trees: the order must be the same
+        cifar_test_positions(tree, batch_order, "image folder")

@@ -280,16 +280,39 @@ def test_published_runs_are_read_without_training_and_missing_rows_show_as_missi
 
 
 @pytest.mark.parametrize("notebook", ["table4_ala_ablation", "figure1_hard_samples"])
-def test_a_notebook_on_an_empty_runs_dir_with_train_false_shows_missing_rows(tmp_path, notebook):
-    result = reproduce("smoke", out_root=tmp_path, only=notebook, runs_dir=str(tmp_path / "empty"),
-                       overrides={"train": False})
+def test_a_notebook_with_train_false_shows_missing_rows_and_fails_when_no_row_has_a_run(tmp_path, notebook):
+    """A runs_dir with a run for some rows shows the others as missing; one with no run for any row (here
+    empty) fails the notebook, saying what the folder holds, rather than finishing with empty outputs."""
+    partial = tmp_path / "partial"
+    published_ce = next(PUBLISHED_SMOKE_RUNS.glob("digits_lt-resnet8-ce-s0-*"))
+    shutil.copytree(published_ce, partial / published_ce.name)
+    result = reproduce("smoke", out_root=tmp_path, only=notebook, runs_dir=str(partial), overrides={"train": False})
     assert result["ok"] == [notebook], result["failed"]
-    assert not (tmp_path / "empty").exists()  # nothing trained
+    assert sorted(p.name for p in partial.iterdir()) == [published_ce.name]  # nothing trained
     summary = json.loads((tmp_path / "smoke" / notebook / "summary.json").read_text())
-    assert summary["figures"] == []  # nothing to draw: no empty figure either
+    assert summary["runs"] == [str(partial / published_ce.name)]
     if notebook == "table4_ala_ablation":
         table = pd.read_csv(tmp_path / "smoke" / notebook / "table4.csv", index_col=0)
-        assert (table["seeds"] == 0).all() and table["All"].isna().all()  # missing, never 0
+        assert (table["seeds"] == 0).sum() == len(table) - 1 and table["All"].isna().sum() == len(table) - 1
+
+    (tmp_path / "empty").mkdir()
+    result = reproduce("smoke", out_root=tmp_path / "second", only=notebook, runs_dir=str(tmp_path / "empty"),
+                       overrides={"train": False})
+    assert list(result["failed"]) == [notebook]
+    assert f"runs_dir {tmp_path / 'empty'} holds no finished run" in result["failed"][notebook]
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_papermill_exits_non_zero_for_a_runs_dir_that_does_not_exist(tmp_path):
+    missing = tmp_path / "no_such_runs"
+    done = subprocess.run(
+        [sys.executable, "-m", "papermill", "-k", "python3", str(NOTEBOOK_DIR / "figure4_router_weights.ipynb"),
+         str(tmp_path / "f4.ipynb"), "-p", "runs_dir", str(missing), "-p", "train", "False",
+         "-p", "output_dir", str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert done.returncode != 0, done.stderr[-2000:]
+    assert f"ParameterError: runs_dir {missing} does not exist" in done.stderr
+    assert not missing.exists()
 
 
 def test_notebook_parameters_fail_in_one_line_naming_what_is_valid(monkeypatch, tmp_path):
@@ -626,3 +649,17 @@ def test_each_table_notebook_reads_the_papers_comparisons_on_its_recorded_number
             assert row["ours Δ"] == pytest.approx(100 * (a - b).mean(), abs=1e-9)
     shown = "".join(_text(o) for o in _outputs(smoke[0] / notebook, notebook))
     assert "comparisons the paper makes" in shown or "No claim could be tested" in shown
+
+
+def test_reproduce_shows_which_row_trains_and_each_epoch_with_the_seconds_left(tmp_path, capsys):
+    """A notebook that trains is not silent on the terminal: its run lines and epoch lines come through."""
+    result = reproduce("smoke", out_root=tmp_path, only="figure1", runs_dir=str(tmp_path / "runs"),
+                       overrides={"epochs": 2})
+    assert result["ok"] == ["figure1_hard_samples"], result["failed"]
+    out = capsys.readouterr().out
+    for row in ("1/2 CE", "2/2 LDAM-DRW"):
+        assert f"run {row} (smoke/resnet8/" in out, out
+    epochs = re.findall(r"^epoch (\d)/2 .*, (\d+) s left$", out, re.M)
+    assert [e for e, _ in epochs] == ["1", "2", "1", "2"], out  # each epoch of each run, as it ends
+    assert [left for e, left in epochs if e == "2"] == ["0", "0"]
+    assert out.index("run 1/2 CE") < out.index("epoch 1/2") < out.index("run 2/2 LDAM-DRW")

@@ -455,3 +455,57 @@ def test_reproduce_set_accepts_only_notebook_parameters_and_config_keys(tmp_path
     assert "hard_cos" not in seen["figure1_hard_samples"]
     assert all(p["epochs"] == 2 and p["run_overrides"] == {"lr": 0.05} for p in seen.values())
     assert not (tmp_path / "smoke" / ".lock").exists()
+
+
+def _strict(text: str):
+    """json.loads that refuses NaN / Infinity (not JSON)."""
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_published_files_name_no_folder_of_the_machine_that_made_them(tmp_path):
+    """Reports, summaries and run configs name the runs folder, the data root and a teacher by where they
+    are on the build machine; published, they name the published runs folder or a relative path, and the
+    summaries are strict JSON. The configs still verify (the run hash covers neither path)."""
+    from lt_paper.portable import absolute_paths
+    from lt_paper.train.run_config import read_run_config
+
+    out = _output(tmp_path / "out", runs=[("run-a", 0.5), ("run-teacher", 0.6)])
+    cache = tmp_path / "out" / "runs"
+    (cache / "run-a" / "config.json").write_text(json.dumps(
+        {"dataset": "digits_lt", "seed": 0, "data_root": str(tmp_path / "elsewhere" / "cifar10-jpeg.tar.gz"),
+         "teacher": str(cache / "run-teacher")}))
+    summary = out / "figure1_hard_samples" / "summary.json"
+    summary.write_text(json.dumps(dict(json.loads(summary.read_text()), records={"few": float("nan")})))
+    report = out / "report.md"
+    report.write_text(report.read_text() + f"\nParameters: `{{'runs_dir': '{cache}'}}`\n")
+    publish(out, "smoke", repo_root=tmp_path / "repo")
+    results = tmp_path / "repo" / "results" / "smoke"
+    for path in results.rglob("*"):  # a run's metrics are published as they are (the engine writes no path
+        # there; this test's stand-in names one in its provenance)
+        if path.suffix in (".json", ".md", ".csv") and path.name not in ("metrics.json", "history.json"):
+            assert absolute_paths(path.read_text()) == [], path
+    for path in results.rglob("summary.json"):
+        _strict(path.read_text())
+    published = json.loads((results / "figure1_hard_samples" / "summary.json").read_text())
+    assert published["runs"] == ["results/smoke/runs/run-a", "results/smoke/runs/run-teacher"]
+    assert published["parameters"]["runs_dir"] == "results/smoke/runs" and published["records"] == {"few": None}
+    config = json.loads((results / "runs" / "run-a" / "config.json").read_text())
+    assert config["teacher"] == "results/smoke/runs/run-teacher" and config["data_root"] == "cifar10-jpeg.tar.gz"
+    read_run_config(results / "runs" / "run-a")
+    assert "'runs_dir': 'results/smoke/runs'" in (results / "report.md").read_text()
+
+
+def test_the_committed_results_name_no_absolute_path_and_their_summaries_are_strict_json():
+    from lt_paper.portable import absolute_paths
+    from lt_paper.train.run_config import read_run_config
+
+    found = {str(path.relative_to(REPO)): absolute_paths(path.read_text())[:3]
+             for path in (REPO / "results").rglob("*")
+             if path.is_file() and path.suffix in (".json", ".md", ".csv", ".log")}
+    assert {path: paths for path, paths in found.items() if paths} == {}
+    for path in (REPO / "results").rglob("summary.json"):
+        _strict(path.read_text())
+    for run in (REPO / "results").glob("*/runs/*"):
+        read_run_config(run)  # a rewritten config.json keeps the hash its run trained with

@@ -28,6 +28,7 @@ import tarfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -226,6 +227,53 @@ def read_cifar_source(name: str, root: str | Path, download: bool = False, cache
         path = path / CIFAR_SPECS[name].torchvision_folder
     check_split_sizes(arrays, name, str(path), allow_incomplete)
     return arrays, f"{kind} {path}"
+
+
+class TestSplit(NamedTuple):
+    """A CIFAR source's test split, its images decoded only when asked for (:func:`read_test_split`)."""
+
+    labels: np.ndarray  # (N,) int64, in the source's order
+    class_names: list[str]
+    kind: str  # "tarball", "image folder", "torchvision"
+    image: Callable[[int], np.ndarray]  # index -> (H, W, 3) uint8
+
+
+def read_test_split(name: str, root: str | Path) -> TestSplit:
+    """The test split of the CIFAR source at ``root``: its labels in the source's order (image trees: by
+    class, then file name, as :func:`read_cifar_source` orders them; torchvision's files: their batch
+    order) and a decoder of single images. Nothing is cached and the train split is not read: a gallery
+    needs a few images, not the 60,000 a run trains on.
+    """
+    kind, path = locate_cifar_source(name, root)
+    if kind == "torchvision":
+        try:
+            test = torchvision_class(name)(str(path), train=False, download=False)  # checks every file's md5
+        except RuntimeError as err:
+            raise ValueError(f"{path / CIFAR_SPECS[name].torchvision_folder}: {err}") from None
+        return TestSplit(np.asarray(test.targets, dtype=np.int64), list(test.classes), kind,
+                         lambda i: np.asarray(test.data[i]))
+    if kind == "tarball":
+        files = {}
+        try:
+            with tarfile.open(path, "r:*") as tar:
+                for member in tar:
+                    key = _split_member(member.name)
+                    if key is not None and key[0] == "test" and member.isfile():
+                        files[key] = tar.extractfile(member).read()  # encoded: ~1 KB a CIFAR image
+        except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as err:
+            raise ValueError(f"{path} is a corrupt or truncated archive: {type(err).__name__}: {err}") from None
+        read = files.__getitem__
+    else:
+        files = {(p.parent.parent.name, p.parent.name, p.name): p for p in image_folder_files(path)
+                 if p.parent.parent.name == "test"}
+        read = lambda key: files[key].read_bytes()  # noqa: E731
+    if not files:
+        raise FileNotFoundError(f"{path}: no test/<class>/ images")
+    names = class_order({c for _, c, _ in files})
+    label_of = {c: i for i, c in enumerate(names)}
+    keys = sorted(files, key=lambda k: (label_of[k[1]], k[2]))
+    return TestSplit(np.array([label_of[k[1]] for k in keys], dtype=np.int64), names, kind,
+                     lambda i: _decode(read(keys[i]), f"{path}:{'/'.join(keys[i])}"))
 
 
 def check_split_sizes(arrays: dict[str, np.ndarray], name: str, origin: str, allow_incomplete: bool) -> None:

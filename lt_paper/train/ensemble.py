@@ -58,10 +58,10 @@ from ..data import load_dataset, make_loaders
 from . import distributed as D
 from .checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, save_checkpoint
 from .config import Config, config_hash, to_dict
-from .engine import (CHECKPOINT, RunParts, apply_epoch_settings, build_optimizer, build_run, check_teacher_named,
+from .engine import (CHECKPOINT, RunParts, apply_epoch_settings, batch_bars, build_optimizer, build_run, check_teacher_named,
                      compile_network, configure_backends, epoch_settings, finish_run, history_entry, is_eval_epoch,
                      is_finished, load_result, refuse_duplicate_runs, resolve_config,
-                     resolve_runtime, run_dir_for, shot_rule, start_run_dir, update_best)
+                     resolve_runtime, run_dir_for, seconds_left, shot_rule, start_run_dir, update_best)
 from .evaluate import predict_members, records_and_metrics
 from .guards import nonfinite_message
 from .grouping import describe_split, group_indices
@@ -287,7 +287,7 @@ class EnsembleRun:
         size, lead = len(self.parts), self.lead
         sums = torch.zeros(size, 2, device=self.device, dtype=torch.float64)  # (M, 2) loss sum, correct
         seen = 0
-        progress = f"ensemble of {size}, epoch {epoch + 1}/{lead.epochs}" if lead.progress else None
+        progress = f"ensemble of {size}, epoch {epoch + 1}/{lead.epochs}" if lead.progress and batch_bars() else None
         for batches in tqdm(zip(*self.train_loaders), total=len(self.train_loaders[0]), desc=progress,
                             leave=False, disable=progress is None):
             labels = [b[1] for b in batches]
@@ -396,7 +396,8 @@ def train_group(configs: Sequence[Config], runs_dir: Path) -> tuple[list[dict | 
         if lead.progress:
             tested = " test acc " + " ".join(f"{metrics[m]['all']:.3f}" for m in active) if evaluated else ""
             tqdm.write(f"ensemble of {size}, epoch {epoch + 1}/{lead.epochs} lr {settings.lr:.4g} loss "
-                       + " ".join(f"{train_loss[m]:.4f}" for m in active) + tested)
+                       + " ".join(f"{train_loss[m]:.4f}" for m in active) + tested
+                       + f", {seconds_left(t0, epoch + 1 - start_epoch, lead.epochs - epoch - 1)}")
         _save_ensemble(ckpt_path, model=ensemble, optimizer=optimizer, epoch=epoch, configs=configs,
                        histories=histories, bests=bests, failed=failed,
                        wall_time_s=wall_before + time.perf_counter() - t0)
