@@ -602,3 +602,35 @@ def test_reproduce_under_torchrun_trains_with_ddp_and_rank0_writes(tmp_path):
     assert len(runs) == 2 and all(json.loads(r.read_text())["world_size"] == 2 for r in runs)
     assert (out / "report.md").is_file() and (out / "figure1_hard_samples" / "summary.json").is_file()
     assert not (out / ".rank1" / "report.md").exists()  # the other rank's outputs are scratch
+
+
+# ------------------------------------------------------------------ the published cifar-cpu runs, as a student reads them
+PUBLISHED_CIFAR_RUNS = REPO / "results" / "cifar10_lt_if100_cpu" / "runs"
+
+
+def _execute_on_published_cifar(notebook: str, tmp_path: Path, **extra) -> dict:
+    """``notebook`` executed through papermill with the cifar-cpu profile's parameters on the published
+    runs (train=False, seeds 0 and 1); returns its summary.json."""
+    import papermill as pm
+
+    from lt_paper.reproduce import jobs_for
+
+    params = next(dict(p) for nb, _, p in jobs_for("cifar-cpu") if nb == notebook)
+    params.update(profile="cifar-cpu", runs_dir=str(PUBLISHED_CIFAR_RUNS), train=False, seeds=[0, 1],
+                  output_dir=str(tmp_path / notebook), **extra)
+    pm.execute_notebook(str(NOTEBOOK_DIR / f"{notebook}.ipynb"), str(tmp_path / f"{notebook}.ipynb"),
+                        parameters=params, kernel_name="python3", progress_bar=False, cwd=str(REPO))
+    return json.loads((tmp_path / notebook / "summary.json").read_text())
+
+
+def test_reading_notes_follow_the_profile_in_use_and_the_empty_few_shot_group(tmp_path):
+    """On CIFAR-10-LT at imbalance 100 (no few-shot class) the notes that point at Few-shot say what to
+    look at instead, and "What this profile can show" speaks first of cifar-cpu."""
+    notes = _execute_on_published_cifar("figure4_router_weights", tmp_path)["notes"]
+    reading = " ".join(notes["reading"].split())
+    assert reading.startswith("**On these runs: no few-shot class (fewer than 20 training images).**"), reading
+    assert "look at *Medium-shot* instead: its classes (ship: 83, truck: 50 training images)" in reading
+    profile_part = reading[reading.index("**What this profile can show.**"):]
+    assert profile_part.startswith("**What this profile can show.** `cifar-cpu` (the profile in use): the real "
+                                   "CIFAR-10-LT images"), profile_part
+    assert profile_part.index("`smoke`:") > profile_part.index("`cifar-cpu`")
