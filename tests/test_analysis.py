@@ -306,7 +306,50 @@ def test_disagreeing_samples_are_hard_for_one_run_and_easy_for_the_other(tmp_pat
     fig = A.plot_sample_gallery(picks, images, {"A": a, "B": b}, class_names=["zero", "one", "two"])
     assert_png(A.save_figure(fig, tmp_path / "gallery.png"))
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles[0] == "#0 true zero\nA: zero p=0.10\nB: zero p=0.90"
+    assert titles[0] == "#0 true zero\nA: zero, p(true)=0.10\nB: zero, p(true)=0.90"
+
+
+def _texts(fig) -> list:
+    """Every visible, non-empty text of ``fig`` (titles, headings, labels), subfigures included."""
+    from matplotlib.text import Text
+
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+
+
+def test_gallery_says_what_p_is_which_images_it_shows_and_is_legible_at_jupyterlab_width(tmp_path):
+    """p is the true class's probability, each row says which of the N images found it shows (the
+    lowest p(true) under the run that ranked them), a shot group without a class says "no few-shot
+    class" as the figures' panels do, and the figure fits JupyterLab's width (shown at full size) with
+    labels of at least 9 pt (12.5 px there) that do not run into their neighbours."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from lt_paper.outputs import SHOWN_PX_PER_INCH
+
+    counts = [200, 150, 50]  # many, many, medium: no few-shot class
+    labels = np.repeat(np.arange(3), 4)  # 12 test images
+    a = A.load_run(write_run(tmp_path / "a", labels, labels, np.linspace(0.0, 0.1, 12), counts))
+    b = A.load_run(write_run(tmp_path / "b", labels, (labels + 1) % 3, np.linspace(0.9, 1.0, 12), counts))
+    picks = {"many": [0, 1, 2, 3, 4, 5, 6, 7], "medium": [8], "few": []}
+    images = {i: np.full((32, 32, 3), 20 * i, np.uint8) for i in range(12)}
+    names = ["automobile", "airplane", "ship"]  # the longest CIFAR-10 name in every title line
+    fig = A.plot_sample_gallery(picks, images, {"LDAM-DRW": b, "CE": a}, names, per_group=6, ranked_by="CE")
+    FigureCanvasAgg(fig).draw()
+    texts = [t.get_text() for t in _texts(fig)]
+    assert "Many-shot: the 6 of 8 with the lowest p(true) under CE" in texts
+    assert "Medium-shot: all 1, the lowest p(true) under CE first" in texts
+    assert "Few-shot: no few-shot class in this dataset" in texts
+    assert "#0 true automobile\nLDAM-DRW: airplane, p(true)=0.90\nCE: automobile, p(true)=0.00" in texts
+    assert not [t for t in texts if "p=" in t.replace("p(true)=", "")]
+    # shown at full size: JupyterLab's output area is about 950 px wide in a 1400 px window (the browser
+    # test measures it); a wider figure is shrunk, its labels with it
+    assert fig.get_figwidth() * SHOWN_PX_PER_INCH <= 950
+    assert min(t.get_fontsize() for t in _texts(fig)) >= 9
+    renderer = fig.canvas.get_renderer()
+    images_axes = [ax for ax in fig.axes if ax.get_images()]
+    assert len(images_axes) == 7
+    for ax in images_axes:  # a title no wider than its image plus the gap to the next one
+        width = ax.title.get_window_extent(renderer).width
+        assert width <= ax.get_window_extent(renderer).width * 1.05, (ax.get_title(), width)
 
 
 def test_expert_functions_reject_single_network(single_run):
