@@ -578,11 +578,17 @@ def test_figure1_panels(tmp_path, single_run):
     assert "75.0%" in many_ax.get_legend().get_texts()[0].get_text()
     assert_png(A.save_figure(fig, tmp_path / "fig" / "fig1abc.png"))
 
-    fig_d = A.plot_probability_by_class({"CE": single_run}, size=8, seed=0)
-    offsets = fig_d.axes[0].collections[0].get_offsets()
-    subset = A.sample_like_train(single_run.label, COUNTS, 8, 0)
-    # classes are already in descending size order, so class c sits at x = 5 - c
-    np.testing.assert_array_equal(np.asarray(offsets)[:, 0], 5 - single_run.label[subset])
+    names = ["zero", "one", "two", "three", "four", "five"]
+    fig_d = A.plot_probability_by_class({"CE": single_run}, size=20, seed=0, class_names=names)
+    ax = fig_d.axes[0]
+    x = np.asarray(ax.collections[0].get_offsets())[:, 0]
+    subset = A.sample_like_train(single_run.label, COUNTS, 20, 0)
+    # classes are already in descending size order, so class c's column is centred on x = 5 - c; its dots
+    # spread over the column (jitter) instead of sitting on one vertical line
+    column = 5 - single_run.label[subset]
+    assert np.all(np.abs(x - column) <= 0.35) and len(np.unique(x)) == x.size
+    # each tick names its class and its train count, smallest class on the left
+    assert [t.get_text() for t in ax.get_xticklabels()] == [f"{names[c]}\n{COUNTS[c]}" for c in range(5, -1, -1)]
     assert_png(A.save_figure(fig_d, tmp_path / "fig" / "fig1d.png"))
 
 
