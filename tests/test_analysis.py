@@ -234,14 +234,69 @@ def test_router_verdict_compares_the_top_weight_expert_with_the_most_accurate(mo
     verdict = A.router_verdict(moe_run)
     assert list(verdict.index) == ["many", "medium", "few", "all"]
     assert list(verdict["top-weight expert"]) == [1, 2, 3, 2]
-    assert list(verdict["agrees"]) == ["yes", "yes", "yes", "yes"]  # few: experts 2 and 3 tie at 1.0
     assert verdict.loc["many", "weight spread"] == pytest.approx(0.5 - 0.15)
+    # two images per group: expert 1 gets one more right than expert 2 in many, within 1.96 * sqrt(1)
+    assert list(verdict["agrees"]) == ["tie", "tie", "tie", "tie"]
+    assert (verdict.loc["many", "closest rival"], verdict.loc["many", "difference (images)"]) == (2, 1)
+    assert verdict.loc["many", "sampling error (images)"] == pytest.approx(1.96)
     assert set(A.router_verdict(moe_run, flat=0.5)["agrees"]) == {"flat"}  # weights too close to call
-    moe = {"expert_pred": MOE_EXPERT_PRED, "router_weights": MOE_WEIGHTS[:, ::-1].astype(np.float32),
-           "expert_p_gt": np.full(MOE_EXPERT_PRED.shape, 0.5, np.float32)}
-    swapped = A.load_run(write_run(tmp_path / "swapped", MOE_LABELS, MOE_EXPERT_PRED[:, 1], np.full(6, 0.5),
-                                   MOE_COUNTS, moe=moe))
-    assert A.router_verdict(swapped).loc["many", "agrees"] == "no"  # most weight on the worst expert
+
+
+def _group_run(tmp_path, name, right: dict, weights: dict):
+    """An MoE run of 3 experts on two classes (many: 200 train images, medium: 50), 1000 test images
+    each; ``right``: {group: per expert, the [start, stop) range of the group's images it gets right};
+    ``weights``: {group: the router weights of every image of the group}."""
+    labels = np.repeat([0, 1], 1000)
+    expert_pred = np.empty((2000, 3), np.int64)
+    router = np.empty((2000, 3), np.float32)
+    for c, group in enumerate(("many", "medium")):
+        rows = slice(1000 * c, 1000 * (c + 1))
+        for k, (start, stop) in enumerate(right[group]):
+            expert_pred[rows, k] = np.where((np.arange(1000) >= start) & (np.arange(1000) < stop), c, 1 - c)
+        router[rows] = weights[group]
+    moe = {"expert_pred": expert_pred, "router_weights": router, "expert_p_gt": np.full((2000, 3), 0.5, np.float32)}
+    return A.load_run(write_run(tmp_path / name, labels, expert_pred[:, 0], np.full(2000, 0.5), [200, 50],
+                                moe=moe))
+
+
+# many: expert 1 right on 700 images, expert 2 on 705 (75 only expert 1, 80 only expert 2: 5 images, 0.5
+# points, against an error of 1.96 * sqrt(155) = 24.4), expert 3 on 500; medium: expert 1 beats both others
+# by 100 images or more
+RIGHT = {"many": [(0, 700), (75, 780), (0, 500)], "medium": [(0, 800), (0, 700), (100, 700)]}
+
+
+def test_a_difference_in_expert_accuracy_within_its_sampling_error_is_a_tie(tmp_path):
+    """The cifar-cpu case: the top-weight expert is 5 images behind another on the group; that is no
+    "no", and a top-weight expert ahead of every other by more than the error is a "yes"."""
+    run = _group_run(tmp_path, "global", RIGHT, {"many": [0.455, 0.318, 0.227], "medium": [0.465, 0.313, 0.222]})
+    verdict = A.router_verdict(run)
+    assert verdict.loc["many", "most accurate expert"] == 2  # 70.5 % against 70.0 %: a ranking by chance
+    assert verdict.loc["many", "agrees"] == "tie"
+    assert (verdict.loc["many", "closest rival"], verdict.loc["many", "difference (images)"]) == (2, -5)
+    assert verdict.loc["many", "sampling error (images)"] == pytest.approx(1.96 * np.sqrt(155))
+    assert verdict.loc["medium", "agrees"] == "yes"
+    assert verdict.loc["medium", "difference (images)"] == 100  # over expert 2: 100 only expert 1 gets right
+    assert A.paired_difference([1, 1, 0, 1], [0, 1, 1, 0], z=1.0) == (1, pytest.approx(np.sqrt(3)))
+    # the same experts with the router's largest weight on expert 2 in medium: 100 images behind, a "no"
+    follows = _group_run(tmp_path, "follows", RIGHT, {"many": [0.455, 0.318, 0.227], "medium": [0.2, 0.6, 0.2]})
+    assert A.router_verdict(follows).loc["medium", "agrees"] == "no"
+
+
+def test_router_variation_says_whether_the_weights_differ_between_groups(tmp_path):
+    """0.455/0.318/0.227 on many against 0.465/0.313/0.222 on medium, the same for every image: one
+    global weighting; 0.2/0.6/0.2 on medium: weights that follow the groups."""
+    run = _group_run(tmp_path, "global", RIGHT, {"many": [0.455, 0.318, 0.227], "medium": [0.465, 0.313, 0.222]})
+    variation = A.router_variation(run)
+    assert variation["between_groups"] == pytest.approx(0.010, abs=1e-6) and variation["global"] is True
+    assert variation["expert"] == 1 and variation["groups"] == ["medium", "many"]
+    assert variation["per_image_std"] == pytest.approx(np.mean([0.005, 0.0025, 0.0025]), abs=1e-6)
+    assert variation["reading"].startswith("the mean weights differ between groups by at most 0.010 (expert 1: "
+                                           "0.465 on medium, 0.455 on many;")
+    assert "one global weighting for every group" in variation["reading"]
+    follows = _group_run(tmp_path, "follows", RIGHT, {"many": [0.455, 0.318, 0.227], "medium": [0.2, 0.6, 0.2]})
+    variation = A.router_variation(follows)
+    assert variation["global"] is False and variation["between_groups"] == pytest.approx(0.282, abs=1e-6)
+    assert variation["reading"].endswith("the router weights the groups differently.")
 
 
 def test_the_verdict_table_shows_weights_at_3_decimals_and_accuracies_at_1(moe_run):
@@ -263,9 +318,9 @@ def test_expert_numbers_stay_whole_beside_an_empty_group(tmp_path):
     with pytest.warns(A.EmptyGroupWarning, match="no test samples"):
         verdict = A.router_verdict(run)
     lines = A.table_markdown(verdict, decimals=3).splitlines()
-    assert lines[2].startswith("| many | 1 | 0.500 |") and "| 1 | 100.0 | yes |" in lines[2], lines[2]
+    assert lines[2].startswith("| many | 1 | 0.500 |") and "| 1 | 100.0 | 2 | 1 | 2.0 | tie |" in lines[2], lines[2]
     assert lines[3].startswith("| medium | 2 | 0.600 |"), lines[3]
-    assert lines[4] == "| few | - | - | - | - | - | - |"
+    assert lines[4] == "| few | - | - | - | - | - | - | - | - | - |"
 
 
 def test_an_empty_group_panel_says_so_instead_of_drawing_nan(tmp_path):
