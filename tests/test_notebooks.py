@@ -148,7 +148,9 @@ def test_every_executed_notebook_shows_its_figures_and_tables_and_prints_numbers
         summary, outputs = _summary(smoke, folder), _outputs(out / folder, folder)
         pngs = [o for o in outputs if "image/png" in o.get("data", {})]
         assert len(pngs) == len(summary["figures"]), folder
-        html = [o for o in outputs if "text/html" in o.get("data", {})]
+        # tables as HTML; a widget (the explorer) carries its static HTML beside its widget view
+        html = [o for o in outputs if "text/html" in o.get("data", {})
+                and "application/vnd.jupyter.widget-view+json" not in o["data"]]
         assert len(html) == len(summary["tables"]), folder
         texts = [_text(o) for o in outputs]
         assert not [t for t in texts if "<Figure size" in t], folder
@@ -661,3 +663,36 @@ def test_figure4_on_the_cifar_cpu_runs_calls_a_gap_within_the_sampling_error_a_t
     note = " ".join(cifar_figure4["notes"]["router_moe-3"].split())
     assert "- seed 0: the mean weights differ between groups by at most 0.009" in note
     assert "one global weighting for every group" in note and "- seed 1:" in note
+
+
+def test_the_explorer_records_its_default_choice_as_the_records_give_it(smoke):
+    """The explorer notebook through papermill (reproduce's smoke profile): the default choice (CE and
+    LDAM-DRW, seed 0, the rarest class) is recorded, with counts, hardest images and the images one run
+    finds hard and the other not, recomputed here from the records; its panel is kept as static HTML."""
+    from lt_paper.analysis import load_run
+
+    out, _ = smoke
+    summary = _summary(smoke, "explore_hard_samples")
+    state = summary["records"]["default"]
+    assert (state["run_a"], state["run_b"]) == ("CE, seed 0", "LDAM-DRW, seed 0")
+    runs = {Path(r).name.split("-")[2]: load_run(r) for r in summary["runs"]}
+    ce, ldam = runs["ce"], runs["ldam"]
+    rarest = int(np.argmin(ce.train_counts))
+    assert state["class_id"] == rarest and state["class"] == str(rarest)
+    mine = ce.label == rarest
+    hard_ce, hard_ldam = mine & (ce.p_gt < 0.2), mine & (ldam.p_gt < 0.2)
+    assert state["counts"] == {"images": int(mine.sum()), "hard_a": int(hard_ce.sum()),
+                               "hard_b": int(hard_ldam.sum()), "hard_both": int((hard_ce & hard_ldam).sum())}
+    order = np.flatnonzero(mine)[np.argsort(ce.p_gt[mine], kind="stable")]
+    assert state["hardest"] == order[:6].tolist()
+    only_ce = np.flatnonzero(hard_ce & ~hard_ldam)
+    assert state["hard_for_a_only"]["found"] == only_ce.size
+    assert sorted(state["hard_for_a_only"]["shown"]) == sorted(
+        only_ce[np.argsort(-(ldam.p_gt[only_ce].astype(float) - ce.p_gt[only_ce]), kind="stable")][:6].tolist())
+    panel = [o for o in _outputs(out / "explore_hard_samples", "explore_hard_samples")
+             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(panel) == 1
+    static = "".join(panel[0]["data"]["text/html"])
+    assert f'data-hard-a="{state["counts"]["hard_a"]}"' in static
+    hardest_grid = static.split('data-grid="hardest">')[1].split('data-grid="a-only"')[0]
+    assert [int(i) for i in re.findall(r'data-index="(\d+)"', hardest_grid)] == state["hardest"]
