@@ -133,14 +133,22 @@ def _default_subset_size(labels: np.ndarray, train_counts: np.ndarray) -> int:
     return max(1, int(np.floor(ratio.min())))
 
 
+# Figure 1(d): half the width of a class's column that its dots spread over (a column of 1,000 dots at
+# one x would read as one line)
+JITTER = 0.35
+
+
 def plot_probability_by_class(records: Mapping[str, RunRecord], size: int | None = None,
-                              seed: int = 0) -> Figure:
-    """Figure 1 (d): p_gt of each sample against its class index, classes sorted by train size.
+                              seed: int = 0, class_names: Sequence[str] | None = None) -> Figure:
+    """Figure 1 (d): p_gt of each sample against its class, classes sorted by train size.
 
     The samples are a test subset drawn with the train label distribution
     (``sample_like_train(labels, train_counts, size, seed)``; default ``size`` is the largest the
-    balanced test set allows); the same subset for every method. Class index 0 is the class with the
-    fewest train samples, as in the paper; vertical lines separate the few/medium/many groups.
+    balanced test set allows); the same subset for every method. The leftmost class is the one with the
+    fewest train samples, as in the paper; each tick names its class (``class_names``, else its index)
+    and its train count; vertical lines separate the few/medium/many groups. Each dot is shifted
+    sideways by a random amount within ±``JITTER`` (drawn with ``seed``), so that a class's dots spread
+    over its column instead of piling onto one vertical line.
     """
     first = next(iter(records.values()), None)
     if first is None:
@@ -158,8 +166,9 @@ def plot_probability_by_class(records: Mapping[str, RunRecord], size: int | None
     fig, axes = _new_figure(1, panel=(8.0, 3.6))
     ax = axes[0, 0]
     colors = palette(DEEP, len(records))
+    jitter = np.random.default_rng(seed).uniform(-JITTER, JITTER, subset.size)  # (M,), the same for every method
     for color, (method, record) in zip(colors, records.items()):
-        ax.scatter(rank[record.label[subset]], record.p_gt[subset], s=6, alpha=0.5, color=color,
+        ax.scatter(rank[record.label[subset]] + jitter, record.p_gt[subset], s=5, alpha=0.4, color=color,
                    label=method, linewidths=0)
     sample_masks = record_groups(first)  # group boundaries on the x axis come from the class ranks
     for g in ("few", "medium", "many"):
@@ -171,8 +180,11 @@ def plot_probability_by_class(records: Mapping[str, RunRecord], size: int | None
             ax.axvline(hi + 0.5, color="0.4", lw=0.8, ls=":")
         ax.text((lo + hi) / 2, 1.0, g, transform=ax.get_xaxis_transform(), ha="center", va="bottom",
                 fontsize=8, color="0.3")
-    ax.set(xlabel="class index (sorted by train samples, ascending)",
-           ylabel="predicted probability of the ground truth", ylim=(-0.02, 1.02))
+    names = list(class_names) if class_names is not None else [str(c) for c in range(order.size)]
+    ax.set_xticks(np.arange(order.size), [f"{names[c]}\n{first.train_counts[c]}" for c in order], fontsize=8)
+    ax.set(xlabel="class (train samples), sorted by train samples, ascending",
+           ylabel="predicted probability of the ground truth", ylim=(-0.02, 1.02), xlim=(-0.6, order.size - 0.4))
+    ax.grid(axis="x", visible=False)  # a grid line down the middle of each column would hide its dots
     ax.set_title(f"{subset.size} test samples drawn with the train distribution (seed {seed})", pad=16)
     ax.legend(loc="lower right", fontsize=8, markerscale=3)
     return fig
