@@ -221,10 +221,11 @@ class HardSampleExplorer:
                 image.options = [(f"#{i} ({self.names[int(self.runs[self.a].label[i])]})", i)
                                  for i in dict.fromkeys(state["images_shown"])]
                 image.value = state["image"]
-                summary.value = STYLE + self.summary_html(state)
                 curves.value = f'<img src="{self.curves_png()}" alt="p(true) curves">'
                 grids.value = f'<div class="lt-explorer">{self.grids_html(state)}</div>'
                 detail.value = f'<div class="lt-explorer">{self.image_html(state)}</div>'
+                # the summary last: the page shows the new summary once every other pane has been redrawn
+                summary.value = STYLE + self.summary_html(state)
             finally:
                 busy["on"] = False
 
