@@ -3,7 +3,7 @@
 Used by ``tests/test_browser.py`` (one notebook on a small runs directory the test makes) and run by
 hand to refresh the README's screenshots from the published smoke runs::
 
-    .venv/bin/python scripts/screenshots.py            # -> figures/jupyterlab/figure1.png, figure4.png
+    .venv/bin/python scripts/screenshots.py            # -> figures/jupyterlab/figure1.png, figure4.png, explorer.png
     .venv/bin/python scripts/screenshots.py --profile cifar-cpu   # -> figures/jupyterlab/cifar-cpu/...
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``apt-get install -y chromium chromium-driver``) and
@@ -218,6 +218,10 @@ class JupyterLabInChromium:
 SCREENSHOT_PROFILES = {"smoke": "smoke", "cifar-cpu": "cifar10_lt_if100_cpu"}
 
 
+# the explorer's choices before its screenshot: (widget class, option), one after another
+EXPLORER_CHOICES = {"cifar-cpu": [("lt-class", "ship (83 train images)"), ("lt-run-b", "MoE-3, seed 0")]}
+
+
 def profile_parameters(profile: str, notebook: str) -> dict:
     """The notebook parameters ``reproduce --profile`` gives ``notebook`` (they name the runs to read),
     the profile's name among them, as reproduce sets it (the reading notes speak of it first)."""
@@ -258,6 +262,17 @@ def main(argv=None) -> int:
                     print(f"{notebook}: {shown}", file=sys.stderr)
                     return 1
                 print(lab.screenshot(out / f"{name}.png"), shown)
+            params = dict(profile_parameters(args.profile, "explore_hard_samples"), runs_dir=runs_dir, train=False,
+                          output_dir=str(tmp / "outputs" / "explore_hard_samples"))
+            shown = lab.run_all(parameterized_copy("explore_hard_samples", params, tmp), timeout=300)
+            if shown["errors"]:
+                print(f"explore_hard_samples: {shown}", file=sys.stderr)
+                return 1
+            for widget, option in EXPLORER_CHOICES.get(args.profile, ()):  # as a student would use it
+                took = lab.choose(widget, option, f"document.querySelector('.lt-summary-pane .lt-summary')"
+                                  f".textContent.includes({json.dumps(option.split(' (')[0])})")
+                print(f"explorer: {option!r} answered in {took} s")
+            print(lab.screenshot(out / "explorer.png", at=".lt-summary-pane"), shown)
     return 0
 
 
