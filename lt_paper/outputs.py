@@ -178,7 +178,7 @@ class NotebookOutputs:
         self._remove_previous_outputs()
         self.started = time.perf_counter()
         self.summary = {"notebook": notebook, "parameters": parameters, "tables": [], "figures": [],
-                        "records": {}, "runs": []}
+                        "records": {}, "notes": {}, "runs": []}
         self.run_kwargs: dict = {}  # from_parameters: the keyword arguments of experiments.run_rows
         self.data_root: str | None = None  # from_parameters: the resolved data_root
         self.recipe_label: str | None = None  # from_parameters: a reduced recipe's label, else None
@@ -291,6 +291,15 @@ class NotebookOutputs:
         self._flush()
         display(Markdown(f"**{title}**"))
         display(Image(filename=str(path), width=round(fig.get_figwidth() * SHOWN_PX_PER_INCH)))
+
+    def note(self, name: str, markdown: str) -> None:
+        """Show a teaching note written at run time (``lt_paper.notes``: it follows the profile in use and
+        the data) as Markdown, and keep it in ``summary.json`` under ``notes``."""
+        from IPython.display import Markdown, display
+
+        self.summary["notes"][name] = markdown
+        self._flush()
+        display(Markdown(markdown))
 
     def record(self, key: str, value) -> None:
         """A number or small structure the notebook measured (the tests assert on these)."""

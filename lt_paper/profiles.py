@@ -29,6 +29,7 @@ NOTEBOOKS = (
     "figure2_adjusting_terms",
     "figure3_moe_architecture",
     "figure4_router_weights",
+    "explore_hard_samples",
 )
 
 _SMOKE = dict(prefix="smoke", dataset="digits_lt", arch="resnet8", epochs=30, seeds=[0], device="cpu",

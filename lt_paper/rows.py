@@ -43,6 +43,9 @@ CORE_METHODS = ("ce", "ldam_drw", "ala", "ala_nodrw", "ala_moe3")
 # ALA against LDAM-DRW) and the 3-expert MoE with the mean router (Table 5's instance-aware against mean
 # router, beside the core set's ``ala_moe3``).
 CLAIM_METHODS = CORE_METHODS + ("ala_moe3_mean",)
+# The hard-sample explorer (notebooks/explore_hard_samples.ipynb): the core set, by the labels it shows.
+EXPLORER_ROWS = {"CE": "ce", "LDAM-DRW": "ldam_drw", "ALA": "ala", "ALA without DRW": "ala_nodrw",
+                 "MoE-3": "ala_moe3"}
 # What ``campaign --rows`` accepts: the methods each name keeps (None: every row of every notebook).
 ROW_SETS: dict[str, tuple[str, ...] | None] = {"all": None, "core": CORE_METHODS, "claims": CLAIM_METHODS}
 

@@ -3,7 +3,7 @@
 Used by ``tests/test_browser.py`` (one notebook on a small runs directory the test makes) and run by
 hand to refresh the README's screenshots from the published smoke runs::
 
-    .venv/bin/python scripts/screenshots.py            # -> figures/jupyterlab/figure1.png, figure4.png
+    .venv/bin/python scripts/screenshots.py            # -> figures/jupyterlab/figure1.png, figure4.png, explorer.png
     .venv/bin/python scripts/screenshots.py --profile cifar-cpu   # -> figures/jupyterlab/cifar-cpu/...
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``apt-get install -y chromium chromium-driver``) and
@@ -186,12 +186,30 @@ class JupyterLabInChromium:
             " errors: outs.filter(o => o.output_type === 'error').map(o => o.ename + ': ' + o.evalue),"
             " stderr: outs.filter(o => o.name === 'stderr').map(o => o.text)};")}
 
-    def screenshot(self, path: Path, image: int = 0) -> Path:
+    def choose(self, widget_class: str, option: str, changed: str, timeout: float = 30) -> float:
+        """Pick ``option`` (its visible text) in the ipywidgets dropdown carrying ``widget_class``, and wait
+        until the JavaScript expression ``changed`` is true (the kernel answered and the page redrew).
+        Returns the seconds that took, polled every 0.1 s."""
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import Select
+
+        started = time.perf_counter()
+        Select(self.driver.find_element(By.CSS_SELECTOR, f".{widget_class} select")).select_by_visible_text(option)
+        deadline = time.time() + timeout
+        while not self._js(f"return !!({changed});"):
+            if time.time() > deadline:
+                raise TimeoutError(f"JupyterLab: choosing {option!r} in .{widget_class} changed nothing "
+                                   f"within {timeout:.0f} s")
+            time.sleep(0.1)
+        return round(time.perf_counter() - started, 2)
+
+    def screenshot(self, path: Path, image: int = 0, at: str | None = None) -> Path:
         """A PNG of the browser window scrolled to the cell of the ``image``-th output image (its code,
-        the figure's title and the figure at the top)."""
-        self._js(f"const imgs = document.querySelectorAll('.jp-OutputArea-output img');"
-                 f" if (imgs.length > {image})"
-                 f" imgs[{image}].closest('.jp-Cell').scrollIntoView({{block: 'start'}});")
+        the figure's title and the figure at the top), or to the first element matching the CSS
+        selector ``at``."""
+        target = (f"document.querySelector('{at}')" if at else
+                  f"document.querySelectorAll('.jp-OutputArea-output img')[{image}]")
+        self._js(f"const t = {target}; if (t) t.closest('.jp-Cell').scrollIntoView({{block: 'start'}});")
         time.sleep(0.5)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.driver.save_screenshot(str(path))
@@ -202,11 +220,16 @@ class JupyterLabInChromium:
 SCREENSHOT_PROFILES = {"smoke": "smoke", "cifar-cpu": "cifar10_lt_if100_cpu"}
 
 
+# the explorer's choices before its screenshot: (widget class, option), one after another
+EXPLORER_CHOICES = {"cifar-cpu": [("lt-class", "ship (83 train images)"), ("lt-run-b", "MoE-3, seed 0")]}
+
+
 def profile_parameters(profile: str, notebook: str) -> dict:
-    """The notebook parameters ``reproduce --profile`` gives ``notebook`` (they name the runs to read)."""
+    """The notebook parameters ``reproduce --profile`` gives ``notebook`` (they name the runs to read),
+    the profile's name among them, as reproduce sets it (the reading notes speak of it first)."""
     from lt_paper.reproduce import jobs_for
 
-    return next(dict(params) for nb, _, params in jobs_for(profile) if nb == notebook)
+    return next(dict(params, profile=profile) for nb, _, params in jobs_for(profile) if nb == notebook)
 
 
 def main(argv=None) -> int:
@@ -241,6 +264,17 @@ def main(argv=None) -> int:
                     print(f"{notebook}: {shown}", file=sys.stderr)
                     return 1
                 print(lab.screenshot(out / f"{name}.png"), shown)
+            params = dict(profile_parameters(args.profile, "explore_hard_samples"), runs_dir=runs_dir, train=False,
+                          output_dir=str(tmp / "outputs" / "explore_hard_samples"))
+            shown = lab.run_all(parameterized_copy("explore_hard_samples", params, tmp), timeout=300)
+            if shown["errors"]:
+                print(f"explore_hard_samples: {shown}", file=sys.stderr)
+                return 1
+            for widget, option in EXPLORER_CHOICES.get(args.profile, ()):  # as a student would use it
+                took = lab.choose(widget, option, f"document.querySelector('.lt-summary-pane .lt-summary')"
+                                  f".textContent.includes({json.dumps(option.split(' (')[0])})")
+                print(f"explorer: {option!r} answered in {took} s")
+            print(lab.screenshot(out / "explorer.png", at=".lt-summary-pane"), shown)
     return 0
 
 

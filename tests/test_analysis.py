@@ -234,14 +234,69 @@ def test_router_verdict_compares_the_top_weight_expert_with_the_most_accurate(mo
     verdict = A.router_verdict(moe_run)
     assert list(verdict.index) == ["many", "medium", "few", "all"]
     assert list(verdict["top-weight expert"]) == [1, 2, 3, 2]
-    assert list(verdict["agrees"]) == ["yes", "yes", "yes", "yes"]  # few: experts 2 and 3 tie at 1.0
     assert verdict.loc["many", "weight spread"] == pytest.approx(0.5 - 0.15)
+    # two images per group: expert 1 gets one more right than expert 2 in many, within 1.96 * sqrt(1)
+    assert list(verdict["agrees"]) == ["tie", "tie", "tie", "tie"]
+    assert (verdict.loc["many", "closest rival"], verdict.loc["many", "difference (images)"]) == (2, 1)
+    assert verdict.loc["many", "sampling error (images)"] == pytest.approx(1.96)
     assert set(A.router_verdict(moe_run, flat=0.5)["agrees"]) == {"flat"}  # weights too close to call
-    moe = {"expert_pred": MOE_EXPERT_PRED, "router_weights": MOE_WEIGHTS[:, ::-1].astype(np.float32),
-           "expert_p_gt": np.full(MOE_EXPERT_PRED.shape, 0.5, np.float32)}
-    swapped = A.load_run(write_run(tmp_path / "swapped", MOE_LABELS, MOE_EXPERT_PRED[:, 1], np.full(6, 0.5),
-                                   MOE_COUNTS, moe=moe))
-    assert A.router_verdict(swapped).loc["many", "agrees"] == "no"  # most weight on the worst expert
+
+
+def _group_run(tmp_path, name, right: dict, weights: dict):
+    """An MoE run of 3 experts on two classes (many: 200 train images, medium: 50), 1000 test images
+    each; ``right``: {group: per expert, the [start, stop) range of the group's images it gets right};
+    ``weights``: {group: the router weights of every image of the group}."""
+    labels = np.repeat([0, 1], 1000)
+    expert_pred = np.empty((2000, 3), np.int64)
+    router = np.empty((2000, 3), np.float32)
+    for c, group in enumerate(("many", "medium")):
+        rows = slice(1000 * c, 1000 * (c + 1))
+        for k, (start, stop) in enumerate(right[group]):
+            expert_pred[rows, k] = np.where((np.arange(1000) >= start) & (np.arange(1000) < stop), c, 1 - c)
+        router[rows] = weights[group]
+    moe = {"expert_pred": expert_pred, "router_weights": router, "expert_p_gt": np.full((2000, 3), 0.5, np.float32)}
+    return A.load_run(write_run(tmp_path / name, labels, expert_pred[:, 0], np.full(2000, 0.5), [200, 50],
+                                moe=moe))
+
+
+# many: expert 1 right on 700 images, expert 2 on 705 (75 only expert 1, 80 only expert 2: 5 images, 0.5
+# points, against an error of 1.96 * sqrt(155) = 24.4), expert 3 on 500; medium: expert 1 beats both others
+# by 100 images or more
+RIGHT = {"many": [(0, 700), (75, 780), (0, 500)], "medium": [(0, 800), (0, 700), (100, 700)]}
+
+
+def test_a_difference_in_expert_accuracy_within_its_sampling_error_is_a_tie(tmp_path):
+    """The cifar-cpu case: the top-weight expert is 5 images behind another on the group; that is no
+    "no", and a top-weight expert ahead of every other by more than the error is a "yes"."""
+    run = _group_run(tmp_path, "global", RIGHT, {"many": [0.455, 0.318, 0.227], "medium": [0.465, 0.313, 0.222]})
+    verdict = A.router_verdict(run)
+    assert verdict.loc["many", "most accurate expert"] == 2  # 70.5 % against 70.0 %: a ranking by chance
+    assert verdict.loc["many", "agrees"] == "tie"
+    assert (verdict.loc["many", "closest rival"], verdict.loc["many", "difference (images)"]) == (2, -5)
+    assert verdict.loc["many", "sampling error (images)"] == pytest.approx(1.96 * np.sqrt(155))
+    assert verdict.loc["medium", "agrees"] == "yes"
+    assert verdict.loc["medium", "difference (images)"] == 100  # over expert 2: 100 only expert 1 gets right
+    assert A.paired_difference([1, 1, 0, 1], [0, 1, 1, 0], z=1.0) == (1, pytest.approx(np.sqrt(3)))
+    # the same experts with the router's largest weight on expert 2 in medium: 100 images behind, a "no"
+    follows = _group_run(tmp_path, "follows", RIGHT, {"many": [0.455, 0.318, 0.227], "medium": [0.2, 0.6, 0.2]})
+    assert A.router_verdict(follows).loc["medium", "agrees"] == "no"
+
+
+def test_router_variation_says_whether_the_weights_differ_between_groups(tmp_path):
+    """0.455/0.318/0.227 on many against 0.465/0.313/0.222 on medium, the same for every image: one
+    global weighting; 0.2/0.6/0.2 on medium: weights that follow the groups."""
+    run = _group_run(tmp_path, "global", RIGHT, {"many": [0.455, 0.318, 0.227], "medium": [0.465, 0.313, 0.222]})
+    variation = A.router_variation(run)
+    assert variation["between_groups"] == pytest.approx(0.010, abs=1e-6) and variation["global"] is True
+    assert variation["expert"] == 1 and variation["groups"] == ["medium", "many"]
+    assert variation["per_image_std"] == pytest.approx(np.mean([0.005, 0.0025, 0.0025]), abs=1e-6)
+    assert variation["reading"].startswith("the mean weights differ between groups by at most 0.010 (expert 1: "
+                                           "0.465 on medium, 0.455 on many;")
+    assert "one global weighting for every group" in variation["reading"]
+    follows = _group_run(tmp_path, "follows", RIGHT, {"many": [0.455, 0.318, 0.227], "medium": [0.2, 0.6, 0.2]})
+    variation = A.router_variation(follows)
+    assert variation["global"] is False and variation["between_groups"] == pytest.approx(0.282, abs=1e-6)
+    assert variation["reading"].endswith("the router weights the groups differently.")
 
 
 def test_the_verdict_table_shows_weights_at_3_decimals_and_accuracies_at_1(moe_run):
@@ -263,9 +318,9 @@ def test_expert_numbers_stay_whole_beside_an_empty_group(tmp_path):
     with pytest.warns(A.EmptyGroupWarning, match="no test samples"):
         verdict = A.router_verdict(run)
     lines = A.table_markdown(verdict, decimals=3).splitlines()
-    assert lines[2].startswith("| many | 1 | 0.500 |") and "| 1 | 100.0 | yes |" in lines[2], lines[2]
+    assert lines[2].startswith("| many | 1 | 0.500 |") and "| 1 | 100.0 | 2 | 1 | 2.0 | tie |" in lines[2], lines[2]
     assert lines[3].startswith("| medium | 2 | 0.600 |"), lines[3]
-    assert lines[4] == "| few | - | - | - | - | - | - |"
+    assert lines[4] == "| few | - | - | - | - | - | - | - | - | - |"
 
 
 def test_an_empty_group_panel_says_so_instead_of_drawing_nan(tmp_path):
@@ -306,7 +361,50 @@ def test_disagreeing_samples_are_hard_for_one_run_and_easy_for_the_other(tmp_pat
     fig = A.plot_sample_gallery(picks, images, {"A": a, "B": b}, class_names=["zero", "one", "two"])
     assert_png(A.save_figure(fig, tmp_path / "gallery.png"))
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles[0] == "#0 true zero\nA: zero p=0.10\nB: zero p=0.90"
+    assert titles[0] == "#0 true zero\nA: zero, p(true)=0.10\nB: zero, p(true)=0.90"
+
+
+def _texts(fig) -> list:
+    """Every visible, non-empty text of ``fig`` (titles, headings, labels), subfigures included."""
+    from matplotlib.text import Text
+
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+
+
+def test_gallery_says_what_p_is_which_images_it_shows_and_is_legible_at_jupyterlab_width(tmp_path):
+    """p is the true class's probability, each row says which of the N images found it shows (the
+    lowest p(true) under the run that ranked them), a shot group without a class says "no few-shot
+    class" as the figures' panels do, and the figure fits JupyterLab's width (shown at full size) with
+    labels of at least 9 pt (12.5 px there) that do not run into their neighbours."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from lt_paper.outputs import SHOWN_PX_PER_INCH
+
+    counts = [200, 150, 50]  # many, many, medium: no few-shot class
+    labels = np.repeat(np.arange(3), 4)  # 12 test images
+    a = A.load_run(write_run(tmp_path / "a", labels, labels, np.linspace(0.0, 0.1, 12), counts))
+    b = A.load_run(write_run(tmp_path / "b", labels, (labels + 1) % 3, np.linspace(0.9, 1.0, 12), counts))
+    picks = {"many": [0, 1, 2, 3, 4, 5, 6, 7], "medium": [8], "few": []}
+    images = {i: np.full((32, 32, 3), 20 * i, np.uint8) for i in range(12)}
+    names = ["automobile", "airplane", "ship"]  # the longest CIFAR-10 name in every title line
+    fig = A.plot_sample_gallery(picks, images, {"LDAM-DRW": b, "CE": a}, names, per_group=6, ranked_by="CE")
+    FigureCanvasAgg(fig).draw()
+    texts = [t.get_text() for t in _texts(fig)]
+    assert "Many-shot: the 6 of 8 with the lowest p(true) under CE" in texts
+    assert "Medium-shot: all 1, the lowest p(true) under CE first" in texts
+    assert "Few-shot: no few-shot class in this dataset" in texts
+    assert "#0 true automobile\nLDAM-DRW: airplane, p(true)=0.90\nCE: automobile, p(true)=0.00" in texts
+    assert not [t for t in texts if "p=" in t.replace("p(true)=", "")]
+    # shown at full size: JupyterLab's output area is about 950 px wide in a 1400 px window (the browser
+    # test measures it); a wider figure is shrunk, its labels with it
+    assert fig.get_figwidth() * SHOWN_PX_PER_INCH <= 950
+    assert min(t.get_fontsize() for t in _texts(fig)) >= 9
+    renderer = fig.canvas.get_renderer()
+    images_axes = [ax for ax in fig.axes if ax.get_images()]
+    assert len(images_axes) == 7
+    for ax in images_axes:  # a title no wider than its image plus the gap to the next one
+        width = ax.title.get_window_extent(renderer).width
+        assert width <= ax.get_window_extent(renderer).width * 1.05, (ax.get_title(), width)
 
 
 def test_expert_functions_reject_single_network(single_run):
@@ -535,11 +633,17 @@ def test_figure1_panels(tmp_path, single_run):
     assert "75.0%" in many_ax.get_legend().get_texts()[0].get_text()
     assert_png(A.save_figure(fig, tmp_path / "fig" / "fig1abc.png"))
 
-    fig_d = A.plot_probability_by_class({"CE": single_run}, size=8, seed=0)
-    offsets = fig_d.axes[0].collections[0].get_offsets()
-    subset = A.sample_like_train(single_run.label, COUNTS, 8, 0)
-    # classes are already in descending size order, so class c sits at x = 5 - c
-    np.testing.assert_array_equal(np.asarray(offsets)[:, 0], 5 - single_run.label[subset])
+    names = ["zero", "one", "two", "three", "four", "five"]
+    fig_d = A.plot_probability_by_class({"CE": single_run}, size=20, seed=0, class_names=names)
+    ax = fig_d.axes[0]
+    x = np.asarray(ax.collections[0].get_offsets())[:, 0]
+    subset = A.sample_like_train(single_run.label, COUNTS, 20, 0)
+    # classes are already in descending size order, so class c's column is centred on x = 5 - c; its dots
+    # spread over the column (jitter) instead of sitting on one vertical line
+    column = 5 - single_run.label[subset]
+    assert np.all(np.abs(x - column) <= 0.35) and len(np.unique(x)) == x.size
+    # each tick names its class and its train count, smallest class on the left
+    assert [t.get_text() for t in ax.get_xticklabels()] == [f"{names[c]}\n{COUNTS[c]}" for c in range(5, -1, -1)]
     assert_png(A.save_figure(fig_d, tmp_path / "fig" / "fig1d.png"))
 
 

@@ -69,3 +69,86 @@ def test_one_profile_parameter_reads_a_published_profile_and_a_wrong_runs_dir_sa
         "it holds 20 runs of smoke/resnet8, 30 epochs, seeds [0]: set profile = 'smoke'"), wrong
     assert len(absent["errors"]) == 1 and "no_such_runs does not exist" in absent["errors"][0], absent
     assert not (tmp_path / "no_such_runs").exists()
+
+
+PUBLISHED_CIFAR_RUNS = REPO / "results" / "cifar10_lt_if100_cpu" / "runs"
+# what the explorer's panel shows, read from the page: the summary's counts, each grid's image indices
+READ_EXPLORER = """
+const s = document.querySelector('.lt-summary-pane .lt-summary');
+const grids = {};
+document.querySelectorAll('.lt-grids-pane [data-grid]').forEach(g => {
+  grids[g.dataset.grid] = Array.from(g.querySelectorAll('.lt-tile')).map(t => Number(t.dataset.index)); });
+const image = document.querySelector('.lt-detail-pane .lt-image');
+return {cls: s.dataset.class, text: s.textContent, images: Number(s.dataset.images), hard_a: Number(s.dataset.hardA),
+        hard_b: Number(s.dataset.hardB), hard_both: Number(s.dataset.hardBoth), grids: grids,
+        image: image ? Number(image.dataset.index) : null,
+        experts: document.querySelectorAll('.lt-detail-pane table.lt-experts tbody tr').length,
+        pictures: document.querySelectorAll('.lt-grids-pane .lt-tile img').length};
+"""
+
+
+def test_the_explorer_answers_a_change_of_class_and_run_with_what_the_records_say(tmp_path):
+    """The explorer on the published cifar-cpu runs, as a student uses it: Run All, pick the class ship,
+    then the MoE as run B; the summary and the grids on the page are those recomputed here from the
+    records (CE, seed 0 against MoE-3, seed 0), and the selected image shows the MoE's three experts."""
+    why = screenshots.missing_browser()
+    if why:
+        pytest.skip(why)
+    import numpy as np
+
+    from lt_paper.analysis import load_run
+
+    params = dict(screenshots.profile_parameters("cifar-cpu", "explore_hard_samples"), runs_dir=str(PUBLISHED_CIFAR_RUNS),
+                  train=False, seeds=[0, 1], output_dir=str(tmp_path / "outputs"))
+    notebook = screenshots.parameterized_copy("explore_hard_samples", params, tmp_path)
+    with screenshots.JupyterLabInChromium(tmp_path) as lab:
+        shown = lab.run_all(notebook, timeout=180)
+        assert shown["executed"] == shown["cells"] and shown["errors"] == [] and shown["stderr"] == [], shown
+        lab.choose("lt-class", "ship (83 train images)", "document.querySelector('.lt-summary-pane .lt-summary')"
+                   ".dataset.class === 'ship'")
+        lab.choose("lt-run-b", "MoE-3, seed 0", "document.querySelector('.lt-summary-pane .lt-summary')"
+                   ".textContent.includes('under MoE-3, seed 0')")
+        page = lab._js(READ_EXPLORER)
+    ce, moe = (load_run(next(PUBLISHED_CIFAR_RUNS.glob(f"cifar10_lt-resnet8-{m}-s0-*"))) for m in ("ce", "ala-moe3"))
+    ship = ce.label == 8
+    hard_ce, hard_moe = ship & (ce.p_gt < 0.2), ship & (moe.p_gt < 0.2)
+    assert (page["cls"], page["images"]) == ("ship", int(ship.sum()))
+    assert (page["hard_a"], page["hard_b"], page["hard_both"]) == (int(hard_ce.sum()), int(hard_moe.sum()),
+                                                                   int((hard_ce & hard_moe).sum()))
+    ranked = np.flatnonzero(ship)[np.argsort(ce.p_gt[ship], kind="stable")]
+    assert page["grids"]["hardest"] == ranked[:6].tolist()
+    for grid, (hard_for, other) in (("a-only", (ce, moe)), ("b-only", (moe, ce))):
+        picked = np.flatnonzero(ship & (hard_for.p_gt < 0.2) & (other.p_gt >= 0.2))
+        gain = other.p_gt[picked].astype(float) - hard_for.p_gt[picked]
+        assert page["grids"][grid] == picked[np.argsort(-gain, kind="stable")][:6].tolist(), grid
+    assert page["image"] == page["grids"]["hardest"][0] and page["experts"] == 3  # the MoE's experts, one row each
+    if (REPO / "data" / "downloads" / "cifar10-jpeg.tar.gz").exists():
+        assert page["pictures"] == sum(len(v) for v in page["grids"].values())  # real test images beside the numbers
+
+
+def test_figure1_on_the_cifar_cpu_runs_says_what_to_read_and_shows_the_gallery_unshrunk(tmp_path):
+    """Figure 1 on the published cifar-cpu runs in JupyterLab: the notes say there is no few-shot class
+    and what to look at instead, speak of cifar-cpu first, and the galleries are shown at the width they
+    were laid out for (their 9 pt labels not shrunk to fit the notebook)."""
+    why = screenshots.missing_browser()
+    if why:
+        pytest.skip(why)
+    params = dict(screenshots.profile_parameters("cifar-cpu", "figure1_hard_samples"), runs_dir=str(PUBLISHED_CIFAR_RUNS),
+                  train=False, output_dir=str(tmp_path / "outputs"))
+    notebook = screenshots.parameterized_copy("figure1_hard_samples", params, tmp_path)
+    with screenshots.JupyterLabInChromium(tmp_path) as lab:
+        shown = lab.run_all(notebook, timeout=180)
+        page = lab._js("""
+            const text = Array.from(document.querySelectorAll('.jp-OutputArea .jp-RenderedMarkdown'))
+                .map(m => m.textContent.replace(/\\s+/g, ' '));
+            const imgs = Array.from(document.querySelectorAll('.jp-OutputArea-output img'));
+            return {notes: text, widths: imgs.map(i => [Number(i.getAttribute('width')), i.clientWidth]),
+                    area: document.querySelector('.jp-OutputArea-output').clientWidth};""")
+    assert shown["errors"] == [] and shown["stderr"] == [], shown
+    notes = " ".join(page["notes"])
+    assert "On these runs: no few-shot class" in notes and "look at Medium-shot instead" in notes, notes
+    assert "What this profile can show. cifar-cpu (the profile in use)" in notes
+    if (REPO / "data" / "downloads" / "cifar10-jpeg.tar.gz").exists():
+        galleries = page["widths"][2:]  # after Figure 1(a-c) and (d)
+        assert len(galleries) == 2 and all(asked == drawn for asked, drawn in galleries), page
+    assert page["area"] >= 900, page  # the output area the gallery's 9 inches (900 px) were laid out for

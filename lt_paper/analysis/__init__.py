@@ -21,8 +21,8 @@ from .figures import (plot_adjusting_terms, plot_figure2, plot_probability_by_cl
                       plot_router_weights, plot_sample_gallery, plot_target_gradients, plot_training_curves,
                       save_figure)
 from .groups import (GROUPS_WITH_ALL, SHOT_GROUPS, EmptyGroupWarning, class_groups, expert_group_accuracy,
-                     group_accuracy, per_group_accuracy, record_groups, regroup_metrics, router_verdict,
-                     router_weight_by_group, sample_groups, shot_groups)
+                     group_accuracy, paired_difference, per_group_accuracy, record_groups, regroup_metrics,
+                     router_variation, router_verdict, router_weight_by_group, sample_groups, shot_groups)
 from .paper_numbers import (CIFAR_PUBLISHED, GROUPS, PAPER_TABLES, TABLE1, TABLE3, TABLE4, TABLE5, PaperRow,
                             PaperTable, paper_table)
 from .records import RunRecord, load_metrics, load_run
@@ -40,7 +40,7 @@ __all__ = [
     "SHOT_GROUPS", "GROUPS_WITH_ALL", "EmptyGroupWarning", "shot_groups", "class_groups", "sample_groups",
     "record_groups",
     "group_accuracy", "per_group_accuracy", "regroup_metrics", "expert_group_accuracy", "router_weight_by_group",
-    "router_verdict",
+    "router_verdict", "router_variation", "paired_difference",
     # samples
     "sample_like_train", "train_like_counts", "hard_easy_shares", "disagreeing_samples",
     # tables

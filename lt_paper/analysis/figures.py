@@ -26,7 +26,7 @@ import numpy as np
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from .groups import SHOT_GROUPS, expert_group_accuracy, per_group_accuracy, record_groups, router_weight_by_group
+from .groups import SHOT_GROUPS, class_groups, expert_group_accuracy, per_group_accuracy, record_groups, router_weight_by_group
 from .records import RunRecord
 from .samples import sample_like_train
 from .style import DEEP, WHITEGRID, palette
@@ -133,14 +133,22 @@ def _default_subset_size(labels: np.ndarray, train_counts: np.ndarray) -> int:
     return max(1, int(np.floor(ratio.min())))
 
 
+# Figure 1(d): half the width of a class's column that its dots spread over (a column of 1,000 dots at
+# one x would read as one line)
+JITTER = 0.35
+
+
 def plot_probability_by_class(records: Mapping[str, RunRecord], size: int | None = None,
-                              seed: int = 0) -> Figure:
-    """Figure 1 (d): p_gt of each sample against its class index, classes sorted by train size.
+                              seed: int = 0, class_names: Sequence[str] | None = None) -> Figure:
+    """Figure 1 (d): p_gt of each sample against its class, classes sorted by train size.
 
     The samples are a test subset drawn with the train label distribution
     (``sample_like_train(labels, train_counts, size, seed)``; default ``size`` is the largest the
-    balanced test set allows); the same subset for every method. Class index 0 is the class with the
-    fewest train samples, as in the paper; vertical lines separate the few/medium/many groups.
+    balanced test set allows); the same subset for every method. The leftmost class is the one with the
+    fewest train samples, as in the paper; each tick names its class (``class_names``, else its index)
+    and its train count; vertical lines separate the few/medium/many groups. Each dot is shifted
+    sideways by a random amount within ±``JITTER`` (drawn with ``seed``), so that a class's dots spread
+    over its column instead of piling onto one vertical line.
     """
     first = next(iter(records.values()), None)
     if first is None:
@@ -158,8 +166,9 @@ def plot_probability_by_class(records: Mapping[str, RunRecord], size: int | None
     fig, axes = _new_figure(1, panel=(8.0, 3.6))
     ax = axes[0, 0]
     colors = palette(DEEP, len(records))
+    jitter = np.random.default_rng(seed).uniform(-JITTER, JITTER, subset.size)  # (M,), the same for every method
     for color, (method, record) in zip(colors, records.items()):
-        ax.scatter(rank[record.label[subset]], record.p_gt[subset], s=6, alpha=0.5, color=color,
+        ax.scatter(rank[record.label[subset]] + jitter, record.p_gt[subset], s=5, alpha=0.4, color=color,
                    label=method, linewidths=0)
     sample_masks = record_groups(first)  # group boundaries on the x axis come from the class ranks
     for g in ("few", "medium", "many"):
@@ -171,8 +180,11 @@ def plot_probability_by_class(records: Mapping[str, RunRecord], size: int | None
             ax.axvline(hi + 0.5, color="0.4", lw=0.8, ls=":")
         ax.text((lo + hi) / 2, 1.0, g, transform=ax.get_xaxis_transform(), ha="center", va="bottom",
                 fontsize=8, color="0.3")
-    ax.set(xlabel="class index (sorted by train samples, ascending)",
-           ylabel="predicted probability of the ground truth", ylim=(-0.02, 1.02))
+    names = list(class_names) if class_names is not None else [str(c) for c in range(order.size)]
+    ax.set_xticks(np.arange(order.size), [f"{names[c]}\n{first.train_counts[c]}" for c in order], fontsize=8)
+    ax.set(xlabel="class (train samples), sorted by train samples, ascending",
+           ylabel="predicted probability of the ground truth", ylim=(-0.02, 1.02), xlim=(-0.6, order.size - 0.4))
+    ax.grid(axis="x", visible=False)  # a grid line down the middle of each column would hide its dots
     ax.set_title(f"{subset.size} test samples drawn with the train distribution (seed {seed})", pad=16)
     ax.legend(loc="lower right", fontsize=8, markerscale=3)
     return fig
@@ -273,38 +285,75 @@ def plot_router_weights(record: RunRecord, groups: Sequence[str] = SHOT_GROUPS, 
     return fig
 
 
+# JupyterLab's output area is about 950 px wide in a 1400 px window, and a figure is shown at 100 px per
+# inch of its width (``outputs.SHOWN_PX_PER_INCH``): a figure up to 9 inches wide is shown at full size,
+# where a 9 pt label is 12.5 px high. The gallery is laid out for that: 3 images per line, 3 inches each.
+NOTEBOOK_WIDTH_IN = 9.0
+GALLERY_COLUMNS = 3
+GALLERY_FONT_PT = 9
+
+
+def _gallery_heading(group: str, shown: int, found: int, ranked_by: str | None) -> str:
+    """What a gallery row shows: "Many-shot: the 6 of 252 with the lowest p(true) under CE"."""
+    title = GROUP_TITLES.get(group, group)
+    if found == 0:
+        return f"{title}: none found"
+    if shown < found:
+        order = f" with the lowest p(true) under {ranked_by}" if ranked_by else ""
+        return f"{title}: the {shown} of {found}{order}"
+    return f"{title}: all {found}" + (f", the lowest p(true) under {ranked_by} first" if ranked_by else "")
+
+
 def plot_sample_gallery(picks: Mapping[str, Sequence[int]], images: Mapping[int, np.ndarray],
                         runs: Mapping[str, RunRecord], class_names: Sequence[str] | None = None,
-                        per_group: int = 6) -> Figure:
-    """Test images, one row per shot group (``picks``: {group: test-set indices}, e.g. from
-    ``samples.disagreeing_samples``), each titled with its true label and, per run in ``runs``
-    ({label: RunRecord}, usually the run that finds them hard, then the one that finds them easy),
-    the predicted label and the probability of the true class. ``images``: {index: (H, W, 3) uint8}.
+                        per_group: int = 6, ranked_by: str | None = None,
+                        columns: int = GALLERY_COLUMNS) -> Figure:
+    """Test images in rows (``picks``: {row: test-set indices, in the order to show}; a shot group's
+    row, e.g. from ``samples.disagreeing_samples``, or any label), the first ``per_group`` of each.
+
+    Each row's heading says which images it shows: "Many-shot: the 6 of 252 with the lowest p(true)
+    under CE" (``ranked_by``: the run whose probability ordered ``picks``; ``disagreeing_samples``
+    orders by the run that finds them hard). Each image is titled with its test-set index, its true
+    label and, per run in ``runs`` ({label: RunRecord}), the predicted label and ``p(true)``: the
+    probability the run gives the true class. A shot group without any class in the data ("no few-shot
+    class in this dataset", as the other figures' panels say) is one short line, not an empty image.
+    ``images``: {index: (H, W, 3) uint8}. ``columns`` images per line (3: legible at JupyterLab's width,
+    ``NOTEBOOK_WIDTH_IN``).
     """
     names = list(class_names) if class_names is not None else None
     label = (lambda c: names[c]) if names else str
-    fig, axes = _new_figure(per_group, nrows=len(picks), panel=(1.9, 2.3))
-    for row, (group, indices) in zip(axes, picks.items()):
-        indices = list(indices)[:per_group]
-        for col, ax in enumerate(row):
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
-            if col == 0:
-                ax.set_ylabel(f"{GROUP_TITLES.get(group, group)}\n({len(picks[group])} found)", fontsize=9)
-            if col >= len(indices):  # fewer samples than panels: blank, or "none" for an empty row
-                if col == 0:
-                    ax.text(0.5, 0.5, "none", ha="center", va="center")
-                else:
-                    ax.axis("off")
+    first = next(iter(runs.values()))
+    class_masks = class_groups(first)
+    rows = {g: list(indices)[:per_group] for g, indices in picks.items()}
+    no_class = {g for g, shown in rows.items() if not shown and g in class_masks and not class_masks[g].any()}
+    lines = {g: 0 if g in no_class else max(1, math.ceil(len(shown) / columns)) for g, shown in rows.items()}
+    panel = NOTEBOOK_WIDTH_IN / columns
+    heights = [0.5 if lines[g] == 0 else 0.45 + lines[g] * (panel + 0.75) for g in rows]
+    with rc_context(WHITEGRID):
+        fig = Figure(figsize=(NOTEBOOK_WIDTH_IN, sum(heights)), layout="constrained")
+        subfigures = np.atleast_1d(fig.subfigures(len(rows), 1, height_ratios=heights))
+        for sub, (group, shown) in zip(subfigures, rows.items()):
+            if group in no_class:
+                sub.suptitle(f"{GROUP_TITLES.get(group, group)}: no {GROUP_TITLES.get(group, group).lower()} "
+                             f"class in this dataset", fontsize=GALLERY_FONT_PT + 1, color="0.3", x=0.02, ha="left")
                 continue
-            i = int(indices[col])
-            image = np.asarray(images[i])
-            ax.imshow(image.squeeze(), cmap="gray" if image.squeeze().ndim == 2 else None,
-                      interpolation="nearest")
-            lines = [f"#{i} true {label(int(next(iter(runs.values())).label[i]))}"]
-            lines += [f"{name}: {label(int(r.pred[i]))} p={float(r.p_gt[i]):.2f}" for name, r in runs.items()]
-            ax.set_title("\n".join(lines), fontsize=7)
+            sub.suptitle(_gallery_heading(group, len(shown), len(picks[group]), ranked_by),
+                         fontsize=GALLERY_FONT_PT + 1, fontweight="bold", x=0.02, ha="left")
+            axes = sub.subplots(lines[group], columns, squeeze=False)
+            for k, ax in enumerate(axes.flat):
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.grid(False)
+                if k >= len(shown):  # fewer images than panels: blank
+                    ax.axis("off")
+                    continue
+                i = int(shown[k])
+                image = np.asarray(images[i]).squeeze()
+                ax.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
+                title = [f"#{i} true {label(int(first.label[i]))}"]
+                title += [f"{name}: {label(int(r.pred[i]))}, p(true)={float(r.p_gt[i]):.2f}"
+                          for name, r in runs.items()]
+                ax.set_title("\n".join(title), fontsize=GALLERY_FONT_PT)
     return fig
 
 

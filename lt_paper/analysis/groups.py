@@ -158,28 +158,101 @@ def router_weight_by_group(record: RunRecord, **rule) -> pd.DataFrame:
     return pd.DataFrame(data, index=pd.RangeIndex(1, record.num_experts + 1, name="expert"))
 
 
-def router_verdict(record: RunRecord, flat: float = 0.01, **rule) -> pd.DataFrame:
+# Two experts' accuracies on the same images differ by c - b images, where c images only the first gets
+# right and b only the second (McNemar's paired comparison). Were the two equally accurate, each of the
+# b + c disagreements would go either way with probability 1/2, so c - b has standard deviation
+# sqrt(b + c): a difference within TIE_Z of it (1.96: two-sided 5 %) is a tie, not a ranking. On the
+# cifar-cpu MoE's medium group (2,000 images) experts 1 and 2 differ by 5 images (0.2 points) against an
+# error of 34: a tie.
+TIE_Z = 1.96
+# Mean router weights of one expert that differ between groups by less than this (a shift of under 2 % of
+# the output from one expert to another) are one weighting for every group.
+GROUP_FLAT = 0.02
+
+
+def paired_difference(right_a: np.ndarray, right_b: np.ndarray, z: float = TIE_Z) -> tuple[int, float]:
+    """(images only ``a`` gets right minus images only ``b`` gets right, its sampling error
+    ``z * sqrt(disagreements)``) for two boolean (N,) arrays over the same images."""
+    right_a, right_b = np.asarray(right_a, dtype=bool), np.asarray(right_b, dtype=bool)
+    only_a, only_b = int((right_a & ~right_b).sum()), int((right_b & ~right_a).sum())
+    return only_a - only_b, z * float(np.sqrt(only_a + only_b))
+
+
+def router_verdict(record: RunRecord, flat: float = 0.01, z: float = TIE_Z, **rule) -> pd.DataFrame:
     """Figure 4's claim per group: does the expert with the largest mean router weight have the best
     accuracy? Index: groups; columns: the top-weight expert and its weight, the spread of the mean
-    weights (max - min), the most accurate expert and its accuracy (percent), and ``agrees``: "yes"
-    (the top-weight expert's accuracy is the best, ties included), "no", "flat" when the weights spread
-    less than ``flat`` (the router hardly moved from the mean, so there is no top expert to speak
-    of), "-" for an empty group."""
+    weights (max - min), the most accurate expert and its accuracy (percent), the top-weight expert's
+    closest rival (the other expert nearest to or above it), the difference in images the two get right
+    on the group (top-weight minus rival, on the same images) and its sampling error
+    (``paired_difference``), and ``agrees``:
+
+    - "yes": the top-weight expert gets more images right than every other expert, each by more than
+      the sampling error;
+    - "no": some expert gets more images right than the top-weight expert, by more than the error;
+    - "tie": neither: the accuracies that decide it differ by less than their sampling error;
+    - "flat": the weights spread less than ``flat`` (the router hardly moved from the mean, so there is
+      no top expert to speak of); "-": an empty group.
+    """
     weights, accuracy = router_weight_by_group(record, **rule), expert_group_accuracy(record, **rule)
+    masks = record_groups(record, **rule)
+    right = record.expert_pred == record.label[:, None]  # (N, K)
+    empty = {"top-weight expert": None, "its weight": np.nan, "weight spread": np.nan,
+             "most accurate expert": None, "its accuracy %": np.nan, "closest rival": None,
+             "difference (images)": np.nan, "sampling error (images)": np.nan, "agrees": "-"}
     rows = {}
     for g in weights.columns:
         if weights[g].isna().all() or accuracy[g].isna().all():
-            rows[g] = {"top-weight expert": None, "its weight": np.nan, "weight spread": np.nan,
-                       "most accurate expert": None, "its accuracy %": np.nan, "agrees": "-"}
+            rows[g] = dict(empty)
             continue
         top, best = int(weights[g].idxmax()), int(accuracy[g].idxmax())
         spread = float(weights[g].max() - weights[g].min())
-        agrees = "flat" if spread < flat else "yes" if accuracy[g][top] >= accuracy[g][best] else "no"
+        against = {k: paired_difference(right[masks[g], top - 1], right[masks[g], k - 1], z)
+                   for k in weights.index if k != top}  # {other expert: (difference, error)}
+        rival = min(against, key=lambda k: against[k][0])
+        if spread < flat:
+            agrees = "flat"
+        elif any(d < -e for d, e in against.values()):
+            agrees = "no"
+        elif all(d > e for d, e in against.values()):
+            agrees = "yes"
+        else:
+            agrees = "tie"
         rows[g] = {"top-weight expert": top, "its weight": float(weights[g][top]), "weight spread": spread,
                    "most accurate expert": best, "its accuracy %": 100 * float(accuracy[g][best]),
-                   "agrees": agrees}
+                   "closest rival": rival, "difference (images)": against[rival][0],
+                   "sampling error (images)": against[rival][1], "agrees": agrees}
     verdict = pd.DataFrame.from_dict(rows, orient="index").rename_axis("group")
     # expert numbers stay whole numbers beside an empty group's missing value (not 1.000)
-    verdict = verdict.astype({"top-weight expert": "Int64", "most accurate expert": "Int64"})
-    verdict.attrs["column_decimals"] = {"its accuracy %": 1}  # weights at 3 decimals, accuracies at 1
+    verdict = verdict.astype({"top-weight expert": "Int64", "most accurate expert": "Int64", "closest rival": "Int64",
+                              "difference (images)": "Int64"})
+    # weights at 3 decimals, accuracies and errors at 1
+    verdict.attrs["column_decimals"] = {"its accuracy %": 1, "sampling error (images)": 1}
     return verdict
+
+
+def router_variation(record: RunRecord, group_flat: float = GROUP_FLAT, **rule) -> dict:
+    """Whether the router weights the shot groups differently at all: the largest difference of one
+    expert's mean weight between two groups that have images (``between_groups``, with the ``expert``
+    and the two ``groups``), how much the weights vary from image to image (``per_image_std``: the
+    standard deviation over the test images, averaged over experts) and ``reading``, one sentence:
+    below ``group_flat`` it is one global weighting, not one that follows the groups."""
+    weights = router_weight_by_group(record, **rule)[[g for g in SHOT_GROUPS]].dropna(axis=1, how="all")
+    per_image_std = float(np.asarray(record.router_weights, dtype=float).std(axis=0).mean())
+    if weights.shape[1] < 2:
+        return {"between_groups": float("nan"), "expert": None, "groups": list(weights.columns),
+                "per_image_std": per_image_std, "global": None,
+                "reading": "only one shot group has images: nothing to compare between groups."}
+    gaps = weights.max(axis=1) - weights.min(axis=1)  # (K,) per expert
+    k = int(gaps.idxmax())
+    hi, lo = str(weights.loc[k].idxmax()), str(weights.loc[k].idxmin())
+    between = float(gaps[k])
+    detail = (f"expert {k}: {weights.loc[k, hi]:.3f} on {hi}, {weights.loc[k, lo]:.3f} on {lo}; per image the "
+              f"weights vary by a standard deviation of {per_image_std:.3f}")
+    if between < group_flat:
+        reading = (f"the mean weights differ between groups by at most {between:.3f} ({detail}), less than "
+                   f"{group_flat}: one global weighting for every group, not one that follows the groups.")
+    else:
+        reading = (f"the mean weights differ between groups by up to {between:.3f} ({detail}): the router "
+                   f"weights the groups differently.")
+    return {"between_groups": between, "expert": k, "groups": [hi, lo], "per_image_std": per_image_std,
+            "global": between < group_flat, "reading": reading}

@@ -22,13 +22,13 @@ from .file_datasets import SplitFileDataset
 from .loaders import make_loaders
 from .longtail import (OLTR_SHOT_RULE, SHOT_GROUPS, TABLE2_SHOT_RULE, long_tail_indices, lt_counts,
                        shot_groups)
-from .registry import DATASETS, load_dataset
+from .registry import DATASETS, known_class_names, load_dataset
 from .splits import class_counts, read_split
 from .verify import KNOWN_SPLITS, SplitFacts, check_counts, verify_checksum, verify_split
 
 __all__ = [
     "ArrayDataset", "Augment", "DATASETS", "KNOWN_SPLITS", "LongTailData", "OLTR_SHOT_RULE", "SHOT_GROUPS",
     "SplitFacts", "SplitFileDataset", "TABLE2_SHOT_RULE",
-    "check_counts", "class_counts", "load_dataset", "long_tail_indices", "lt_counts", "make_loaders",
+    "check_counts", "class_counts", "known_class_names", "load_dataset", "long_tail_indices", "lt_counts", "make_loaders",
     "read_split", "shot_groups", "verify_checksum", "verify_split",
 ]

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from .cifar import load_cifar_lt
+from .cifar import CIFAR10_CLASSES, load_cifar_lt
 from .containers import LongTailData
 from .digits import load_digits_lt
 from .file_datasets import load_file_dataset
@@ -51,17 +51,26 @@ class DatasetEntry(NamedTuple):
     load: Callable[..., LongTailData]
     num_classes: int
     image_size: int  # side of the square images the models see (after cropping)
+    class_names: tuple[str, ...] | None = None  # fixed by the dataset itself; None: read from the data
 
 
 # The one table of datasets.
 DATASETS: dict[str, DatasetEntry] = {
-    "digits_lt": DatasetEntry(_digits, 10, 8),
-    "cifar10_lt": DatasetEntry(_cifar("cifar10_lt"), 10, 32),
+    "digits_lt": DatasetEntry(_digits, 10, 8, tuple(str(c) for c in range(10))),
+    "cifar10_lt": DatasetEntry(_cifar("cifar10_lt"), 10, 32, CIFAR10_CLASSES),
     "cifar100_lt": DatasetEntry(_cifar("cifar100_lt"), 100, 32),
     "imagenet_lt": DatasetEntry(_files("imagenet_lt"), 1000, 224),
     "inat2018": DatasetEntry(_files("inat2018"), 8142, 224),
     "places_lt": DatasetEntry(_files("places_lt"), 365, 224),
 }
+
+
+def known_class_names(name: str) -> list[str] | None:
+    """The class names of dataset ``name`` where the dataset fixes them (digits, CIFAR-10), without
+    loading any data: figures drawn from published runs name their classes on a machine without the
+    images. None where the names come with the data (CIFAR-100's, ImageNet-LT's folders)."""
+    entry = DATASETS.get(name)
+    return list(entry.class_names) if entry is not None and entry.class_names else None
 
 
 def load_dataset(name: str, root: str | Path | None = None, imbalance: float = 100, download: bool = False,
