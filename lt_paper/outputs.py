@@ -100,8 +100,11 @@ def apply_profile(p: dict, notebook: str) -> dict:
     own = {k: p[k] for k in PROFILE_KEYS if k in p and k not in filled and p[k] != ran[k]}
     p.update(filled)
     if own:
+        # other seeds pick other runs of the same recipe; any other key names runs the profile did not train
+        what = ("other seeds of the profile's recipe (seeds without a run show as missing)" if set(own) == {"seeds"}
+                else "not the profile's runs")
         print(f"profile {profile!r} with your own {_assignments(own)} (the profile's: "
-              f"{_assignments({k: ran[k] for k in own})}): not the profile's runs")
+              f"{_assignments({k: ran[k] for k in own})}): {what}")
     return filled
 
 

@@ -757,3 +757,21 @@ def test_the_explorer_records_its_default_choice_as_the_records_give_it(smoke):
     assert f'data-hard-a="{state["counts"]["hard_a"]}"' in static
     hardest_grid = static.split('data-grid="hardest">')[1].split('data-grid="a-only"')[0]
     assert [int(i) for i in re.findall(r'data-index="(\d+)"', hardest_grid)] == state["hardest"]
+
+
+def test_a_profile_fills_what_is_left_none_and_says_what_a_value_given_beside_it_changes(capsys):
+    from lt_paper.outputs import apply_profile
+
+    keys = dict(prefix=None, dataset=None, arch=None, epochs=None, seeds=None, device=None, data_root=None,
+                runs_dir=None, train=False)
+    p = dict(keys, profile="cifar-cpu")
+    filled = apply_profile(p, "table4_ala_ablation")
+    assert (p["prefix"], p["arch"], p["epochs"], p["seeds"], p["device"]) == ("cifar10_lt", "resnet8", 40, [0], "cpu")
+    assert p["runs_dir"] == "results/cifar10_lt_if100_cpu/runs" and set(filled) == set(keys) - {"train"}
+    assert capsys.readouterr().out == ""  # nothing given beside the profile: nothing to say
+    # more seeds: the same recipe's other runs; another epoch count: runs the profile did not train
+    apply_profile(dict(keys, profile="cifar-cpu", seeds=[0, 1, 2]), "table4_ala_ablation")
+    assert capsys.readouterr().out.strip().endswith(
+        "(the profile's: seeds = [0]): other seeds of the profile's recipe (seeds without a run show as missing)")
+    apply_profile(dict(keys, profile="cifar-cpu", seeds=[0, 1], epochs=20), "table4_ala_ablation")
+    assert capsys.readouterr().out.strip().endswith("not the profile's runs")
