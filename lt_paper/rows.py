@@ -31,8 +31,10 @@ TABLE5_ROWS = {
 }
 # Figure 1: CE against LDAM-DRW (hard samples per shot group).
 FIGURE1_ROWS = {"CE": "ce", "LDAM-DRW": "ldam_drw"}
-# Figure 4: router weights of the 3- and 4-expert MoE.
-FIGURE4_ROWS = {"MoE-3": "ala_moe3", "MoE-4": "ala_moe4"}
+# Figure 4: router weights against expert accuracy for every network with a learned router: the MoE with
+# 3, 4 and 6 experts (the 6-expert one is the distillation teacher) and RIDE* with the router (Table 5).
+FIGURE4_ROWS = {"MoE-3": "ala_moe3", "MoE-4": "ala_moe4", "MoE-6": "ala_moe6", "RIDE-3": "ride3_router",
+                "RIDE-4": "ride4_router"}
 
 
 # The core set: CE and LDAM-DRW (Figure 1), ALA with and without DRW (Table 4's claim, and decision 4's

@@ -61,7 +61,8 @@ def test_one_profile_parameter_reads_a_published_profile_and_a_wrong_runs_dir_sa
                          dict(profile="cifar-cpu", runs_dir="results/smoke/runs", train=False))
         absent = _run_all(lab, tmp_path, "absent", "figure4_router_weights",
                           dict(profile="smoke", runs_dir=str(tmp_path / "no_such_runs"), train=False))
-    for shown, images in ((smoke, 2), (cpu, 1)):  # smoke: MoE-3 and MoE-4; cifar-cpu's core set: MoE-3
+    # smoke: MoE-3, -4 and -6 and RIDE-3 and -4 with the router; cifar-cpu's published runs: MoE-3
+    for shown, images in ((smoke, 5), (cpu, 1)):
         assert shown["executed"] == shown["cells"] and shown["images"] == images, shown
         assert shown["errors"] == [] and shown["stderr"] == [], shown
     assert wrong["images"] == 0 and len(wrong["errors"]) == 1, wrong

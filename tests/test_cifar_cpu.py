@@ -247,7 +247,7 @@ def test_the_published_core_set_opens_without_training_and_gives_the_published_n
     if notebook == "figure4_router_weights":
         # publish keeps records.npz in float16: the weights agree to that precision, the verdict exactly
         weights, published_weights = (np.array([[w for w in group.values()] for group in
-                                                s["records"]["MoE-3"]["router_weight"].values()], float)
+                                                s["records"]["MoE-3 seed 0"]["router_weight"].values()], float)
                                       for s in (summary, published))
         np.testing.assert_allclose(weights, published_weights, rtol=1e-3)  # NaN: the empty few-shot group
         verdict = "figure4_verdict_moe-3.md"

@@ -239,7 +239,8 @@ def test_figure3_shapes_come_from_the_model(smoke):
 
 def test_figure4_router_weights_moved_and_match_expert_count(smoke):
     records = _summary(smoke, "figure4_router_weights")["records"]
-    for name, k in (("MoE-3", 3), ("MoE-4", 4)):
+    # every network with a learned router: the MoE with 3, 4 and 6 experts (the teacher), RIDE* with it
+    for name, k in (("MoE-3", 3), ("MoE-4", 4), ("MoE-6", 6), ("RIDE-3", 3), ("RIDE-4", 4)):
         weights = records[f"{name} seed 0"]["router_weight"]
         for group, per_expert in weights.items():
             assert len(per_expert) == k and sum(per_expert.values()) == pytest.approx(1.0, abs=1e-5)
