@@ -266,6 +266,12 @@ def config_hash(config: Config) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def shot_rule(config: Config) -> dict[str, Any]:
+    """The shot-group thresholds of a run (README decision 2), as ``metrics_from_records`` takes them and
+    ``metrics.json`` records them."""
+    return dict(many=config.many_threshold, few=config.few_threshold, few_inclusive=config.few_inclusive)
+
+
 def fast_path_overrides(device_type: str) -> dict[str, Any]:
     """The fast path's config fields on ``device_type`` ("cuda" or "cpu"): ``train(p, **fast_path_overrides("cuda"))``.
 

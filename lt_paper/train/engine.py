@@ -53,14 +53,14 @@ from ..models import build_model
 from ..provenance import provenance
 from . import distributed as D
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import Config, apply_overrides, config_hash, to_dict
+from .config import Config, apply_overrides, config_hash, shot_rule, to_dict
 from .evaluate import evaluate_model
 from .guards import check_teacher, check_weights_belong, stop_if_not_finite
 from .identity import check_same_data, recorded_data_source, with_data_fingerprint
 from .objective import Objective
 from .presets import get_preset
-from .run_config import read_run_config
-from .run_files import read_metrics
+from .run_config import read_run_config, run_name
+from .run_results import verified_result
 from .schedule import Schedule
 
 CHECKPOINT = "checkpoint.pt"
@@ -82,8 +82,7 @@ def resolve_config(config: str | Config, overrides: dict) -> Config:
 
 def run_dir_for(runs_dir: Path, config: Config, force: bool) -> Path:
     """The run's directory: named from hashed fields only, so one config always maps to one place."""
-    moe = f"-moe{config.num_experts}{'' if config.router == 'instance' else 'mean'}" if config.num_experts > 1 else ""
-    base = runs_dir / f"{config.dataset}-{config.arch}-{config.loss}{moe}-s{config.seed}-{config_hash(config)}"
+    base = runs_dir / run_name(config)
     if not force:
         return base
     n = 1
@@ -137,13 +136,10 @@ def find_finished_run(runs_dir: Path, config: Config) -> Path | None:
 
 
 def load_result(run_dir: Path) -> dict:
-    """What ``train`` returns for a finished run: its ``metrics.json`` (checked, ``run_files.read_metrics``);
-    ValueError naming the run when its config.json is not the config it trained with
-    (``run_config.read_run_config``)."""
-    read_run_config(run_dir)
-    result = read_metrics(Path(run_dir) / METRICS)
-    result["run_dir"] = str(run_dir)
-    return result
+    """What ``train`` returns for a finished run: its ``metrics.json``, checked to be that run's (folder
+    name, config and config hash agree) and to say what its ``records.npz`` says
+    (``run_results.verified_result``); ValueError naming the run otherwise."""
+    return {**verified_result(run_dir), "run_dir": str(run_dir)}
 
 
 def build_for(config: Config, num_classes: int) -> nn.Module:
@@ -456,11 +452,6 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
                         train_counts=data.train_counts, wall_time_s=wall, device=device, info=info)
     D.barrier(info)
     return result
-
-
-def shot_rule(config: Config) -> dict:
-    """The shot-group thresholds of a run (decision 2), as ``metrics_from_records`` takes them."""
-    return dict(many=config.many_threshold, few=config.few_threshold, few_inclusive=config.few_inclusive)
 
 
 def is_eval_epoch(config: Config, epoch: int) -> bool:
