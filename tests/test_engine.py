@@ -321,6 +321,7 @@ def test_a_run_trained_on_cuda_is_evaluated_on_the_cpu(tmp_path):
     # metrics.json carry that config's hash; evaluating it here on the CPU must find its own weights and
     # skip bf16
     from lt_paper.train import evaluate_run
+    from lt_paper.train.run_config import run_name
 
     result = train("smoke/resnet8/ala", runs_dir=tmp_path, epochs=2, progress=False)
     run_dir = Path(result["run_dir"])
@@ -332,4 +333,5 @@ def test_a_run_trained_on_cuda_is_evaluated_on_the_cpu(tmp_path):
     torch.save(state, run_dir / "model.pt")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     (run_dir / "metrics.json").write_text(json.dumps(dict(metrics, config_hash=state["config_hash"])))
+    run_dir = run_dir.rename(run_dir.with_name(run_name(apply_overrides(Config(), on_gpu))))  # named as it was there
     assert evaluate_run(run_dir, device="cpu")["all"] == pytest.approx(result["all"])

@@ -387,9 +387,6 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
         result = load_result(run_dir)
         result["reused"] = True
         return result
-    start_run_dir(run_dir, config, info)
-    D.barrier(info)
-
     configure_backends(config, device)
     data = load_dataset(config.dataset, root=config.data_root, imbalance=config.imbalance,
                         download=config.download, allow_incomplete=config.allow_incomplete_data)
@@ -397,6 +394,10 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
         data, config.batch_size, device, rank=info.rank, world_size=info.world_size, seed=config.seed,
         num_workers=config.num_workers, eval_batch_size=config.eval_batch_size, drop_last=config.drop_last)
     parts = build_run(config, data, device, info)
+    # only now, with the data read and the network built: data or a network that cannot be (the wrong
+    # image size, an imbalance the data cannot give, too many shared stages) leaves no run folder behind
+    start_run_dir(run_dir, config, info)
+    D.barrier(info)
     network, model, objective, optimizer = parts.network, parts.model, parts.objective, parts.optimizer
     chash = config_hash(config)
 
