@@ -116,11 +116,11 @@ def test_a_cifar_source_must_be_32_pixel_images_in_cifars_class_folders(tmp_path
 
     large = _small_tree(tmp_path / "large", side=64)
     with pytest.raises(ValueError, match=rf"{large}: train images are 64x64x3 .*expected CIFAR's 32x32x3"):
-        load_dataset("cifar10_lt", root=large, cache_dir=tmp_path, allow_incomplete=True)
+        load_dataset("cifar10_lt", root=large, cache_dir=tmp_path, allow_incomplete=True, imbalance=1)
     renamed = _small_tree(tmp_path / "renamed", names=[n if n != "automobile" else "car" for n in CIFAR10])
     with pytest.raises(ValueError, match=rf"{renamed}: class folders \['car'\] are not cifar10_lt's classes "
                                          rf"\(missing: \['automobile'\]\)"):
-        load_dataset("cifar10_lt", root=renamed, cache_dir=tmp_path, allow_incomplete=True)
+        load_dataset("cifar10_lt", root=renamed, cache_dir=tmp_path, allow_incomplete=True, imbalance=1)
     gray = load_dataset("cifar10_lt", root=_small_tree(tmp_path / "gray", mode="L"), cache_dir=tmp_path,
                         allow_incomplete=True, imbalance=1)  # grayscale is converted to RGB, as before
     assert tuple(gray.train.images.shape[1:]) == (3, 32, 32) and gray.class_names == CIFAR10

@@ -65,6 +65,8 @@ def test_a_run_folder_copied_under_another_runs_name_is_refused_naming_it(runs, 
         train("smoke/resnet8/ala", runs_dir=runs_dir, **QUICK)  # the run cache (train=True)
     assert re.search(message, _one_line_cli_error(capsys, runs_dir, "ala"))
     assert finished_run("smoke/resnet8/ce", runs_dir, **QUICK)["run_dir"] == str(runs_dir / names["ce"])
+    forced = Path(train("smoke/resnet8/ce", runs_dir=runs_dir, force=True, **QUICK)["run_dir"])
+    assert forced.name == f"{names['ce']}-force1" and verified_result(forced)["epoch"] == 1  # its own name too
 
 
 def test_a_metrics_json_edited_to_plausible_values_is_refused_and_tables_read_the_records(runs, capsys):
