@@ -35,12 +35,16 @@ ACCURACY_KEYS = ("all", *SHOT_GROUPS)
 TOLERANCE = 1e-9
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _same(a: Any, b: Any) -> bool:
-    """Equal accuracies: both missing (None or NaN: a group without classes) or within ``TOLERANCE``."""
+    """Equal accuracies: both missing (None or NaN: a group without classes) or numbers within ``TOLERANCE``."""
     missing = lambda v: v is None or (isinstance(v, float) and math.isnan(v))  # noqa: E731
     if missing(a) or missing(b):
         return missing(a) and missing(b)
-    return abs(float(a) - float(b)) <= TOLERANCE
+    return _number(a) and _number(b) and abs(a - b) <= TOLERANCE
 
 
 def _refuse(run_dir: Path, what: str) -> ValueError:
@@ -86,13 +90,13 @@ def verified_result(run_dir: str | Path) -> dict:
 def _check_history(run_dir: Path, metrics: dict) -> None:
     """``history.json``'s last epoch holds the final accuracies, and ``best`` is its best tested epoch (the
     first with the highest ``all``, as ``engine.update_best`` picks it) with that epoch's accuracies."""
-    history = read_json(run_dir / "history.json")
     path = run_dir / "history.json"
-    tested = [e for e in history if isinstance(e, dict) and e.get("test_all") is not None] \
-        if isinstance(history, list) else []
+    history = read_json(path)
+    entries = isinstance(history, list) and all(isinstance(e, dict) for e in history)
+    tested = [e for e in history if _number(e.get("test_all"))] if entries else []
     if not tested or len(history) != metrics["epoch"]:
-        raise ValueError(f"{path}: expected one entry per epoch ({metrics['epoch']}), the tested ones with "
-                         f"'test_all'; found {len(history) if isinstance(history, list) else type(history).__name__}")
+        raise ValueError(f"{path}: expected one object per epoch ({metrics['epoch']}), the tested ones with "
+                         f"'test_all'; found {len(history) if entries else type(history).__name__}")
     last = history[-1]
     if not all(_same(last.get(f"test_{key}"), metrics[key]) for key in ACCURACY_KEYS):
         raise _refuse(run_dir, "the last epoch of history.json does not hold the accuracies of metrics.json")
