@@ -99,6 +99,30 @@ def test_a_metrics_json_edited_to_plausible_values_is_refused_and_tables_read_th
         finished_run("smoke/resnet8/ce", runs_dir, **QUICK)
 
 
+def test_the_cache_serves_a_run_only_for_the_data_it_trained_on(tmp_path):
+    """A run trained on one copy of CIFAR, copied under the name of the same config on other data, or with
+    the data its metrics.json records edited, is refused naming the run."""
+    from test_bad_input import _cifar_tree
+
+    settings = dict(dataset="cifar10_lt", allow_incomplete_data=True, imbalance=2.0, many_threshold=5,
+                    few_threshold=4, batch_size=16, **QUICK)
+    first, other = _cifar_tree(tmp_path / "first"), _cifar_tree(tmp_path / "other", shade=7)
+    runs = tmp_path / "runs"
+    on_first = Path(train("smoke/resnet8/ce", runs_dir=runs, data_root=str(first), **settings)["run_dir"])
+    on_other = Path(train("smoke/resnet8/ce", runs_dir=runs, data_root=str(other), **settings)["run_dir"])
+    assert on_first.name != on_other.name  # the data fingerprint is part of the run's name
+    shutil.rmtree(on_other)
+    shutil.copytree(on_first, on_other)  # the first data's run served for the other data
+    with pytest.raises(ValueError, match=rf"run .*{on_other.name}: the folder is named after another run"):
+        finished_run("smoke/resnet8/ce", runs, data_root=str(other), **settings)
+    shutil.rmtree(on_other)
+    metrics = json.loads((on_first / "metrics.json").read_text())
+    (on_first / "metrics.json").write_text(json.dumps(dict(metrics, data_source=dict(metrics["data_source"],
+                                                                                      fingerprint="other"))))
+    with pytest.raises(ValueError, match=rf"run .*{on_first.name}: metrics.json records data .*'other'"):
+        finished_run("smoke/resnet8/ce", runs, data_root=str(first), **settings)
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda a: dict(a, logits=np.zeros((len(a["label"]), 10), np.float32)), r"unexpected array\(s\) \['logits'\]"),
     (lambda a: {k: v for k, v in a.items() if k != "p_gt"}, r"missing array\(s\) \['p_gt'\]"),
