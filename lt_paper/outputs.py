@@ -49,6 +49,12 @@ ROOT_ENV = "LT_PAPER_ROOT"
 # The parameters every notebook's parameters cell holds (notebooks add their own through ``extra``).
 COMMON_PARAMETERS = ("profile", "prefix", "dataset", "arch", "epochs", "seeds", "device", "data_root",
                      "runs_dir", "train", "parallel", "run_overrides", "output_dir")
+# The parameters that name a file or folder (resolved against the project root): name -> (whether None
+# is allowed: data_root, no data needed; output_dir, the default folder), an example). counts_json is
+# Figure 2's.
+PATH_PARAMETERS = {"runs_dir": (False, "runs"), "data_root": (True, "data/downloads/cifar10-jpeg.tar.gz"),
+                   "output_dir": (True, "outputs/mine"),
+                   "counts_json": (False, "data/splits/ImageNet_LT_train_cls_freq.json")}
 # The first line of the cell papermill injects after the parameters cell (``-p NAME VALUE``).
 INJECTED_CELL_HEADER = "# Parameters\n"
 # The run cache that JupyterLab, papermill and ``reproduce`` share, relative to the project root.
@@ -138,17 +144,31 @@ def check_parameters(p: dict, trains: bool = True) -> None:
         raise ParameterError(f"train = {p['train']!r} must be True (train missing runs) or False "
                              f"(read finished runs only)")
     check_seeds(p.get("seeds"))
+    check_paths(p)
     if trains and p.get("train", True) and dataset != "digits_lt" and not p.get("data_root"):
         raise ParameterError(f"dataset {dataset!r} needs data_root to train (the CIFAR .tar.gz or folder, "
                              f"the ImageNet-LT / iNaturalist root); or set train = False to read "
                              f"finished runs only")
 
 
+def check_paths(p: dict) -> None:
+    """:class:`ParameterError` for a path parameter (:data:`PATH_PARAMETERS`) that is not a path: papermill
+    passes what ``-p`` or a YAML file gives, a list or a number as readily as a string."""
+    for name, (optional, example) in PATH_PARAMETERS.items():
+        value = p.get(name)
+        if name not in p or (value is None and optional) or (isinstance(value, (str, os.PathLike)) and str(value)):
+            continue
+        raise ParameterError(f"{name} = {value!r} is of type {type(value).__name__}; it must be a path (a "
+                             f"non-empty string{', or None' if optional else ''}), e.g. {name} = \"{example}\"")
+
+
 def check_seeds(seeds, name: str = "seeds") -> None:
-    """:class:`ParameterError` unless ``seeds`` is a non-empty list of distinct ints. A seed names one run:
-    listed twice, it would count twice in a table's mean ± std (and its std would shrink) from one run."""
-    if not isinstance(seeds, (list, tuple)) or not seeds or not all(isinstance(s, int) for s in seeds):
-        raise ParameterError(f"{name} = {seeds!r} must be a non-empty list of ints, e.g. [0] or [0, 1, 2]")
+    """:class:`ParameterError` unless ``seeds`` is a non-empty list of distinct ints (not booleans: True
+    would pass as seed 1 beside a 1 and fail later in the config). A seed names one run: listed twice, it
+    would count twice in a table's mean ± std (and its std would shrink) from one run."""
+    if not isinstance(seeds, (list, tuple)) or not seeds or \
+            not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise ParameterError(f"{name} = {seeds!r} must be a non-empty list of ints >= 0, e.g. [0] or [0, 1, 2]")
     repeated = sorted({s for s in seeds if list(seeds).count(s) > 1})
     if repeated:
         raise ParameterError(f"{name} = {list(seeds)!r} repeats seed(s) {repeated}: each seed is one run and "

@@ -18,7 +18,10 @@ Nothing lost, nothing wrong served:
   journal (``results/.NAME.publish.json``) from which the next publish of ``NAME`` finishes the swap or
   rolls it back, so the publication is the old one or the new one, whole. Publishing touches no other
   file beside them. One publish of ``NAME`` at a time (lock file ``results/.NAME.publish.lock``).
-- Every run's ``config.json`` must be the config it trained with (``train.run_config``).
+- Every run must be the run its folder is named after (folder name, config and config hash agree), with a
+  ``metrics.json`` that says what its ``records.npz`` says and a ``records.npz`` of a run's arrays
+  (``train.run_results``), checked before anything is written.
+- A publication holds one profile and one dataset: an output of another (or of several) is refused.
 - An output with only some of its profile's notebooks (``reproduce --only``) is refused unless
   ``partial=True``; it is then merged: the notebooks it lacks keep their published copies.
 - Replacing a published notebook needs ``force=True``. Runs always merge (the seeds of several GPU
@@ -44,7 +47,7 @@ from .outputs import load_summary
 from .portable import portable_text, strict_json
 from .provenance import REPO_ROOT
 from .reproduce import PROFILES, jobs_for, output_lock_file
-from .train.run_config import read_run_config
+from .train.run_results import verified_result
 from .train.run_files import read_metrics, read_npz
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
@@ -105,8 +108,7 @@ def check_output(profile_dir: Path, partial: bool) -> tuple[list[Path], list[str
     if not folders or incomplete or not (profile_dir / "report.md").is_file():
         raise ValueError(f"{profile_dir} is not a complete reproduce output (missing report.md or the "
                          f"summary.json of {incomplete or 'every notebook'})")
-    profiles = {load_summary(f)["parameters"].get("profile", profile_dir.name) for f in folders}
-    profile = profiles.pop() if len(profiles) == 1 else None
+    profile, _ = publication_kind(folders, str(profile_dir))
     expected = [folder for _, folder, _ in jobs_for(profile)] if profile in PROFILES else []
     missing = [name for name in expected if name not in {f.name for f in folders}]
     if missing and not partial:
@@ -115,12 +117,39 @@ def check_output(profile_dir: Path, partial: bool) -> tuple[list[Path], list[str
     return folders, missing
 
 
+def publication_kind(folders: list[Path], where: str) -> tuple[str, str]:
+    """The one (profile, dataset) whose notebooks ``folders`` hold, from their ``summary.json`` parameters;
+    ValueError naming ``where`` when they hold several (one publication, one profile and one dataset:
+    its report, tables and runs describe one recipe on one dataset)."""
+    kinds = {(str(p.get("profile")), str(p.get("dataset"))) for p in
+             (load_summary(folder)["parameters"] for folder in folders)}
+    if len(kinds) != 1:
+        raise ValueError(f"{where} mixes notebooks of several profiles / datasets "
+                         f"({', '.join(f'{p} on {d}' for p, d in sorted(kinds))}); a publication holds one")
+    return kinds.pop()
+
+
+def check_same_publication(folders: list[Path], results: Path) -> None:
+    """ValueError unless the published ``results`` (if any) holds the profile and dataset of ``folders``:
+    a notebook of another profile would sit under this one's report header, beside runs of another recipe."""
+    published = _notebook_folders(results) if results.is_dir() else []
+    published = [folder for folder in published if (folder / "summary.json").is_file()]
+    if not published:
+        return
+    ours, theirs = publication_kind(folders, "the output"), publication_kind(published, str(results))
+    if ours != theirs:
+        raise ValueError(f"{results} is a publication of profile {theirs[0]} on {theirs[1]}; this output is "
+                         f"profile {ours[0]} on {ours[1]}: publish it under another name (a publication holds "
+                         f"one profile and one dataset)")
+
+
 def _listed_runs(folders: list[Path]) -> list[Path]:
     """The runs the notebooks read: the union of the ``runs`` their summaries list.
 
     ValueError naming the summary for a summary without that list (written before notebooks recorded
     their runs) and for a listed run that is gone or not finished (no ``metrics.json``); ValueError
-    naming the run when its ``config.json`` is not the config it trained with.
+    naming the run when it is not the run its folder is named after, or its ``metrics.json`` is not what
+    its ``records.npz`` gives (``train.run_results.verified_result``).
     """
     runs: set[Path] = set()
     for folder in folders:
@@ -133,7 +162,7 @@ def _listed_runs(folders: list[Path]) -> list[Path]:
                 state = "not finished (no metrics.json)" if run.is_dir() else "missing"
                 raise ValueError(f"{folder / 'summary.json'} lists run {run}, which is {state}: train it "
                                  f"again (reproduce) or restore it before publishing")
-            read_run_config(run)  # its config.json is the one it trained with
+            verified_result(run)  # its own run, its metrics those of its records: checked before anything is written
             runs.add(run)
     return sorted(runs)
 
@@ -210,6 +239,7 @@ def publish(profile_dir: str | Path, name: str, repo_root: str | Path = REPO_ROO
         if recovered is not None:
             print(f"[publish] {name}: an interrupted publish was {recovered} (journal {swap.journal})",
                   file=sys.stderr, flush=True)
+        check_same_publication(folders, results)
         _check_replaceable(folders, results, figures, force)
         staging = swap.begin()
         try:

@@ -36,7 +36,7 @@ from pathlib import Path
 from .analysis import provenance_markdown
 from .atomic import atomic_write_bytes
 from .locks import hold_lock
-from .outputs import DEFAULT_RUNS_DIR, check_seeds, load_summary, resolve_path
+from .outputs import DEFAULT_RUNS_DIR, check_paths, check_seeds, load_summary, resolve_path
 from .profiles import CIFAR_CPU_DATA, NOTEBOOKS, PROFILES, jobs_for  # noqa: F401 (the names reproduce offers)
 from .provenance import REPO_ROOT, provenance
 
@@ -79,6 +79,7 @@ def split_overrides(overrides: dict, notebooks) -> tuple[dict, dict]:
     apply_overrides(Config(), config_keys)  # one line naming the key and what is valid
     if "seeds" in overrides:  # checked here, before any notebook starts, as the notebooks check it
         check_seeds(overrides["seeds"], name="--set seeds")
+    check_paths(overrides)  # the same for path parameters (runs_dir, data_root, output_dir, ...)
     return {k: v for k, v in overrides.items() if k in parameters}, config_keys
 
 

@@ -141,6 +141,31 @@ def test_side_by_side_rows_start_from_a_script_read_on_stdin(tmp_path):
     assert done.stdout.strip().endswith("['ala', 'ce'] True")
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--section", "cpu", "--device", "cuda", "--data-root", "x"], "uses no --device, --data-root; leave them out"),
+    (["--section", "cpu", "--dataset", "cifar10_lt"], "uses no --dataset"),
+    (["--section", "cpu", "--threads-per-process", "2"], "uses no --threads-per-process"),
+    (["--threads-per-process", "-3"], "--threads-per-process -3: at least 1 thread per process"),
+    (["--threads-per-process", "0"], "--threads-per-process 0: at least 1 thread per process"),
+    (["--data-root", "no/such/cifar.tar.gz"], "--data-root no/such/cifar.tar.gz: no such file or folder"),
+    (["--device", "banana"], "--device 'banana': use cuda, cuda:N, cpu or auto"),
+], ids=["cpu section with device and data", "cpu section with dataset", "cpu section with threads",
+        "negative threads", "zero threads", "missing data", "unknown device"])
+def test_bench_refuses_what_its_section_cannot_use_at_once(argv, message, monkeypatch, capsys):
+    """Once: --section cpu --device cuda --data-root x measured the CPU and exited 0 ignoring both, and
+    --threads-per-process -3 failed with a traceback after 23 s of measuring."""
+    def measured(*args, **kwargs):
+        raise AssertionError("a section started")
+
+    monkeypatch.setattr(bench, "run_bench", measured)
+    monkeypatch.setattr("lt_paper.bench_cpu.run_cpu_bench", measured)
+    with pytest.raises(SystemExit) as done:
+        bench.main(["--size", "tiny", *argv])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert message in err, err
+
+
 def test_tiny_cpu_section_puts_each_path_beside_the_ceiling_and_projects_the_profile(tmp_path):
     out = tmp_path / "bench-cpu.md"
     assert bench.main(["--size", "tiny", "--section", "cpu", "--out", str(out)]) == 0

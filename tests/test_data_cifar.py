@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from lt_paper.data import load_dataset, lt_counts, make_loaders
-from lt_paper.data.cifar import read_cifar_source
+from lt_paper.data.cifar import CIFAR100_CLASSES, read_cifar_source
 from lt_paper.data.registry import default_data_root
 from ldam_reference import ldam_pick
 
@@ -59,9 +59,9 @@ def test_cifar100_is_normalised_with_cifar10_statistics_as_ldam_drw_does(tmp_pat
     """LDAM-DRW's cifar_train.py applies CIFAR-10's Normalize to CIFAR-100 too (README decision 3)."""
     root = tmp_path / "cifar100"
     for split in ("train", "test"):
-        for c in range(100):
-            (root / split / f"class{c:03d}").mkdir(parents=True)
-            Image.fromarray(np.full((32, 32, 3), 2 * c, np.uint8)).save(root / split / f"class{c:03d}" / "0.png")
+        for c, name in enumerate(CIFAR100_CLASSES):
+            (root / split / name).mkdir(parents=True)
+            Image.fromarray(np.full((32, 32, 3), 2 * c, np.uint8)).save(root / split / name / "0.png")
     data = load_dataset("cifar100_lt", root=root, imbalance=1, cache_dir=tmp_path, allow_incomplete=True)
     assert data.mean == (0.4914, 0.4822, 0.4465) and data.std == (0.2023, 0.1994, 0.2010)
     _, test = make_loaders(data, batch_size=100, device="cpu")
@@ -96,6 +96,42 @@ def test_wrong_class_count_and_missing_source(tree, tmp_path):
         load_dataset("cifar100_lt", root=tree, cache_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match=r"no cifar10_lt source.*cifar10-jpeg.tar.gz.*download=True"):
         load_dataset("cifar10_lt", root=tmp_path / "empty", cache_dir=tmp_path)
+
+
+def _small_tree(root, side: int = 32, mode: str = "RGB", names=CIFAR10):
+    """A CIFAR-10 folder of 2 train / 1 test images per class, ``side`` pixels square, PIL ``mode``."""
+    for split, n in (("train", 2), ("test", 1)):
+        for c, name in enumerate(names):
+            (root / split / name).mkdir(parents=True)
+            for k in range(n):
+                Image.new(mode, (side, side), (c * 20 + k) if mode == "L" else (c * 20 + k, 0, 0)).save(
+                    root / split / name / f"{k}.png")
+    return root
+
+
+def test_a_cifar_source_must_be_32_pixel_images_in_cifars_class_folders(tmp_path, capsys):
+    """64x64 images once trained with exit code 0 (32-pixel crops in training, 64-pixel images in testing);
+    a class folder renamed automobile -> car once moved its images to another label, silently."""
+    from lt_paper.cli import main
+
+    large = _small_tree(tmp_path / "large", side=64)
+    with pytest.raises(ValueError, match=rf"{large}: train images are 64x64x3 .*expected CIFAR's 32x32x3"):
+        load_dataset("cifar10_lt", root=large, cache_dir=tmp_path, allow_incomplete=True, imbalance=1)
+    renamed = _small_tree(tmp_path / "renamed", names=[n if n != "automobile" else "car" for n in CIFAR10])
+    with pytest.raises(ValueError, match=rf"{renamed}: class folders \['car'\] are not cifar10_lt's classes "
+                                         rf"\(missing: \['automobile'\]\)"):
+        load_dataset("cifar10_lt", root=renamed, cache_dir=tmp_path, allow_incomplete=True, imbalance=1)
+    gray = load_dataset("cifar10_lt", root=_small_tree(tmp_path / "gray", mode="L"), cache_dir=tmp_path,
+                        allow_incomplete=True, imbalance=1)  # grayscale is converted to RGB, as before
+    assert tuple(gray.train.images.shape[1:]) == (3, 32, 32) and gray.class_names == CIFAR10
+    runs = tmp_path / "runs"
+    with pytest.raises(SystemExit) as done:  # what the reviewer ran: refused, and no run folder left
+        main(["train", "--preset", "smoke/resnet8/ce", "--runs-dir", str(runs), "--set", "dataset=cifar10_lt",
+              "--set", f"data_root={large}", "--set", "allow_incomplete_data=true", "--set", "epochs=1",
+              "--set", "imbalance=1", "--set", "progress=false"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and len(err.strip().splitlines()) == 1 and "64x64x3" in err, err
+    assert not runs.exists() or not list(runs.iterdir())
 
 
 def test_incomplete_source_is_refused_naming_what_is_missing(tree, tmp_path):
@@ -182,13 +218,13 @@ def test_data_fingerprint_follows_the_content_not_the_path(tree, tmp_path, monke
 
 
 def _bmp_tree(root, shade: int):
-    """A CIFAR-10-style folder of uncompressed 4x4 BMPs: the same names and sizes for any ``shade``,
+    """A CIFAR-10 folder of uncompressed 32x32 BMPs: the same names and sizes for any ``shade``,
     other pixels (train pixel value of class c, file k: c * 20 + k + shade)."""
     for split, n in (("train", 2), ("test", 1)):
         for c, name in enumerate(CIFAR10):
             (root / split / name).mkdir(parents=True)
             for k in range(n):
-                pixels = np.full((4, 4, 3), (c * 20 + k + shade) % 256, np.uint8)
+                pixels = np.full((32, 32, 3), (c * 20 + k + shade) % 256, np.uint8)
                 Image.fromarray(pixels).save(root / split / name / f"{k}.bmp")
     return root
 

@@ -332,6 +332,12 @@ def test_notebook_parameters_fail_in_one_line_naming_what_is_valid(monkeypatch, 
         "seeds": ({"seeds": 0}, "list of ints"),
         "repeated seeds": ({"seeds": [0, 1, 0]}, "seeds = [0, 1, 0] repeats seed(s) [0]"),  # one run counted twice
         "train": ({"train": "no"}, "True"),
+        "a bool seed": ({"seeds": [0, True]}, "seeds = [0, True] must be a non-empty list of ints"),
+        "runs_dir list": ({"runs_dir": ["runs"]}, "runs_dir = ['runs'] is of type list; it must be a path"),
+        "runs_dir number": ({"runs_dir": 3}, "runs_dir = 3 is of type int; it must be a path"),
+        "data_root list": ({"data_root": ["data"]}, "data_root = ['data'] is of type list; it must be a path"),
+        "output_dir number": ({"output_dir": 1.5}, "output_dir = 1.5 is of type float; it must be a path"),
+        "runs_dir None": ({"runs_dir": None}, "runs_dir = None is of type NoneType; it must be a path"),
     }
     monkeypatch.setenv("LT_PAPER_ROOT", str(tmp_path))
     for name, (change, needle) in cases.items():
@@ -340,12 +346,31 @@ def test_notebook_parameters_fail_in_one_line_naming_what_is_valid(monkeypatch, 
         message = str(err.value)
         assert needle in message and "\n" not in message and len(message) < 300, (name, message)
         assert err.value._render_traceback_() == [f"\x1b[31mParameterError\x1b[0m: {message}"]
+    with pytest.raises(ParameterError, match=r"counts_json = \['a.json'\] is of type list; it must be a path"):
+        NotebookOutputs.from_parameters("figure2_adjusting_terms", dict(good, counts_json=["a.json"]),
+                                        extra=("counts_json",), trains=False)
     # read-only CIFAR needs no data; paths resolve against the root, one output folder per notebook
     out = NotebookOutputs.from_parameters("figure4_router_weights", dict(
         good, prefix="cifar10_lt", dataset="cifar10_lt", arch="resnet32", train=False))
     assert out.dir == tmp_path / "outputs" / "notebook" / "figure4_router_weights"
     assert out.run_kwargs["runs_dir"] == str(tmp_path / "runs") and out.run_kwargs["train"] is False
     assert out.summary["parameters"]["prefix"] == "cifar10_lt"
+
+
+def test_reproduce_refuses_a_path_or_seed_of_the_wrong_type_before_any_notebook_runs(tmp_path, monkeypatch):
+    """papermill passes lists and numbers as readily as strings: once a TypeError traceback in every notebook
+    (a path), or a seed True that passed the duplicate check and failed in the config."""
+    import lt_paper.reproduce as R
+    from lt_paper.outputs import ParameterError
+
+    ran = []
+    monkeypatch.setattr(R, "execute_notebook", lambda notebook, *args, **kwargs: ran.append(notebook))
+    for overrides, message in (({"data_root": ["x.tar.gz"]}, r"data_root = \['x.tar.gz'\] is of type list"),
+                               ({"runs_dir": 7}, r"runs_dir = 7 is of type int; it must be a path"),
+                               ({"seeds": [0, True]}, r"--set seeds = \[0, True\] must be a non-empty list of ints")):
+        with pytest.raises(ParameterError, match=message):
+            reproduce("smoke", out_root=tmp_path, overrides=overrides)
+    assert ran == [] and not (tmp_path / "smoke").exists()
 
 
 # ------------------------------------------------------------------ reading notes against the figures

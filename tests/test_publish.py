@@ -19,23 +19,48 @@ from lt_paper.reproduce import NOTEBOOKS, output_lock, reproduce, split_override
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _run(cache: Path, name: str, accuracy: float, n: int = 40) -> Path:
-    """A finished run directory as the engine writes it (small synthetic records)."""
-    run = cache / name
+# The runs of these tests, by label: each a seed of one config, so that each has its own run name.
+RUN_SEEDS = {"run-a": 0, "run-b": 1, "run-new": 2, "run-teacher": 3, "run-unrelated": 4, "run-x": 5}
+
+
+def _config(label: str):
+    from lt_paper.train.config import Config
+
+    return Config(dataset="digits_lt", arch="resnet8", loss="ce", epochs=1, seed=RUN_SEEDS[label])
+
+
+def _name(label: str) -> str:
+    """The folder name of the run ``label`` (named from its config, as the engine names runs)."""
+    from lt_paper.train.run_config import run_name
+
+    return run_name(_config(label))
+
+
+def _run(cache: Path, label: str, accuracy: float, n: int = 40) -> Path:
+    """A finished run directory as the engine writes it: small synthetic records, ``accuracy`` of them
+    right, and the metrics.json and history.json the engine computes from them."""
+    from lt_paper.train.config import config_hash, shot_rule, to_dict
+    from lt_paper.train.evaluate import metrics_from_records
+
+    config = _config(label)
+    run = cache / _name(label)
     run.mkdir(parents=True)
-    rng = np.random.default_rng(len(name))
-    (run / "config.json").write_text(json.dumps({"dataset": "digits_lt", "seed": 0}))
-    (run / "metrics.json").write_text(json.dumps({"all": accuracy, "many": accuracy, "medium": accuracy,
-                                                  "few": None, "per_class": [accuracy] * 10,
-                                                  "train_counts": [13] * 10, "epoch": 1,
-                                                  "provenance": {"host": str(cache)}, "wall_time_s": rng.random()}))
-    (run / "history.json").write_text(json.dumps([{"epoch": 1}]))
+    rng = np.random.default_rng(n)
+    label_ = rng.integers(0, 10, n)
+    right = np.arange(n) < round(accuracy * n)
+    records = dict(label=label_, pred=np.where(right, label_, (label_ + 1) % 10),
+                   p_gt=rng.random(n).astype(np.float32), target_logit=rng.uniform(-1, 1, n).astype(np.float32),
+                   train_counts=np.arange(10, 0, -1) * 13)
+    np.savez_compressed(run / "records.npz", **records)
+    metrics = metrics_from_records(records, list(records["train_counts"]), **shot_rule(config))
+    groups = {g: metrics[g] for g in ("all", "many", "medium", "few")}
+    (run / "config.json").write_text(json.dumps(to_dict(config)))
+    (run / "metrics.json").write_text(json.dumps({
+        **metrics, "epoch": 1, "best": {"epoch": 1, **groups}, "shot_rule": shot_rule(config),
+        "train_counts": [int(c) for c in records["train_counts"]], "config_hash": config_hash(config),
+        "provenance": {"host": str(cache)}, "wall_time_s": rng.random()}))
+    (run / "history.json").write_text(json.dumps([{"epoch": 1, **{f"test_{g}": v for g, v in groups.items()}}]))
     (run / "model.pt").write_bytes(b"weights stay behind")
-    label = rng.integers(0, 10, n)
-    np.savez_compressed(run / "records.npz", label=label, pred=rng.integers(0, 10, n),
-                        p_gt=rng.random(n).astype(np.float32),
-                        target_logit=rng.uniform(-1, 1, n).astype(np.float32),
-                        train_counts=np.arange(10, 0, -1) * 13)
     return run
 
 
@@ -43,12 +68,13 @@ def _output(root: Path, notebooks=NOTEBOOKS, tag: str = "v1", runs=(("run-a", 0.
     """A finished ``reproduce --profile smoke`` output with the given notebooks, whose summaries list
     the given runs; the runs lie in a run cache beside it (``root/runs``), as in the repository's runs/."""
     out, cache = root / "smoke", root / "runs"
-    listed = [str(cache / name) for name, _ in runs]
+    listed = [str(cache / _name(label)) for label, _ in runs]
     report = ["# lt-paper reproduction: profile `smoke`", ""]
     for nb in notebooks:
         folder = out / nb
         folder.mkdir(parents=True)
-        summary = {"parameters": {"profile": "smoke", "runs_dir": str(cache)}, "runs": listed}
+        summary = {"parameters": {"profile": "smoke", "dataset": "digits_lt", "runs_dir": str(cache)},
+                   "runs": listed}
         (folder / "summary.json").write_text(json.dumps(summary))
         (folder / "table.md").write_text(f"{nb} {tag}\n")
         (folder / "plot.png").write_bytes(tag.encode())
@@ -86,7 +112,7 @@ def test_publish_copies_notebooks_figures_report_and_small_run_files(tmp_path):
     done = publish(out, "smoke", repo_root=tmp_path / "repo")
     results, figures = tmp_path / "repo" / "results" / "smoke", tmp_path / "repo" / "figures" / "smoke"
     assert done["notebooks"] == len(NOTEBOOKS) and done["runs_published"] == 1 and done["missing"] == []
-    assert sorted(p.name for p in (results / "runs" / "run-a").iterdir()) == [
+    assert sorted(p.name for p in (results / "runs" / _name("run-a")).iterdir()) == [
         "config.json", "history.json", "metrics.json", "records.npz"]  # no weights
     assert (figures / "figure1_hard_samples" / "plot.png").read_bytes() == b"v1"
     assert not list(results.rglob("*.ipynb")) and not list(results.rglob("*.png"))
@@ -101,27 +127,27 @@ def test_only_the_runs_the_notebooks_read_are_published_from_wherever_they_live(
     elsewhere = _run(tmp_path / "published" / "runs", "run-teacher", 0.8)  # e.g. results/<name>/runs
     summary = out / "table1_3_main_results" / "summary.json"
     summary.write_text(json.dumps(dict(json.loads(summary.read_text()),
-                                       runs=[str(tmp_path / "out" / "runs" / "run-a"), str(elsewhere)])))
+                                       runs=[str(tmp_path / "out" / "runs" / _name("run-a")), str(elsewhere)])))
     done = publish(out, "smoke", repo_root=tmp_path / "repo")
     results = tmp_path / "repo" / "results" / "smoke"
-    assert sorted(p.name for p in (results / "runs").iterdir()) == ["run-a", "run-teacher"]
+    assert sorted(p.name for p in (results / "runs").iterdir()) == sorted([_name("run-a"), _name("run-teacher")])
     assert done["runs"] == 2 and done["runs_copied"] == 2
 
 
 def test_a_listed_run_that_is_gone_or_unfinished_or_an_unlisting_summary_is_refused(tmp_path):
     repo = tmp_path / "repo"
     out = _output(tmp_path / "gone", runs=[("run-a", 0.5)])
-    shutil.rmtree(tmp_path / "gone" / "runs" / "run-a")
-    with pytest.raises(ValueError, match=r"figure1_hard_samples/summary.json lists run .*run-a, which is "
-                                         r"missing"):
+    shutil.rmtree(tmp_path / "gone" / "runs" / _name("run-a"))
+    with pytest.raises(ValueError, match=rf"figure1_hard_samples/summary.json lists run .*{_name('run-a')}, "
+                                         r"which is missing"):
         publish(out, "smoke", repo_root=repo)
     out = _output(tmp_path / "unfinished", runs=[("run-a", 0.5)])
-    (tmp_path / "unfinished" / "runs" / "run-a" / "metrics.json").unlink()
-    with pytest.raises(ValueError, match=r"run-a, which is not finished \(no metrics.json\)"):
+    (tmp_path / "unfinished" / "runs" / _name("run-a") / "metrics.json").unlink()
+    with pytest.raises(ValueError, match=rf"{_name('run-a')}, which is not finished \(no metrics.json\)"):
         publish(out, "smoke", repo_root=repo)
     out = _output(tmp_path / "old")
     summary = out / "table4_ala_ablation" / "summary.json"
-    summary.write_text(json.dumps({"parameters": {"profile": "smoke"}}))
+    summary.write_text(json.dumps({"parameters": {"profile": "smoke", "dataset": "digits_lt"}}))
     with pytest.raises(ValueError, match="table4_ala_ablation/summary.json lists no 'runs'"):
         publish(out, "smoke", repo_root=repo)
     assert not repo.exists()  # refused before anything was written
@@ -141,7 +167,7 @@ def test_partial_output_is_refused_unless_asked_and_then_merged(tmp_path):
     assert (results / "figure2_adjusting_terms" / "table.md").read_text() == "figure2_adjusting_terms v2\n"
     assert (results / "table1_3_main_results" / "table.md").read_text() == "table1_3_main_results v1\n"
     assert (repo / "figures" / "smoke" / "table4_ala_ablation" / "plot.png").read_bytes() == b"v1"
-    assert sorted(p.name for p in (results / "runs").iterdir()) == ["run-a", "run-b"]  # runs accumulate
+    assert sorted(p.name for p in (results / "runs").iterdir()) == sorted([_name("run-a"), _name("run-b")])  # runs accumulate
     assert done["runs_copied"] == 1 and done["runs_published"] == 2
     assert len(done["missing"]) == len(NOTEBOOKS) - 1
     report = (results / "report.md").read_text()
@@ -152,13 +178,13 @@ def test_partial_output_is_refused_unless_asked_and_then_merged(tmp_path):
 def test_a_run_with_the_same_hash_and_other_metrics_is_refused(tmp_path):
     repo = tmp_path / "repo"
     publish(_output(tmp_path / "a", runs=[("run-a", 0.5)]), "smoke", repo_root=repo)
-    before = (repo / "results" / "smoke" / "runs" / "run-a" / "metrics.json").read_text()
+    before = (repo / "results" / "smoke" / "runs" / _name("run-a") / "metrics.json").read_text()
     same = publish(_output(tmp_path / "b", runs=[("run-a", 0.5)]), "smoke", repo_root=repo, force=True)
     assert same["runs_copied"] == 0  # same result elsewhere (other host, wall time): the published copy stays
     changed = _output(tmp_path / "c", tag="v3", runs=[("run-a", 0.6)])
-    with pytest.raises(ValueError, match="run-a is published with other metrics"):
+    with pytest.raises(ValueError, match=f"{_name('run-a')} is published with other metrics"):
         publish(changed, "smoke", repo_root=repo, force=True)
-    assert (repo / "results" / "smoke" / "runs" / "run-a" / "metrics.json").read_text() == before
+    assert (repo / "results" / "smoke" / "runs" / _name("run-a") / "metrics.json").read_text() == before
     assert (repo / "results" / "smoke" / "figure1_hard_samples" / "table.md").read_text().endswith("v1\n")
 
 
@@ -177,7 +203,7 @@ def test_a_failure_while_publishing_keeps_the_old_content_and_no_staging_folder(
                 force=True)
     results = repo / "results" / "smoke"
     assert (results / "figure1_hard_samples" / "table.md").read_text().endswith("v1\n")
-    assert sorted(p.name for p in (results / "runs").iterdir()) == ["run-a"]
+    assert sorted(p.name for p in (results / "runs").iterdir()) == [_name("run-a")]
     assert sorted(p.name for p in (repo / "results").iterdir()) == ["smoke"]
     assert sorted(p.name for p in (repo / "figures").iterdir()) == ["smoke"]
 
@@ -237,7 +263,7 @@ def test_a_publish_killed_at_any_step_leaves_old_or_new_after_the_next_publish(t
         state = _published(repo)
         assert state in (("v1", "v1"), ("v2", "v2")), f"killed at step {step}: {state}"
         runs = sorted(p.name for p in (repo / "results" / "smoke" / "runs").iterdir())
-        assert runs == (["run-a"] if state == ("v1", "v1") else ["run-a", "run-b"])
+        assert runs == ([_name("run-a")] if state == ("v1", "v1") else sorted([_name("run-a"), _name("run-b")]))
         assert [p.name for p in (repo / "results").iterdir()] == ["smoke"], f"step {step}: leftovers"
         assert [p.name for p in (repo / "figures").iterdir()] == ["smoke"], f"step {step}: leftovers"
         outcomes.add(state)
@@ -271,20 +297,16 @@ def test_publish_touches_only_what_its_journal_names(tmp_path):
 
 
 def test_a_run_whose_config_was_edited_after_it_finished_is_not_published(tmp_path):
-    from lt_paper.train.config import Config, config_hash, to_dict
-
     out = _output(tmp_path / "a", runs=[("run-a", 0.5)])
-    run = tmp_path / "a" / "runs" / "run-a"
-    trained = Config(dataset="digits_lt", seed=0)
-    (run / "config.json").write_text(json.dumps(to_dict(trained)))
-    metrics = json.loads((run / "metrics.json").read_text())
-    (run / "metrics.json").write_text(json.dumps(dict(metrics, config_hash=config_hash(trained))))
-    (run / "config.json").write_text(json.dumps(dict(to_dict(trained), lr=0.5)))  # edited afterwards
+    run = tmp_path / "a" / "runs" / _name("run-a")
+    trained = (run / "config.json").read_text()
+    (run / "config.json").write_text(json.dumps(dict(json.loads(trained), lr=0.5)))  # edited afterwards
     repo = tmp_path / "repo"
-    with pytest.raises(ValueError, match=r"run .*run-a: config.json is not the config the run trained with"):
+    with pytest.raises(ValueError, match=rf"run .*{_name('run-a')}: config.json is not the config the run "
+                                         r"trained with"):
         publish(out, "smoke", repo_root=repo)
     assert not repo.exists()
-    (run / "config.json").write_text(json.dumps(to_dict(trained)))  # restored
+    (run / "config.json").write_text(trained)  # restored
     assert publish(out, "smoke", repo_root=repo)["runs_copied"] == 1
 
 
@@ -300,14 +322,14 @@ def test_a_damaged_run_file_is_a_one_line_error_naming_it_and_nothing_is_publish
     repo = tmp_path / "repo"
     publish(_output(tmp_path / "a"), "smoke", repo_root=repo)
     out = _output(tmp_path / "b", tag="v2", runs=[("run-new", 0.9)])
-    damaged = tmp_path / "b" / "runs" / "run-new" / name
+    damaged = tmp_path / "b" / "runs" / _name("run-new") / name
     damaged.write_bytes(damage(damaged.read_bytes()))
     with pytest.raises(ValueError, match=message) as err:
         publish(out, "smoke", repo_root=repo, force=True)
     assert str(damaged) in str(err.value) and "\n" not in str(err.value) and "pickle" not in str(err.value)
     results = repo / "results" / "smoke"
     assert (results / "figure1_hard_samples" / "table.md").read_text().endswith("v1\n")
-    assert sorted(p.name for p in (results / "runs").iterdir()) == ["run-a"]
+    assert sorted(p.name for p in (results / "runs").iterdir()) == [_name("run-a")]
     if name == "records.npz":  # what the notebooks read says the same
         with pytest.raises(ValueError, match=message):
             load_run(damaged.parent)
@@ -394,22 +416,27 @@ def test_reproduce_lock_has_one_holder_when_processes_start_together(tmp_path):
 
 def test_compact_records_load_like_the_originals(tmp_path):
     run = _run(tmp_path / "runs", "run-x", 0.5, n=2000)
-    compact = tmp_path / "pub" / "run-x"
+    compact = tmp_path / "pub" / run.name
     compact.mkdir(parents=True)
     for name in ("config.json", "metrics.json", "history.json"):
         (compact / name).write_bytes((run / name).read_bytes())
-    np.savez(run / "records.npz", **dict(np.load(run / "records.npz")),  # an unbounded array stays float32
-             logits_scale=np.float32([30.0]))
+    np.savez(run / "records.npz", **dict(np.load(run / "records.npz")))  # uncompressed, as the size check had it
     compact_records(run / "records.npz", compact / "records.npz")
     with np.load(compact / "records.npz") as npz:
         assert npz["p_gt"].dtype == np.float16 and npz["target_logit"].dtype == np.float16
-        assert npz["logits_scale"].dtype == np.float32 and npz["label"].dtype.kind == "i"
+        assert npz["label"].dtype.kind == "i"
     original, published = load_run(run), load_run(compact)
     assert np.array_equal(original.label, published.label) and np.array_equal(original.pred, published.pred)
     assert published.p_gt.dtype == np.float32 and published.label.dtype == np.int64
     assert np.allclose(original.p_gt, published.p_gt, atol=5e-4)
     assert np.allclose(original.target_logit, published.target_logit, atol=5e-4)
     assert (compact / "records.npz").stat().st_size < (run / "records.npz").stat().st_size / 2
+    # unbounded logits (a linear head's target logit) stay float32
+    unbounded = dict(np.load(run / "records.npz"))
+    np.savez(run / "records.npz", **dict(unbounded, target_logit=30 * unbounded["target_logit"]))
+    compact_records(run / "records.npz", compact / "records.npz")
+    with np.load(compact / "records.npz") as npz:
+        assert npz["target_logit"].dtype == np.float32 and npz["p_gt"].dtype == np.float16
 
 
 def test_gitignore_keeps_published_runs_and_ignores_run_caches():

@@ -2,9 +2,8 @@
 
 The run-record format (what ``engine.finish_run`` writes): ``config.json`` (resolved config),
 ``metrics.json`` (top-1 in [0, 1] per group at the last epoch, ``best``, ``shot_rule``, ...),
-``history.json`` (one dict per epoch) and ``records.npz`` (per test sample, in dataset order:
-``label``, ``pred``, ``p_gt``, ``target_logit``, ``train_counts``; MoE runs add ``expert_p_gt``,
-``expert_pred``, ``router_weights`` of shape (N, K)).
+``history.json`` (one dict per epoch) and ``records.npz`` (per test sample, in dataset order; its
+arrays are listed and checked in ``train.run_files.read_records``).
 
 Analysis reads only these files, never checkpoints or models, so tables and figures can be rebuilt
 on a machine without a GPU from what a training run left on disk.
@@ -19,11 +18,9 @@ from typing import Any
 import numpy as np
 
 from ..data import OLTR_SHOT_RULE
-from ..train.run_files import read_json, read_json_object, read_metrics, read_npz
+from ..train.run_files import read_json, read_json_object, read_metrics, read_records
 
 RUN_FILES = ("config.json", "metrics.json", "history.json", "records.npz")
-REQUIRED_ARRAYS = ("label", "pred", "p_gt", "target_logit", "train_counts")
-EXPERT_ARRAYS = ("expert_p_gt", "expert_pred", "router_weights")
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,33 +90,13 @@ def load_run(run_dir: str | Path) -> RunRecord:
         raise ValueError(f"{run_dir / 'history.json'}: expected a list of per-epoch dicts, "
                          f"got {type(history).__name__}")
 
-    npz_path = run_dir / "records.npz"
-    arrays = read_npz(npz_path)
-    absent = [k for k in REQUIRED_ARRAYS if k not in arrays]
-    if absent:
-        raise ValueError(f"{npz_path}: missing array(s) {absent}; found {sorted(arrays)}")
-    n = arrays["label"].shape[0]
-    for key in ("pred", "p_gt", "target_logit"):
-        if arrays[key].shape != (n,):
-            raise ValueError(f"{npz_path}: {key!r} has shape {arrays[key].shape}, expected ({n},) like 'label'")
-    present = [k for k in EXPERT_ARRAYS if k in arrays]
-    if present and len(present) != len(EXPERT_ARRAYS):
-        raise ValueError(f"{npz_path}: MoE arrays must come together; found {present} of {list(EXPERT_ARRAYS)}")
-    if present:
-        k = arrays["expert_pred"].shape[1] if arrays["expert_pred"].ndim == 2 else -1
-        for key in EXPERT_ARRAYS:
-            if arrays[key].ndim != 2 or arrays[key].shape != (n, k):
-                raise ValueError(f"{npz_path}: {key!r} has shape {arrays[key].shape}, expected ({n}, K)")
-    counts = arrays["train_counts"]
-    if n and int(arrays["label"].max()) >= counts.shape[0]:
-        raise ValueError(f"{npz_path}: label {int(arrays['label'].max())} out of range for "
-                         f"{counts.shape[0]} classes in 'train_counts'")
+    arrays = read_records(run_dir / "records.npz")  # the arrays, their kinds and shapes checked
     # published runs store probabilities, cosines and weights as float16 (lt_paper.publish): read as float32
     as_float32 = lambda key: None if key not in arrays else arrays[key].astype(np.float32)  # noqa: E731
     return RunRecord(run_dir=run_dir, config=config, metrics=metrics, history=history,
                      label=arrays["label"].astype(np.int64), pred=arrays["pred"].astype(np.int64),
                      p_gt=as_float32("p_gt"), target_logit=as_float32("target_logit"),
-                     train_counts=counts.astype(np.int64),
+                     train_counts=arrays["train_counts"].astype(np.int64),
                      expert_p_gt=as_float32("expert_p_gt"),
                      expert_pred=None if "expert_pred" not in arrays else arrays["expert_pred"].astype(np.int64),
                      router_weights=as_float32("router_weights"))

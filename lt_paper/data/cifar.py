@@ -39,8 +39,25 @@ from .containers import ArrayDataset, Augment, LongTailData
 from .content_hash import file_fingerprint, files_fingerprint
 from .longtail import long_tail_indices, lt_counts
 
-# torchvision's CIFAR10.classes (read from batches.meta at run time there; fixed by the dataset).
+# torchvision's CIFAR10.classes and CIFAR100.classes (the fine labels, alphabetical), read from the
+# datasets' meta files at run time there; fixed by the datasets. A label is an index into these: an image
+# folder's class folders must carry exactly these names (a folder renamed "automobile" -> "car" would
+# otherwise sort into another place and silently give its images another label).
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR100_CLASSES = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle", "bowl", "boy",
+    "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle", "chair", "chimpanzee", "clock",
+    "cloud", "cockroach", "couch", "crab", "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish",
+    "forest", "fox", "girl", "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion",
+    "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom", "oak_tree", "orange",
+    "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree", "plain", "plate", "poppy", "porcupine",
+    "possum", "rabbit", "raccoon", "ray", "road", "rocket", "rose", "sea", "seal", "shark", "shrew", "skunk",
+    "skyscraper", "snail", "snake", "spider", "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank",
+    "telephone", "television", "tiger", "tractor", "train", "trout", "tulip", "turtle", "wardrobe", "whale",
+    "willow_tree", "wolf", "woman", "worm")
+# Every CIFAR image is 32x32 RGB; the networks, the training crop (32 px) and the published numbers
+# assume it. Grayscale or palette files are converted to RGB when decoded; other sizes are refused.
+IMAGE_SHAPE = (32, 32, 3)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 SPLITS = ("train", "test")
 
@@ -63,13 +80,14 @@ class CifarSpec:
     std: tuple[float, float, float]
     torchvision_folder: str
     tarball_name: str
+    classes: tuple[str, ...]  # the class names, in label order
 
 
 CIFAR_SPECS = {
     "cifar10_lt": CifarSpec(10, 5000, 1000, LDAM_DRW_MEAN, LDAM_DRW_STD, "cifar-10-batches-py",
-                            "cifar10-jpeg.tar.gz"),
+                            "cifar10-jpeg.tar.gz", CIFAR10_CLASSES),
     "cifar100_lt": CifarSpec(100, 500, 100, LDAM_DRW_MEAN, LDAM_DRW_STD, "cifar-100-python",
-                             "cifar100-jpeg.tar.gz"),
+                             "cifar100-jpeg.tar.gz", CIFAR100_CLASSES),
 }
 
 
@@ -276,16 +294,36 @@ def read_test_split(name: str, root: str | Path) -> TestSplit:
                      lambda i: _decode(read(keys[i]), f"{path}:{'/'.join(keys[i])}"))
 
 
-def check_split_sizes(arrays: dict[str, np.ndarray], name: str, origin: str, allow_incomplete: bool) -> None:
-    """ValueError unless every class has the real set's train / test size (5,000 / 1,000 for CIFAR-10,
-    500 / 100 for CIFAR-100): a tree left by an interrupted extraction would otherwise train silently
-    on fewer images. ``allow_incomplete`` (config key ``allow_incomplete_data``) accepts a smaller tree.
-    """
+def check_classes_and_images(arrays: dict[str, np.ndarray], name: str, origin: str) -> None:
+    """ValueError unless the source has CIFAR's classes, by CIFAR's names and in its label order, and
+    every image is 32x32 RGB (:data:`IMAGE_SHAPE`); the message names the source and what is off."""
     spec = CIFAR_SPECS[name]
     names = [str(c) for c in arrays["class_names"]]
     if len(names) != spec.num_classes:
         raise ValueError(f"{name} expects {spec.num_classes} classes but the source ({origin}) has "
                          f"{len(names)}: {names[:12]}")
+    if names != list(spec.classes):
+        unknown, missing = sorted(set(names) - set(spec.classes)), sorted(set(spec.classes) - set(names))
+        raise ValueError(f"{origin}: class folders {unknown[:6]} are not {name}'s classes (missing: {missing[:6]}); "
+                         f"a class is its label, so its folder must carry CIFAR's name (e.g. "
+                         f"{', '.join(spec.classes[:3])}, ...)")
+    for split in SPLITS:
+        shape = arrays[f"{split}_images"].shape[1:]
+        if shape != IMAGE_SHAPE:
+            raise ValueError(f"{origin}: {split} images are {'x'.join(map(str, shape))} (height x width x "
+                             f"channels), expected CIFAR's {'x'.join(map(str, IMAGE_SHAPE))}: another dataset, "
+                             f"or images resized")
+
+
+def check_split_sizes(arrays: dict[str, np.ndarray], name: str, origin: str, allow_incomplete: bool) -> None:
+    """ValueError unless the source has CIFAR's classes and image size (:func:`check_classes_and_images`)
+    and every class has the real set's train / test size (5,000 / 1,000 for CIFAR-10, 500 / 100 for
+    CIFAR-100): a tree left by an interrupted extraction would otherwise train silently on fewer images.
+    ``allow_incomplete`` (config key ``allow_incomplete_data``) accepts a smaller tree.
+    """
+    spec = CIFAR_SPECS[name]
+    check_classes_and_images(arrays, name, origin)
+    names = list(spec.classes)
     if allow_incomplete:
         return
     for split, per_class in (("train", spec.n_max), ("test", spec.n_test)):

@@ -194,31 +194,40 @@ def _coerce(key: str, value: Any) -> Any:
 
 
 # Ranges: key -> (test, what is valid). Choices are in VALID_CHOICES; None passes for optional fields.
+# Upper bounds refuse what no run can use, before a run folder exists, rather than after an overflow
+# or a diverged first epoch: SGD above lr 10 diverges for every network here (the recipes use 0.1-0.2;
+# a float32 step cannot even hold 1e308), weight decay of 1 or more (times lr) flips the weights'
+# sign every step, a decay "factor" above 1 is no decay, a temperature outside [0.01, 100] turns
+# softmax into an argmax or a constant (and overflows a loss scaled by T^2), a diversity weight beyond
+# +-10 (RIDE uses -0.2) swamps the loss. Epochs, batch sizes, experts and workers are bounded far above
+# any recipe (200 epochs, batch 512, 6 experts) where a larger value would run for years or exhaust
+# memory instead of failing; seeds fit the 32 bits every RNG here takes.
 _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "imbalance": (lambda v: v >= 1, "a number >= 1 (n_max / n_min)"),
     "many_threshold": (lambda v: v >= 0, "an integer >= 0"),
     "few_threshold": (lambda v: v >= 0, "an integer >= 0"),
-    "num_experts": (lambda v: v >= 1, "an integer >= 1"),
+    "num_experts": (lambda v: 1 <= v <= 64, "an integer in [1, 64]"),
     "shared_stages": (lambda v: v >= 0, "an integer >= 0 or none"),
     "expert_width": (lambda v: 0 < v <= 4, "a number in (0, 4]"),
     "drw_at": (lambda v: 0 <= v <= 1, "a fraction of epochs in [0, 1]"),
     "drw_beta": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    "diversity_temperature": (lambda v: v > 0, "a number > 0"),
-    "distill_temperature": (lambda v: v > 0, "a number > 0"),
-    "epochs": (lambda v: v >= 1, "an integer >= 1"),
+    "diversity_weight": (lambda v: -10 <= v <= 10, "a number in [-10, 10]"),
+    "diversity_temperature": (lambda v: 0.01 <= v <= 100, "a number in [0.01, 100]"),
+    "distill_temperature": (lambda v: 0.01 <= v <= 100, "a number in [0.01, 100]"),
+    "epochs": (lambda v: 1 <= v <= 10_000, "an integer in [1, 10000]"),
     "eval_every": (lambda v: v >= 1, "an integer >= 1 (test every N-th epoch; the last always)"),
-    "batch_size": (lambda v: v >= 1, "an integer >= 1"),
-    "lr": (lambda v: v > 0, "a number > 0"),
+    "batch_size": (lambda v: 1 <= v <= 2**20, "an integer in [1, 1048576]"),
+    "lr": (lambda v: 0 < v <= 10, "a number in (0, 10]"),
     "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    "weight_decay": (lambda v: v >= 0, "a number >= 0"),
-    "warmup_epochs": (lambda v: v >= 0, "an integer >= 0"),
+    "weight_decay": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "warmup_epochs": (lambda v: 0 <= v <= 10_000, "an integer in [0, 10000]"),
     "lr_decay_at": (lambda v: all(0 <= f <= 1 for f in v) and list(v) == sorted(v),
                     "increasing fractions of epochs in [0, 1]"),
-    "lr_decay_factors": (lambda v: all(f > 0 for f in v), "numbers > 0"),
+    "lr_decay_factors": (lambda v: all(0 < f <= 1 for f in v), "numbers in (0, 1]"),
     "router_at": (lambda v: 0 <= v <= 1, "a fraction of epochs in [0, 1] or none"),
-    "seed": (lambda v: v >= 0, "an integer >= 0"),
-    "num_workers": (lambda v: v >= 0, "an integer >= 0"),
-    "eval_batch_size": (lambda v: v >= 1, "an integer >= 1 or none"),
+    "seed": (lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)"),
+    "num_workers": (lambda v: 0 <= v <= 256, "an integer in [0, 256]"),
+    "eval_batch_size": (lambda v: 1 <= v <= 2**20, "an integer in [1, 1048576] or none"),
 }
 
 
@@ -264,6 +273,12 @@ def config_hash(config: Config) -> str:
         d["teacher"] = PurePath(d["teacher"]).name
     blob = json.dumps(d, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def shot_rule(config: Config) -> dict[str, Any]:
+    """The shot-group thresholds of a run (README decision 2), as ``metrics_from_records`` takes them and
+    ``metrics.json`` records them."""
+    return dict(many=config.many_threshold, few=config.few_threshold, few_inclusive=config.few_inclusive)
 
 
 def fast_path_overrides(device_type: str) -> dict[str, Any]:

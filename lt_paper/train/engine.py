@@ -54,14 +54,14 @@ from ..models import build_model
 from ..provenance import provenance
 from . import distributed as D
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import Config, apply_overrides, config_hash, to_dict
+from .config import Config, apply_overrides, config_hash, shot_rule, to_dict
 from .evaluate import evaluate_model
 from .guards import check_teacher, check_weights_belong, stop_if_not_finite
 from .identity import check_same_data, recorded_data_source, with_data_fingerprint
 from .objective import Objective
 from .presets import get_preset
-from .run_config import read_run_config
-from .run_files import read_metrics
+from .run_config import read_run_config, run_name
+from .run_results import verified_result
 from .schedule import Schedule
 
 CHECKPOINT = "checkpoint.pt"
@@ -83,8 +83,7 @@ def resolve_config(config: str | Config, overrides: dict) -> Config:
 
 def run_dir_for(runs_dir: Path, config: Config, force: bool) -> Path:
     """The run's directory: named from hashed fields only, so one config always maps to one place."""
-    moe = f"-moe{config.num_experts}{'' if config.router == 'instance' else 'mean'}" if config.num_experts > 1 else ""
-    base = runs_dir / f"{config.dataset}-{config.arch}-{config.loss}{moe}-s{config.seed}-{config_hash(config)}"
+    base = runs_dir / run_name(config)
     if not force:
         return base
     n = 1
@@ -141,13 +140,10 @@ def find_finished_run(runs_dir: Path, config: Config, any_data: bool = False) ->
 
 
 def load_result(run_dir: Path) -> dict:
-    """What ``train`` returns for a finished run: its ``metrics.json`` (checked, ``run_files.read_metrics``);
-    ValueError naming the run when its config.json is not the config it trained with
-    (``run_config.read_run_config``)."""
-    read_run_config(run_dir)
-    result = read_metrics(Path(run_dir) / METRICS)
-    result["run_dir"] = str(run_dir)
-    return result
+    """What ``train`` returns for a finished run: its ``metrics.json``, checked to be that run's (folder
+    name, config and config hash agree) and to say what its ``records.npz`` says
+    (``run_results.verified_result``); ValueError naming the run otherwise."""
+    return {**verified_result(run_dir), "run_dir": str(run_dir)}
 
 
 def build_for(config: Config, num_classes: int) -> nn.Module:
@@ -395,9 +391,6 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
         result = load_result(run_dir)
         result["reused"] = True
         return result
-    start_run_dir(run_dir, config, info)
-    D.barrier(info)
-
     configure_backends(config, device)
     data = load_dataset(config.dataset, root=config.data_root, imbalance=config.imbalance,
                         download=config.download, allow_incomplete=config.allow_incomplete_data)
@@ -405,6 +398,10 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
         data, config.batch_size, device, rank=info.rank, world_size=info.world_size, seed=config.seed,
         num_workers=config.num_workers, eval_batch_size=config.eval_batch_size, drop_last=config.drop_last)
     parts = build_run(config, data, device, info)
+    # only now, with the data read and the network built: data or a network that cannot be (the wrong
+    # image size, an imbalance the data cannot give, too many shared stages) leaves no run folder behind
+    start_run_dir(run_dir, config, info)
+    D.barrier(info)
     network, model, objective, optimizer = parts.network, parts.model, parts.objective, parts.optimizer
     chash = config_hash(config)
 
@@ -472,11 +469,6 @@ def seconds_left(started: float, epochs_done: int, epochs_left: int) -> str:
     """"N s left" for ``epochs_left`` more epochs at the mean pace of the ``epochs_done`` since ``started``
     (a ``time.perf_counter()``), the end of each epoch's progress line."""
     return f"{(time.perf_counter() - started) / max(epochs_done, 1) * epochs_left:.0f} s left"
-
-
-def shot_rule(config: Config) -> dict:
-    """The shot-group thresholds of a run (decision 2), as ``metrics_from_records`` takes them."""
-    return dict(many=config.many_threshold, few=config.few_threshold, few_inclusive=config.few_inclusive)
 
 
 def is_eval_epoch(config: Config, epoch: int) -> bool:

@@ -1,5 +1,9 @@
 """Reading the files a finished run left (``metrics.json``, ``records.npz``), checked on the way in.
 
+The run-record format (what ``engine.finish_run`` writes): ``records.npz`` holds, per test sample in
+dataset order, ``label``, ``pred``, ``p_gt``, ``target_logit``, and the run's ``train_counts``; MoE runs add
+``expert_p_gt``, ``expert_pred``, ``router_weights`` of shape (N, K) (:data:`RECORD_ARRAYS`).
+
 A run directory may have been copied, truncated by a full disk or overwritten by hand. What is read
 here either comes back in the shape its readers rely on, or raises one ``ValueError`` line naming the
 file (and the key): never a bare ``json`` or ``zipfile`` message without the file, a ``TypeError`` from
@@ -16,6 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# records.npz: array -> (its shape, "int" or "float"); N test samples, C classes, K experts. The MoE
+# arrays come all three or none; nothing else belongs there.
+REQUIRED_ARRAYS = {"label": ("N", "int"), "pred": ("N", "int"), "p_gt": ("N", "float"),
+                   "target_logit": ("N", "float"), "train_counts": ("C", "int")}
+EXPERT_ARRAYS = {"expert_p_gt": ("N, K", "float"), "expert_pred": ("N, K", "int"),
+                 "router_weights": ("N, K", "float")}
+RECORD_ARRAYS = {**REQUIRED_ARRAYS, **EXPERT_ARRAYS}
+DTYPE_KINDS = {"int": "iu", "float": "f"}
 
 # Every .npz (a zip archive) starts with a zip file header.
 ZIP_MAGIC = b"PK\x03\x04"
@@ -93,3 +106,31 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
             return {key: npz[key] for key in npz.files}
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError) as err:  # truncated or corrupted
         raise ValueError(f"{path}: damaged .npz archive ({type(err).__name__}: {err})") from None
+
+
+def read_records(path: Path) -> dict[str, np.ndarray]:
+    """A run's ``records.npz``: exactly the arrays of :data:`RECORD_ARRAYS` (the MoE ones all or none), of
+    their kinds and consistent shapes, with labels and predictions that are classes of ``train_counts``.
+    ValueError naming the file and the array otherwise (another run type's or a hand-made archive)."""
+    path = Path(path)
+    arrays = read_npz(path)
+    expected = dict(REQUIRED_ARRAYS, **(EXPERT_ARRAYS if set(EXPERT_ARRAYS) & set(arrays) else {}))
+    absent, other = [k for k in expected if k not in arrays], sorted(set(arrays) - set(expected))
+    if absent or other:
+        raise ValueError(f"{path}: not a run's records: " + "; ".join(
+            part for part in (absent and f"missing array(s) {absent}", other and f"unexpected array(s) {other}")
+            if part) + f" (expected {list(expected)})")
+    n, classes = arrays["label"].shape[:1], arrays["train_counts"].shape
+    k = arrays["expert_pred"].shape[1:2] if "expert_pred" in arrays else ()
+    sizes = {"N": n, "C": classes, "N, K": n + k}
+    for key, (shape, kind) in expected.items():
+        a = arrays[key]
+        if a.dtype.kind not in DTYPE_KINDS[kind] or a.shape != sizes[shape] or len(a.shape) != shape.count(",") + 1:
+            raise ValueError(f"{path}: array {key!r} is {a.dtype} of shape {a.shape}, expected {kind} of shape "
+                             f"({shape}) = {sizes[shape]}")
+    num_classes = classes[0]
+    for key in ("label", "pred", "expert_pred"):
+        if key in arrays and arrays[key].size and not 0 <= arrays[key].min() <= arrays[key].max() < num_classes:
+            raise ValueError(f"{path}: array {key!r} holds classes outside 0..{num_classes - 1} "
+                             f"({num_classes} classes in 'train_counts')")
+    return arrays
