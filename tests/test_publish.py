@@ -190,12 +190,14 @@ def _published(repo: Path, name: str = "smoke") -> tuple[str, str]:
             plot.read_text() if plot.exists() else "-")
 
 
-def _killed_publish(out: Path, repo: Path, step: int) -> bool:
+def _killed_publish(out: Path, repo: Path, step: int, exchange: bool = True) -> bool:
     """Publish ``out`` (forced) in a forked child that dies as under SIGKILL (``os._exit``: no cleanup
-    runs) at its ``step``-th file-system change; False when it finished before that step."""
+    runs) at its ``step``-th file-system change; False when it finished before that step. Without
+    ``exchange`` the swap takes its fallback (two renames where the system cannot exchange folders)."""
     import os
     import shutil as sh
 
+    import lt_paper.folder_swap as F
     import lt_paper.publish as P
 
     pid = os.fork()
@@ -211,16 +213,20 @@ def _killed_publish(out: Path, repo: Path, step: int) -> bool:
                     return real(*args, **kwargs)
                 return change
 
+            if not exchange:
+                F.exchange = lambda a, b: False
             for owner, attr in ((Path, "rename"), (Path, "unlink"), (os, "replace"),
-                                (os, "link"), (sh, "rmtree")):
-                setattr(owner, attr, counted(getattr(owner, attr)))
+                                (os, "link"), (sh, "rmtree"), (F, "exchange")):
+                if hasattr(owner, attr):
+                    setattr(owner, attr, counted(getattr(owner, attr)))
             P.publish(out, "smoke", repo_root=repo, force=True, partial=True)
         finally:
             os._exit(0)
     return os.waitpid(pid, 0)[1] != 0
 
 
-def test_a_publish_killed_at_any_step_leaves_old_or_new_after_the_next_publish(tmp_path):
+@pytest.mark.parametrize("exchange", [True, False], ids=["exchange", "two-renames"])
+def test_a_publish_killed_at_any_step_leaves_old_or_new_after_the_next_publish(tmp_path, exchange):
     """SIGKILL at every step of a publish: the next publish, even a refused one, finishes or rolls back
     the interrupted one from its journal, never leaving new results beside old figures or a folder gone."""
     template, one = tmp_path / "template", ["figure1_hard_samples"]  # one notebook: a quick publish
@@ -230,7 +236,7 @@ def test_a_publish_killed_at_any_step_leaves_old_or_new_after_the_next_publish(t
     for step in range(1, 200):
         repo = tmp_path / f"repo{step}"
         shutil.copytree(template, repo)
-        if not _killed_publish(new, repo, step):
+        if not _killed_publish(new, repo, step, exchange):
             break
         with pytest.raises(FileExistsError, match="pass --force"):
             publish(new, "smoke", repo_root=repo, partial=True)  # refused (not forced), after its recovery
@@ -243,6 +249,37 @@ def test_a_publish_killed_at_any_step_leaves_old_or_new_after_the_next_publish(t
         outcomes.add(state)
         shutil.rmtree(repo)
     assert step > 10 and outcomes == {("v1", "v1"), ("v2", "v2")}  # both sides of the commit point seen
+
+
+def test_a_reader_of_a_killed_publish_finds_each_folder_whole_before_any_recovery(tmp_path):
+    """SIGKILL at every step of a publish, then look as a reader would, before any publish recovers:
+    results/NAME and figures/NAME are there at every step, each the whole old or the whole new folder
+    (each switches in by one exchange). The two cannot switch in one system call: the one step that
+    shows new results beside old figures is the kill between the two back-to-back exchanges, and its
+    journal says the swap is to be finished."""
+    template, one = tmp_path / "template", ["figure1_hard_samples"]
+    publish(_output(tmp_path / "a", notebooks=one, tag="v1"), "smoke", repo_root=template, partial=True)
+    new = _output(tmp_path / "b", notebooks=one, tag="v2", runs=[("run-b", 0.7)])
+    seen, mixed = [], []
+    for step in range(1, 200):
+        repo = tmp_path / f"repo{step}"
+        shutil.copytree(template, repo)
+        if not _killed_publish(new, repo, step):
+            break
+        results, figures = repo / "results" / "smoke", repo / "figures" / "smoke"
+        assert results.is_dir() and figures.is_dir(), f"killed at step {step}: a publication folder is missing"
+        state = _published(repo)
+        assert "-" not in state, f"killed at step {step}: a folder is not whole: {state}"
+        runs = sorted(p.name for p in (results / "runs").iterdir())
+        assert runs == (["run-a"] if state[0] == "v1" else ["run-a", "run-b"]), f"step {step}: {runs}"
+        if state[0] != state[1]:
+            journal = json.loads((repo / "results" / ".smoke.publish.json").read_text())
+            assert journal["state"] == "swapping", f"step {step}"
+            mixed.append(step)
+        seen.append(state)
+        shutil.rmtree(repo)
+    assert ("v1", "v1") in seen and ("v2", "v2") in seen
+    assert len(mixed) == 1 and seen[mixed[0] - 1] == ("v2", "v1") and seen[mixed[0]] == ("v2", "v2"), seen
 
 
 def test_publish_touches_only_what_its_journal_names(tmp_path):
