@@ -492,3 +492,83 @@ def test_reproduce_set_accepts_only_notebook_parameters_and_config_keys(tmp_path
     assert "hard_cos" not in seen["figure1_hard_samples"]
     assert all(p["epochs"] == 2 and p["run_overrides"] == {"lr": 0.05} for p in seen.values())
     assert not (tmp_path / "smoke" / ".lock").exists()
+
+
+def _fake_notebook(tag: str, fails: bool = False):
+    """An ``execute_notebook`` that writes a notebook's outputs tagged ``tag`` (or fails part-way)."""
+    def execute(notebook, output_dir, parameters, kernel=None):
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "table.md").write_text(f"{tag}\n")
+        if fails:
+            raise RuntimeError("the notebook failed")
+        (output_dir / "summary.json").write_text(json.dumps({"parameters": {"profile": "smoke", "tag": tag},
+                                                             "tables": [], "figures": []}))
+    return execute
+
+
+def _killed_reproduce(out_root: Path, runs: Path, step: int) -> bool:
+    """``reproduce --only figure2`` of outputs tagged v2 in a forked child killed (``os._exit``) at its
+    ``step``-th file-system change; False when it finished before that step."""
+    import os
+    import shutil as sh
+
+    import lt_paper.folder_swap as F
+    import lt_paper.reproduce as R
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            count = [0]
+
+            def counted(real):
+                def change(*args, **kwargs):
+                    count[0] += 1
+                    if count[0] == step:
+                        os._exit(137)
+                    return real(*args, **kwargs)
+                return change
+
+            R.execute_notebook = _fake_notebook("v2")
+            for owner, attr in ((Path, "rename"), (Path, "unlink"), (os, "replace"),
+                                (os, "link"), (sh, "rmtree"), (F, "exchange")):
+                if hasattr(owner, attr):
+                    setattr(owner, attr, counted(getattr(owner, attr)))
+            R.reproduce("smoke", out_root, only="figure2", runs_dir=str(runs))
+        finally:
+            os._exit(0)
+    return os.waitpid(pid, 0)[1] != 0
+
+
+def test_a_reproduce_killed_at_any_step_keeps_the_old_outputs_or_the_new(tmp_path, monkeypatch, capsys):
+    """A reproduce killed between any two of its file-system changes leaves the notebook's earlier
+    outputs or its new ones, whole, never none; a next reproduce whose notebook fails says the earlier
+    outputs are kept only where they are."""
+    import lt_paper.reproduce as R
+
+    template = tmp_path / "template"
+    monkeypatch.setattr(R, "execute_notebook", _fake_notebook("v1"))
+    reproduce("smoke", template, only="figure2", runs_dir=str(tmp_path / "runs"))
+    monkeypatch.setattr(R, "execute_notebook", _fake_notebook("v3", fails=True))
+    states = set()
+    for step in range(1, 100):
+        out = tmp_path / f"out{step}"
+        shutil.copytree(template, out)
+        if not _killed_reproduce(out, tmp_path / "runs", step):
+            break
+        final = out / "smoke" / "figure2_adjusting_terms"
+        assert final.is_dir(), f"killed at step {step}: the notebook's outputs are gone"
+        state = (final / "table.md").read_text(), json.loads((final / "summary.json").read_text())["parameters"]["tag"]
+        assert state in (("v1\n", "v1"), ("v2\n", "v2")), f"killed at step {step}: {state}"
+        capsys.readouterr()
+        result = reproduce("smoke", out, only="figure2", runs_dir=str(tmp_path / "runs"))  # fails: keeps
+        assert list(result["failed"]) == ["figure2_adjusting_terms"]
+        assert f"earlier outputs kept in {final}" in capsys.readouterr().err
+        # the old outputs, or the new ones where the kill came after the commit point (its swap finished)
+        assert (final / "table.md").read_text() in {state[0], "v2\n"}, f"step {step}"
+        assert (final / "summary.json").is_file() and not list(out.glob("smoke/.*.json")), f"step {step}"
+        assert (out / "smoke" / ".failed-figure2_adjusting_terms" / "table.md").read_text() == "v3\n"
+        assert sorted(p.name for p in (out / "smoke").iterdir()) == [
+            ".failed-figure2_adjusting_terms", "figure2_adjusting_terms", "report.md"], f"step {step}: leftovers"
+        states.add(state[1])
+        shutil.rmtree(out)
+    assert step > 5 and states == {"v1", "v2"}
