@@ -31,6 +31,11 @@ and the same kind and size is not probed again). One probe serves every later pa
 teacher trains only if the time for its student is left as well (taken as the teacher's own cost):
 published runs keep no weights, so a student must train in the same campaign as its teacher.
 
+Two campaigns on one runs directory never train the same run: a campaign holds a lock file per run it
+trains (``<runs_dir>/.<run>.train.lock``, :mod:`lt_paper.locks`) from before its pack is probed until the
+pack ends; a run another live process holds is left to it and reported as in use, and a run found
+finished once its lock is held is not trained again. A lock left by a killed campaign is taken over.
+
 Nothing here can leave a run that looks finished and is not: runs train through the engine, which
 writes ``metrics.json`` last, and a campaign stopped from outside (``timeout``) leaves at most a
 resumable ``checkpoint.pt``.
@@ -65,6 +70,7 @@ from typing import Callable, Sequence
 import torch
 
 from .data import load_dataset
+from .locks import hold_lock
 from .experiments import TEACHER_METHOD, preset_name, run_mode
 from .outputs import check_seeds, resolve_path
 from .reproduce import jobs_for, notebook_parameters, split_overrides
@@ -275,6 +281,12 @@ class PackOutcome:
     estimate_s: float | None = None
     actual_s: float | None = None
     dropped: list[PlannedRun] = field(default_factory=list)  # members left out to fit the budget
+    busy: list[PlannedRun] = field(default_factory=list)  # members another process trains (or finished)
+
+
+def run_lock_file(run_dir: Path) -> Path:
+    """The lock file a campaign holds while it trains ``run_dir`` (beside it: the engine owns the folder)."""
+    return run_dir.with_name(f".{run_dir.name}.train.lock")
 
 
 class Campaign:
@@ -345,6 +357,32 @@ class Campaign:
         return estimate.seconds(epochs) * (1 + reserve) * SAFETY + MARGIN_S <= self.left_s()
 
     def run_pack(self, pack: list[PlannedRun], available: set[Path]) -> PackOutcome:
+        """Hold the lock of every run of the pack that no other process holds, then fit those runs to the
+        budget (dropping the lowest-priority ones) and train them; the locks are released at the end."""
+        if self.plan_only:
+            return self._fit_and_train(pack, available)
+        with contextlib.ExitStack() as held:
+            free, busy = [], []
+            for run in pack:
+                try:
+                    held.enter_context(hold_lock(run_lock_file(run.run_dir), f"run {run.run_dir.name}"))
+                except FileExistsError as e:  # "... is in use by pid N (lock file ...)"
+                    self.log(f"  skipping {run.name}: {e}")
+                    busy.append(run)
+                    continue
+                if is_finished(run.run_dir):  # trained by another process since the plan was made
+                    self.log(f"  skipping {run.name}: finished by another process")
+                    busy.append(run)
+                else:
+                    free.append(run)
+            if free:
+                outcome = self._fit_and_train(free, available)
+            else:
+                outcome = PackOutcome([], status="skipped", reason="its runs are trained by another process")
+            outcome.busy = busy
+            return outcome
+
+    def _fit_and_train(self, pack: list[PlannedRun], available: set[Path]) -> PackOutcome:
         """Fit the pack to the budget (dropping its lowest-priority members), then train it."""
         outcome = PackOutcome(list(pack))
         if any(run.teacher_dir is not None and run.teacher_dir not in available for run in pack):
@@ -443,6 +481,8 @@ def plan_table(runs: Sequence[PlannedRun], outcomes: Sequence[PackOutcome]) -> s
             status[run.run_dir] = (f"{number} ({estimate} s)", outcome.status)
         for run in outcome.dropped:
             status[run.run_dir] = (f"{number}", "skipped (budget)")
+        for run in outcome.busy:
+            status[run.run_dir] = (f"{number}", "skipped (in use)")
     lines = [f"{'pack (estimate)':<16} {'status':<18} {'run':<44} run directory"]
     for run in runs:
         pack, state = status.get(run.run_dir, ("?", "to train"))
@@ -495,6 +535,7 @@ def campaign(profile: str, budget_s: float, runs_dir: str | Path, seeds: Sequenc
         "runs": [{"run": run.name, "run_dir": run.run_dir.name, "section": run.section, "seed": run.seed,
                   "needed_by": list(run.needed_by), "finished_before": run.finished} for run in runs],
         "packs": [{"members": [run.run_dir.name for run in o.members], "dropped": [run.run_dir.name for run in o.dropped],
+                   "in_use": [run.run_dir.name for run in o.busy],
                    "status": o.status, "reason": o.reason, "estimate_s": o.estimate_s, "actual_s": o.actual_s}
                   for o in outcomes],
         "trained": trained,

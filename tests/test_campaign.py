@@ -287,3 +287,41 @@ def test_a_probe_is_stopped_when_the_budget_runs_out(tmp_path):
     assert finished == []
     assert outcomes[0].status == "skipped" and "budget spent while probing" in outcomes[0].reason
     assert outcomes[1].status == "skipped" and outcomes[1].reason == "budget spent"
+
+
+
+def test_a_run_another_live_process_trains_is_left_to_it(tmp_path):
+    """Two campaigns on one runs directory: the second skips, and says so, a run whose lock a live
+    process holds (here a stand-in holder), and trains the others, leaving no lock behind."""
+    import subprocess
+
+    clock = FakeClock()
+    trainer = FakeTrainer(clock)
+    runs = C.planned_runs("smoke", tmp_path / "runs", parameters={"epochs": 10})
+    packs = C.make_packs(runs, max_members=1)[:3]
+    held, free = packs[0][0], [p[0] for p in packs[1:]]
+    holder = subprocess.Popen(["sleep", "60"])  # the other campaign, alive
+    try:
+        lock = C.run_lock_file(held.run_dir)
+        lock.parent.mkdir(parents=True)
+        lock.write_text(str(holder.pid))
+        lines = []
+        runner = C.Campaign(tmp_path / "runs", 1000.0, trainer=trainer, clock=clock, log=lines.append)
+        outcomes = runner.run(packs, set())
+    finally:
+        holder.kill()
+        holder.wait()
+    trained = {Path(c[2]) for c in trainer.calls if c[1] == 10}
+    assert trained == {tmp_path / "runs"} and [c[0] for c in trainer.calls if c[1] == 10] == [1, 1]
+    assert not (held.run_dir / "metrics.json").exists() and all((r.run_dir / "metrics.json").is_file() for r in free)
+    assert outcomes[0].status == "skipped" and outcomes[0].busy == [held]
+    assert any(f"skipping {held.name}: run {held.run_dir.name} is in use by pid {holder.pid}" in line
+               for line in lines), lines
+    assert "skipped (in use)" in C.plan_table(runs, outcomes)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir() if p.name.endswith(".lock")) == [lock.name]
+    # a run finished by the other campaign meanwhile is not trained again; a dead holder's lock is taken over
+    (held.run_dir).mkdir()
+    (held.run_dir / "metrics.json").write_text("{}")
+    outcome = runner.run_pack(packs[0], set())
+    assert outcome.status == "skipped" and outcome.busy == [held] and not lock.exists()
+
