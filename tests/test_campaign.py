@@ -217,7 +217,7 @@ def test_reproduce_no_train_hands_train_false_to_every_notebook(tmp_path, monkey
     seen = []
 
     def execute(notebook, output_dir, params, kernel=None):
-        output_dir.mkdir(parents=True)
+        output_dir.mkdir(parents=True, exist_ok=True)  # reproduce hands it an empty staging folder
         seen.append(params)
 
     monkeypatch.setattr(R, "execute_notebook", execute)

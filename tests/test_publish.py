@@ -190,18 +190,17 @@ def _published(repo: Path, name: str = "smoke") -> tuple[str, str]:
             plot.read_text() if plot.exists() else "-")
 
 
-def _killed_publish(out: Path, repo: Path, step: int, exchange: bool = True) -> bool:
-    """Publish ``out`` (forced) in a forked child that dies as under SIGKILL (``os._exit``: no cleanup
-    runs) at its ``step``-th file-system change; False when it finished before that step. Without
-    ``exchange`` the swap takes its fallback (two renames where the system cannot exchange folders)."""
+def _killed_at(step: int, body) -> bool:
+    """Run ``body()`` in a forked child that dies as under SIGKILL (``os._exit``: no cleanup runs) at its
+    ``step``-th file-system change (rename, unlink, replace, link, rmtree, folder exchange); False when
+    it finished before that step."""
     import os
     import shutil as sh
 
     import lt_paper.folder_swap as F
-    import lt_paper.publish as P
 
     pid = os.fork()
-    if pid == 0:  # the child: count the changes publish makes, die at the chosen one
+    if pid == 0:  # the child: count the changes the body makes, die at the chosen one
         try:
             count = [0]
 
@@ -213,16 +212,28 @@ def _killed_publish(out: Path, repo: Path, step: int, exchange: bool = True) -> 
                     return real(*args, **kwargs)
                 return change
 
-            if not exchange:
-                F.exchange = lambda a, b: False
             for owner, attr in ((Path, "rename"), (Path, "unlink"), (os, "replace"),
                                 (os, "link"), (sh, "rmtree"), (F, "exchange")):
                 if hasattr(owner, attr):
                     setattr(owner, attr, counted(getattr(owner, attr)))
-            P.publish(out, "smoke", repo_root=repo, force=True, partial=True)
+            body()
         finally:
             os._exit(0)
     return os.waitpid(pid, 0)[1] != 0
+
+
+def _killed_publish(out: Path, repo: Path, step: int, exchange: bool = True) -> bool:
+    """Publish ``out`` (forced), killed at its ``step``-th change (:func:`_killed_at`). Without
+    ``exchange`` the swap takes its fallback (two renames where the system cannot exchange folders)."""
+    import lt_paper.folder_swap as F
+    import lt_paper.publish as P
+
+    def body():
+        if not exchange:  # in the child only
+            F.exchange = lambda a, b: False
+        P.publish(out, "smoke", repo_root=repo, force=True, partial=True)
+
+    return _killed_at(step, body)
 
 
 @pytest.mark.parametrize("exchange", [True, False], ids=["exchange", "two-renames"])
@@ -477,7 +488,7 @@ def test_reproduce_set_accepts_only_notebook_parameters_and_config_keys(tmp_path
 
     def fake_execute(notebook, output_dir, parameters, kernel=None):
         seen[notebook] = parameters
-        output_dir.mkdir(parents=True)
+        output_dir.mkdir(parents=True, exist_ok=True)  # reproduce hands it an empty staging folder
         (output_dir / "summary.json").write_text(json.dumps({"parameters": parameters, "tables": [],
                                                              "figures": []}))
 
@@ -507,36 +518,15 @@ def _fake_notebook(tag: str, fails: bool = False):
 
 
 def _killed_reproduce(out_root: Path, runs: Path, step: int) -> bool:
-    """``reproduce --only figure2`` of outputs tagged v2 in a forked child killed (``os._exit``) at its
-    ``step``-th file-system change; False when it finished before that step."""
-    import os
-    import shutil as sh
-
-    import lt_paper.folder_swap as F
+    """``reproduce --only figure2`` of outputs tagged v2, killed at its ``step``-th change
+    (:func:`_killed_at`)."""
     import lt_paper.reproduce as R
 
-    pid = os.fork()
-    if pid == 0:
-        try:
-            count = [0]
+    def body():
+        R.execute_notebook = _fake_notebook("v2")  # in the child only
+        R.reproduce("smoke", out_root, only="figure2", runs_dir=str(runs))
 
-            def counted(real):
-                def change(*args, **kwargs):
-                    count[0] += 1
-                    if count[0] == step:
-                        os._exit(137)
-                    return real(*args, **kwargs)
-                return change
-
-            R.execute_notebook = _fake_notebook("v2")
-            for owner, attr in ((Path, "rename"), (Path, "unlink"), (os, "replace"),
-                                (os, "link"), (sh, "rmtree"), (F, "exchange")):
-                if hasattr(owner, attr):
-                    setattr(owner, attr, counted(getattr(owner, attr)))
-            R.reproduce("smoke", out_root, only="figure2", runs_dir=str(runs))
-        finally:
-            os._exit(0)
-    return os.waitpid(pid, 0)[1] != 0
+    return _killed_at(step, body)
 
 
 def test_a_reproduce_killed_at_any_step_keeps_the_old_outputs_or_the_new(tmp_path, monkeypatch, capsys):
