@@ -23,9 +23,18 @@ afterwards), which gives a fixed cost and a cost per epoch; the estimate for the
 ``fixed + epochs * per_epoch``. A pack trains only if its estimate (times :data:`SAFETY`, plus
 :data:`MARGIN_S`) fits in what is left of the budget; otherwise it is cut to its
 higher-priority half until it fits (a smaller pack is probed again), and what cannot fit is reported as skipped.
-Probes count against the budget; one probe serves every later pack of the same kind and size. A
+Probes count against the budget, and no probe outlasts it: the first probe runs under a time limit (what
+is left of the budget: a probe cut short skips its pack, and the budget is spent), and the longer one
+starts only when it and the pack itself could still fit (the longer probe takes at most 3 times the short
+one, the pack at least the short one; otherwise the pack is halved, as when its estimate does not fit,
+and the same kind and size is not probed again). One probe serves every later pack of the same kind and size. A
 teacher trains only if the time for its student is left as well (taken as the teacher's own cost):
 published runs keep no weights, so a student must train in the same campaign as its teacher.
+
+Two campaigns on one runs directory never train the same run: a campaign holds a lock file per run it
+trains (``<runs_dir>/.<run>.train.lock``, :mod:`lt_paper.locks`) from before its pack is probed until the
+pack ends; a run another live process holds is left to it and reported as in use, and a run found
+finished once its lock is held is not trained again. A lock left by a killed campaign is taken over.
 
 Nothing here can leave a run that looks finished and is not: runs train through the engine, which
 writes ``metrics.json`` last, and a campaign stopped from outside (``timeout``) leaves at most a
@@ -46,10 +55,13 @@ and one probe serves every run of its network.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +70,7 @@ from typing import Callable, Sequence
 import torch
 
 from .data import load_dataset
+from .locks import hold_lock
 from .experiments import TEACHER_METHOD, preset_name, run_mode
 from .outputs import check_seeds, resolve_path
 from .reproduce import jobs_for, notebook_parameters, split_overrides
@@ -86,6 +99,35 @@ MARGIN_S = 2.0  # and this much is kept free after the pack would end
 # epochs is underestimated by its evaluations beyond the probe's one (SAFETY covers a few).
 PROBE_EPOCHS = (1, 3)
 DEFAULT_MAX_MEMBERS = 21  # runs in one batched pack (Table 4 x 3 seeds); on the CPU a pack is one run
+
+
+class BudgetSpent(BaseException):
+    """The budget ran out while a probe trained (it was stopped). A BaseException, as KeyboardInterrupt
+    is, so that no ``except Exception`` inside the trainer takes it for a training error."""
+
+
+class ProbeTooCostly(Exception):
+    """What a probe measured so far says that the rest of it and its pack cannot fit the budget."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Raise :class:`BudgetSpent` in the body after ``seconds`` (SIGALRM; in the main thread only, where
+    Python runs signal handlers: elsewhere the body runs unlimited)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise BudgetSpent(f"budget spent while probing (stopped after {seconds:.0f} s)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 @dataclass(frozen=True)
 class PlannedRun:
@@ -239,6 +281,12 @@ class PackOutcome:
     estimate_s: float | None = None
     actual_s: float | None = None
     dropped: list[PlannedRun] = field(default_factory=list)  # members left out to fit the budget
+    busy: list[PlannedRun] = field(default_factory=list)  # members another process trains (or finished)
+
+
+def run_lock_file(run_dir: Path) -> Path:
+    """The lock file a campaign holds while it trains ``run_dir`` (beside it: the engine owns the folder)."""
+    return run_dir.with_name(f".{run_dir.name}.train.lock")
 
 
 class Campaign:
@@ -253,6 +301,7 @@ class Campaign:
         self.started = clock() if started is None else started  # on ``clock``'s scale
         self.planned_s = 0.0  # --plan: estimated seconds of the packs that would train
         self.estimates: dict[tuple, Estimate] = {}
+        self.probe_floors: dict[tuple, float] = {}  # seconds a kind and size needs at least (probe + pack)
         self.teachers: set[Path] = set()  # teachers of the students still to train (set by run)
 
     def left_s(self) -> float:
@@ -269,17 +318,32 @@ class Campaign:
         if key not in self.estimates:
             if not self.probe:
                 return None
-            self.estimates[key] = self._measure([run.config for run in members])
+            floor = self.probe_floors.get(key)
+            if floor is not None and floor > self.left_s() - MARGIN_S:
+                raise ProbeTooCostly(f"its probe and training need at least {floor:.0f} s, "
+                                     f"{self.left_s():.0f} s left")
+            self.estimates[key] = self._measure([run.config for run in members], key)
         return self.estimates[key]
 
-    def _measure(self, configs: list[Config]) -> Estimate:
+    def _measure(self, configs: list[Config], key: tuple) -> Estimate:
+        """Probe the pack (module docstring): raises :class:`BudgetSpent` when the budget ran out during
+        the first probe, :class:`ProbeTooCostly` when the second one and the pack could not fit."""
         scratch = Path(tempfile.mkdtemp(prefix="lt_paper-probe-"))
+        (short, long), times = PROBE_EPOCHS, []
         try:
-            times = []
-            for epochs in PROBE_EPOCHS:
+            with time_limit(self.left_s()):
                 began = self.clock()
-                self.trainer([apply_overrides(c, {"epochs": epochs}) for c in configs], scratch)
+                self.trainer([apply_overrides(c, {"epochs": short}) for c in configs], scratch)
                 times.append(self.clock() - began)
+            # the longer probe shares the short one's fixed cost; the pack trains at least `short` epochs
+            floor = times[0] * long / short + times[0]
+            if floor > self.left_s() - MARGIN_S:
+                self.probe_floors[key] = floor
+                raise ProbeTooCostly(f"its probe and training need at least {floor:.0f} s "
+                                     f"({times[0]:.1f} s for {short} epoch(s)), {self.left_s():.0f} s left")
+            began = self.clock()
+            self.trainer([apply_overrides(c, {"epochs": long}) for c in configs], scratch)
+            times.append(self.clock() - began)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         estimate = Estimate.from_probe(*times)
@@ -293,6 +357,32 @@ class Campaign:
         return estimate.seconds(epochs) * (1 + reserve) * SAFETY + MARGIN_S <= self.left_s()
 
     def run_pack(self, pack: list[PlannedRun], available: set[Path]) -> PackOutcome:
+        """Hold the lock of every run of the pack that no other process holds, then fit those runs to the
+        budget (dropping the lowest-priority ones) and train them; the locks are released at the end."""
+        if self.plan_only:
+            return self._fit_and_train(pack, available)
+        with contextlib.ExitStack() as held:
+            free, busy = [], []
+            for run in pack:
+                try:
+                    held.enter_context(hold_lock(run_lock_file(run.run_dir), f"run {run.run_dir.name}"))
+                except FileExistsError as e:  # "... is in use by pid N (lock file ...)"
+                    self.log(f"  skipping {run.name}: {e}")
+                    busy.append(run)
+                    continue
+                if is_finished(run.run_dir):  # trained by another process since the plan was made
+                    self.log(f"  skipping {run.name}: finished by another process")
+                    busy.append(run)
+                else:
+                    free.append(run)
+            if free:
+                outcome = self._fit_and_train(free, available)
+            else:
+                outcome = PackOutcome([], status="skipped", reason="its runs are trained by another process")
+            outcome.busy = busy
+            return outcome
+
+    def _fit_and_train(self, pack: list[PlannedRun], available: set[Path]) -> PackOutcome:
         """Fit the pack to the budget (dropping its lowest-priority members), then train it."""
         outcome = PackOutcome(list(pack))
         if any(run.teacher_dir is not None and run.teacher_dir not in available for run in pack):
@@ -314,6 +404,13 @@ class Campaign:
                 return outcome
             try:
                 estimate = self.estimate(members)
+            except BudgetSpent as e:
+                outcome.status, outcome.reason = "skipped", str(e)
+                return outcome
+            except ProbeTooCostly as e:  # as an estimate that does not fit: try half the pack
+                outcome.reason = str(e)
+                members = members[:len(members) // 2]
+                continue
             except Exception as e:  # a probe that fails says the pack would fail: skip it, go on
                 outcome.status, outcome.reason = "failed", f"probe: {type(e).__name__}: {e}"
                 return outcome
@@ -384,6 +481,8 @@ def plan_table(runs: Sequence[PlannedRun], outcomes: Sequence[PackOutcome]) -> s
             status[run.run_dir] = (f"{number} ({estimate} s)", outcome.status)
         for run in outcome.dropped:
             status[run.run_dir] = (f"{number}", "skipped (budget)")
+        for run in outcome.busy:
+            status[run.run_dir] = (f"{number}", "skipped (in use)")
     lines = [f"{'pack (estimate)':<16} {'status':<18} {'run':<44} run directory"]
     for run in runs:
         pack, state = status.get(run.run_dir, ("?", "to train"))
@@ -436,6 +535,7 @@ def campaign(profile: str, budget_s: float, runs_dir: str | Path, seeds: Sequenc
         "runs": [{"run": run.name, "run_dir": run.run_dir.name, "section": run.section, "seed": run.seed,
                   "needed_by": list(run.needed_by), "finished_before": run.finished} for run in runs],
         "packs": [{"members": [run.run_dir.name for run in o.members], "dropped": [run.run_dir.name for run in o.dropped],
+                   "in_use": [run.run_dir.name for run in o.busy],
                    "status": o.status, "reason": o.reason, "estimate_s": o.estimate_s, "actual_s": o.actual_s}
                   for o in outcomes],
         "trained": trained,

@@ -1,16 +1,27 @@
 """Replace several folders by staged copies together, so that a crash at any point leaves all the old
-ones or all the new ones once the next swap has run (``publish``: ``results/NAME`` with ``figures/NAME``).
+ones or all the new ones once the next swap has run (``publish``: ``results/NAME`` with ``figures/NAME``;
+``reproduce``: a notebook's output folder).
 
-Two folders cannot be renamed in one step, and a process killed with SIGKILL runs no cleanup. So every
-swap keeps a journal, a small JSON file written atomically, that names each folder it will create or
-rename: for each final folder, its staging folder and the name its old content moves to (the backup).
-The journal goes through two states:
+A process killed with SIGKILL runs no cleanup. So every swap keeps a journal, a small JSON file written
+atomically, that names each folder it will create or rename: for each final folder, its staging folder
+and the name its old content moves to (the backup), and, once the staging folder is complete, the
+identity (device and inode) of that staging folder, which a rename keeps. The journal goes through two
+states:
 
 - ``staging``: the new content is being assembled in the staging folders; the final folders are
   untouched. An interrupted swap in this state is rolled back: its staging folders are removed.
-- ``swapping`` (the commit point: the staging folders are complete): each final folder is renamed to its
-  backup and its staging folder to the final name, then the backups are removed. An interrupted swap in
-  this state is finished, from wherever it stopped.
+- ``swapping`` (the commit point: the staging folders are complete): each staging folder takes its
+  final folder's place, then the old content is removed. An interrupted swap in this state is finished,
+  from wherever it stopped: the recorded identity says which folder holds the new content.
+
+Each staging folder takes its final folder's place in one step, ``renameat2(RENAME_EXCHANGE)`` (Linux
+3.15 and later, on the usual local file systems): the final name always names a whole folder, the old
+one or the new one, and the old content lands at the staging name. Where the exchange is not supported
+(another system, a file system that refuses it) the fallback is two renames, final to backup and staging
+to final, between which the final name is briefly missing (a reader retries; a crash there is finished by
+the next swap). Several folders still switch one after another: between two exchanges (two consecutive
+system calls) a reader can see a new folder beside an old one; a crash exactly there is finished by the
+next swap, which every ``publish`` of the same name runs first.
 
 The journal is removed last. ``FolderSwap.recover`` (run by the next swap, under the same lock) reads it
 and rolls back or finishes; it touches the folders the journal names and nothing else, and refuses, changing
@@ -20,7 +31,10 @@ Callers hold a lock (``locks.hold_lock``) around recovery and the whole swap.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
+import os
 import re
 import secrets
 import shutil
@@ -29,6 +43,43 @@ from pathlib import Path
 from .atomic import atomic_write_json, remove_stale_temporaries
 
 STAGING, SWAPPING = "staging", "swapping"
+RENAME_EXCHANGE = 2  # linux/fs.h
+AT_FDCWD = -100
+
+
+def _renameat2():
+    """libc's ``renameat2`` (glibc 2.28+), or None where there is none (another system, another libc)."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return function
+
+
+_RENAMEAT2 = _renameat2()
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap the folders named ``a`` and ``b`` in one step (``renameat2(RENAME_EXCHANGE)``): True, or
+    False, changing nothing, where this system or file system cannot (the caller then renames twice)."""
+    if _RENAMEAT2 is None:
+        return False
+    if _RENAMEAT2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, f"{os.strerror(code)} (exchanging {a} and {b})", str(a))
+
+
+def _identity(path: Path) -> list[int] | None:
+    """The device and inode of folder ``path`` (kept by a rename), or None when it does not exist."""
+    try:
+        st = path.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    return [st.st_dev, st.st_ino]
 
 
 def _folder_names(final: Path, token: str) -> dict[str, Path]:
@@ -37,14 +88,16 @@ def _folder_names(final: Path, token: str) -> dict[str, Path]:
             "backup": final.with_name(f".{final.name}.replaced-{token}")}
 
 
-def _write(journal: Path, root: Path, state: str, entries: list[dict[str, Path]]) -> None:
+def _write(journal: Path, root: Path, state: str, entries: list[dict]) -> None:
     atomic_write_json(journal, {"state": state, "folders": [
-        {key: path.relative_to(root).as_posix() for key, path in entry.items()} for entry in entries]})
+        {key: value.relative_to(root).as_posix() if isinstance(value, Path) else value
+         for key, value in entry.items()} for entry in entries]})
 
 
-def _read(journal: Path, root: Path, finals: list[Path]) -> tuple[str, list[dict[str, Path]]]:
+def _read(journal: Path, root: Path, finals: list[Path]) -> tuple[str, list[dict]]:
     """The state and folders of ``journal``; ValueError naming it unless it describes a swap of exactly
-    ``finals``, each with staging and backup folders named as :func:`_folder_names` names them."""
+    ``finals``, each with staging and backup folders named as :func:`_folder_names` names them (and, once
+    swapping, the identity of its new content)."""
     def refuse(why: str) -> ValueError:
         return ValueError(f"swap journal {journal} {why}; nothing was changed. Look at the folders it names "
                           f"and remove it by hand once {', '.join(str(f) for f in finals)} are as they "
@@ -66,34 +119,47 @@ def _read(journal: Path, root: Path, finals: list[Path]) -> tuple[str, list[dict
         if final not in finals or match is None \
                 or {k: root / entry[k] for k in ("final", "staging", "backup")} != _folder_names(final, match[1]):
             raise refuse(f"names folders that are not this swap's: {entry!r}")
-        entries.append(_folder_names(final, match[1]))
+        new = entry.get("new")
+        if new is not None and not (isinstance(new, list) and len(new) == 2 and all(type(n) is int for n in new)):
+            raise refuse(f"has a folder entry whose 'new' is not a [device, inode] pair: {entry!r}")
+        entries.append(dict(_folder_names(final, match[1]), new=new))
     if sorted(e["final"] for e in entries) != sorted(finals):
         raise refuse(f"swaps {[str(e['final']) for e in entries]}, not {[str(f) for f in finals]}")
     return data["state"], entries
 
 
-def _finish(journal: Path, entries: list[dict[str, Path]]) -> None:
-    """Swap every staging folder in (its final folder's old content to the backup name), then remove the
-    backups and the journal. Each step checks what is on disk, so that it resumes where a crash left it."""
+def _holds_new(path: Path, entry: dict) -> bool:
+    """Whether ``path`` is the entry's new content (a journal written before identities were recorded:
+    the new content is wherever the staging folder is, as that swap never exchanged)."""
+    if entry["new"] is None:
+        return path == entry["staging"] and path.exists()
+    return _identity(path) == entry["new"]
+
+
+def _finish(journal: Path, entries: list[dict]) -> None:
+    """Put every new folder in its final place (the old content to the staging or backup name), then
+    remove the old content and the journal. Each step checks what is on disk, so that it resumes where a
+    crash left it; the new folders switch in back to back, before any removal."""
     for e in entries:
-        if e["staging"].exists() and e["final"].exists() and e["backup"].exists():
-            raise ValueError(f"swap journal {journal}: {e['final']}, {e['staging']} and {e['backup']} all "
-                             f"exist, which no step of a swap leaves; nothing was changed")
-        if not e["staging"].exists() and not e["final"].exists():
-            raise ValueError(f"swap journal {journal}: neither {e['final']} nor its new content "
-                             f"{e['staging']} exists; nothing was changed")
+        if not _holds_new(e["final"], e) and not _holds_new(e["staging"], e):
+            raise ValueError(f"swap journal {journal}: neither {e['final']} nor {e['staging']} holds the new "
+                             f"content it records; nothing was changed")
     for e in entries:
-        if e["staging"].exists():
-            if e["final"].exists():
-                e["final"].rename(e["backup"])
+        if _holds_new(e["final"], e):
+            continue  # switched in before the crash
+        if not e["final"].exists():
+            e["staging"].rename(e["final"])
+        elif not exchange(e["staging"], e["final"]):  # the fallback: two renames
+            e["final"].rename(e["backup"])
             e["staging"].rename(e["final"])
     for e in entries:
-        if e["backup"].exists():
-            shutil.rmtree(e["backup"])
+        for old in (e["staging"], e["backup"]):  # what the final folders held before
+            if old.exists():
+                shutil.rmtree(old)
     journal.unlink()
 
 
-def _roll_back(journal: Path, entries: list[dict[str, Path]]) -> None:
+def _roll_back(journal: Path, entries: list[dict]) -> None:
     """Remove the staging folders of a swap that did not reach its commit point, then the journal."""
     for e in entries:
         shutil.rmtree(e["staging"], ignore_errors=True)
@@ -135,9 +201,12 @@ class FolderSwap:
         return {e["final"]: e["staging"] for e in entries}
 
     def commit(self) -> None:
-        """The commit point: mark the swap as swapping, then swap the folders in. An error after it (a
-        rename refused) leaves the journal, and the next ``recover()`` finishes the swap."""
+        """The commit point: record each complete staging folder's identity (state swapping), then switch
+        the folders in. An error after it (a rename refused) leaves the journal, and the next
+        ``recover()`` finishes the swap."""
         _, entries = _read(self.journal, self.root, self.finals)
+        for e in entries:
+            e["new"] = _identity(e["staging"])
         _write(self.journal, self.root, SWAPPING, entries)
         _finish(self.journal, entries)
 

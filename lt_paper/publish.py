@@ -13,11 +13,15 @@ Nothing lost, nothing wrong served:
 
 - ``NAME`` is one plain path component; only ``results/NAME`` and ``figures/NAME`` are ever replaced.
 - The new content is assembled in full in staging folders beside them (the published content, merged
-  with the new output) and swapped in by renames (:class:`lt_paper.folder_swap.FolderSwap`): a failure
-  while staging leaves the old content and no staging folder; a publish killed at any point leaves a
-  journal (``results/.NAME.publish.json``) from which the next publish of ``NAME`` finishes the swap or
-  rolls it back, so the publication is the old one or the new one, whole. Publishing touches no other
-  file beside them. One publish of ``NAME`` at a time (lock file ``results/.NAME.publish.lock``).
+  with the new output) and swapped in (:class:`lt_paper.folder_swap.FolderSwap`): each folder by one
+  exchange of directory entries, so ``results/NAME`` and ``figures/NAME`` are never missing and each is
+  always the whole old or the whole new folder, even while a publish runs or after one was killed.
+  The two switch back to back, one system call apart: a publish killed exactly between them leaves new
+  results beside old figures. A failure while staging leaves the old content and no staging folder; a
+  publish killed at any point leaves a journal (``results/.NAME.publish.json``) from which the next
+  publish of ``NAME`` finishes the swap or rolls it back, so the publication is the old one or the new
+  one, whole. Publishing touches no other file beside them. One publish of ``NAME`` at a time (lock file
+  ``results/.NAME.publish.lock``).
 - Every run must be the run its folder is named after (folder name, config and config hash agree), with a
   ``metrics.json`` that says what its ``records.npz`` says and a ``records.npz`` of a run's arrays
   (``train.run_results``), checked before anything is written.

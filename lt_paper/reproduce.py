@@ -2,7 +2,9 @@
 
 Each notebook of ``notebooks/`` runs through papermill with the profile's parameters. It writes into
 a staging folder; only when it succeeds does the staging folder replace the notebook's previous
-outputs, so a failing notebook is named, its error shown, and the earlier good outputs are kept.
+outputs (the journalled swap of :mod:`lt_paper.folder_swap`, so that a reproduce killed at any point
+leaves the old outputs or the new ones), so a failing notebook is named, its error shown, and the
+earlier good outputs are kept; its executed copy stays in ``.failed-<folder>`` until it next succeeds.
 Finally one Markdown report gathers every table and figure with their provenance.
 
 Runs: the repository's ``runs/``, the cache the notebooks use by default in JupyterLab and papermill
@@ -34,7 +36,8 @@ import traceback
 from pathlib import Path
 
 from .analysis import provenance_markdown
-from .atomic import atomic_write_bytes
+from .atomic import atomic_write_bytes, remove_stale_temporaries
+from .folder_swap import FolderSwap
 from .locks import hold_lock
 from .outputs import DEFAULT_RUNS_DIR, check_paths, check_seeds, load_summary, resolve_path
 from .profiles import CIFAR_CPU_DATA, NOTEBOOKS, PROFILES, jobs_for  # noqa: F401 (the names reproduce offers)
@@ -156,21 +159,29 @@ def _run_jobs(jobs, profile: str, out_root: Path, runs_dir: str, data_root: str 
         params.update({k: v for k, v in parameters.items() if k in declared})
         if config_keys:
             params["run_overrides"] = {**params.get("run_overrides", {}), **config_keys}
-        final, staging = out_root / folder, out_root / f".staging-{folder}"
-        shutil.rmtree(staging, ignore_errors=True)
+        final, failed_copy = out_root / folder, out_root / f".failed-{folder}"
+        # the journalled swap publish uses: a reproduce killed at any point leaves the old outputs or the
+        # new ones, and the next reproduce (under the same output lock) finishes or rolls back its swap
+        swap = FolderSwap(out_root / f".{folder}.swap.json", out_root, [final])
+        swap.recover()
+        staging = swap.begin()[final]
         started = time.perf_counter()
         print(f"[reproduce:{profile}] {folder} ...", flush=True)
         try:
             execute_notebook(notebook, staging, params, kernel)
         except Exception as e:  # papermill raises PapermillExecutionError with the cell's traceback
+            shutil.rmtree(failed_copy, ignore_errors=True)
+            staging.rename(failed_copy)  # the executed notebook, to see where it stopped
+            swap.abandon()
             failed[folder] = f"{type(e).__name__}: {e}"
-            print(f"[reproduce:{profile}] FAILED {folder} (earlier outputs kept in {final}):\n{e}",
+            kept = f"earlier outputs kept in {final}" if final.is_dir() else f"no earlier outputs in {final}"
+            print(f"[reproduce:{profile}] FAILED {folder} ({kept}; this run's in {failed_copy}):\n{e}",
                   file=sys.stderr, flush=True)
             if not hasattr(e, "ename"):
                 traceback.print_exc()
             continue
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
+        swap.commit()
+        shutil.rmtree(failed_copy, ignore_errors=True)
         ok.append(folder)
         print(f"[reproduce:{profile}] ok {folder} ({time.perf_counter() - started:.0f} s)", flush=True)
     return ok, failed
@@ -194,5 +205,6 @@ def write_report(out_root: Path, profile: str) -> Path:
         for figure in summary["figures"]:
             lines += [f"### {figure['title']}", "", f"![{figure['title']}]({folder.name}/{figure['png']})", ""]
     path = Path(out_root) / "report.md"
+    remove_stale_temporaries(out_root, of=[path.name])  # of a reproduce killed while writing it
     atomic_write_bytes(path, lambda f: f.write("\n".join(lines).encode()))
     return path

@@ -7,7 +7,10 @@
 #     FILES_DIR   the folder holding the files that came back from the window's $OUT
 #     RUNS_DIR    where the runs go (default results/cifar10_lt_if100/runs)
 #     RECORD_DIR  where window.log, pytest-gpu.xml, bench.md, campaign.json are copied
-#                 (default results/gpu_window/<UTC time of this unpack>)
+#                 (default results/gpu_window/<UTC time of this unpack>, a new folder for every unpack:
+#                 -2, -3 ... follow the time when two unpacks start in the same second). A RECORD_DIR
+#                 named here that already holds another window's record (a file that differs from what
+#                 came back) is refused: one window's record never overwrites or mixes with another's.
 # A run already finished in RUNS_DIR is kept as it is (never overwritten); an unfinished one there (no
 # metrics.json) is replaced by the finished one that came back. Only finished runs are merged.
 #
@@ -25,25 +28,43 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 FILES=${1:?usage: bash scripts/gpu_unpack.sh FILES_DIR [RUNS_DIR] [RECORD_DIR]}
 RUNS_DIR=${2:-results/cifar10_lt_if100/runs}
-RECORD_DIR=${3:-results/gpu_window/$(date -u +%Y%m%dT%H%MZ)}
 [ -d "$FILES" ] || { echo "gpu_unpack: $FILES is not a folder" >&2; exit 2; }
 refuse() { echo "gpu_unpack: $*; nothing merged" >&2; exit 2; }
 shopt -s nullglob
 
-mkdir -p "$RECORD_DIR"
-for f in window.log pytest-gpu.xml bench.md campaign.json; do
+RECORD_FILES=(window.log pytest-gpu.xml bench.md campaign.json)
+if [ $# -ge 3 ]; then
+  RECORD_DIR=$3
+  for f in "${RECORD_FILES[@]}"; do  # the same window unpacked again is fine; another window is not
+    if [ -e "$RECORD_DIR/$f" ] && ! cmp -s "$FILES/$f" "$RECORD_DIR/$f"; then
+      refuse "$RECORD_DIR already holds another window's record ($f differs); name a new RECORD_DIR"
+    fi
+  done
+  mkdir -p "$RECORD_DIR"
+else
+  # mkdir without -p fails when the folder exists: the first free name is this unpack's alone
+  mkdir -p results/gpu_window
+  RECORD_DIR=results/gpu_window/$(date -u +%Y%m%dT%H%M%SZ)
+  base=$RECORD_DIR n=1
+  until mkdir "$RECORD_DIR" 2>/dev/null; do
+    n=$((n + 1))
+    [ "$n" -le 100 ] || refuse "could not create a record folder $base-N"
+    RECORD_DIR=$base-$n
+  done
+fi
+for f in "${RECORD_FILES[@]}"; do
   if [ -f "$FILES/$f" ] && [ ! -L "$FILES/$f" ]; then cp "$FILES/$f" "$RECORD_DIR/$f"; fi
 done
 echo "gpu_unpack: window record in $RECORD_DIR: $(ls "$RECORD_DIR" | tr '\n' ' ')"
 
-pieces=$(find "$FILES" -maxdepth 1 -type f -name 'runs.tar.gz.*' | sort -V)
-if [ -z "$pieces" ]; then
+# one path a line (a FILES_DIR with spaces stays one path; the pieces' own names are plain)
+mapfile -t pieces < <(find "$FILES" -maxdepth 1 -type f -name 'runs.tar.gz.*' | sort -V)
+if [ ${#pieces[@]} -eq 0 ]; then
   echo "gpu_unpack: no runs came back (no runs.tar.gz.* in $FILES)"
   exit 0
 fi
 # the pieces are one gzip stream cut in order
-# shellcheck disable=SC2086
-archive() { cat $pieces; }
+archive() { cat "${pieces[@]}"; }
 
 # 1. what the archive holds, before anything is written: each member's type letter ('-' file, 'd' folder,
 # 'l' symbolic link, 'h' hard link, ...) and name as stored (not stripped), one line each (escaped)

@@ -219,7 +219,7 @@ def test_reproduce_no_train_hands_train_false_to_every_notebook(tmp_path, monkey
     seen = []
 
     def execute(notebook, output_dir, params, kernel=None):
-        output_dir.mkdir(parents=True)
+        output_dir.mkdir(parents=True, exist_ok=True)  # reproduce hands it an empty staging folder
         seen.append(params)
 
     monkeypatch.setattr(R, "execute_notebook", execute)
@@ -254,3 +254,76 @@ def test_a_config_key_set_for_the_profile_reaches_every_planned_run(tmp_path):
     assert {r.run_dir for r in runs}.isdisjoint(r.run_dir for r in default)
     with pytest.raises(ValueError, match="unknown key"):
         C.planned_runs("smoke", tmp_path, parameters={"epoch": 2})
+
+
+def test_a_probe_starts_only_when_it_and_its_pack_can_fit_the_budget(tmp_path):
+    """One-run packs of 1 s + 10 epochs at 10 s each: the 1-epoch probe takes 11 s, so the 3-epoch probe
+    (at most 33 s) and the pack (at least 11 s) cannot fit the 29 s left of 40: the longer probe never
+    starts, and no later pack of the same kind probes again."""
+    clock = FakeClock()
+    trainer = FakeTrainer(clock, fixed=1.0, per_epoch=10.0)
+    packs = C.make_packs(C.planned_runs("smoke", tmp_path / "runs", parameters={"epochs": 10}), max_members=1)
+    runner = C.Campaign(tmp_path / "runs", 40.0, trainer=trainer, clock=clock, log=lambda _: None)
+    first_kind = [p for p in packs if runner._probe_key(p) == runner._probe_key(packs[0])]
+    outcomes = runner.run(first_kind[:3], set())
+    assert [c[1] for c in trainer.calls] == [C.PROBE_EPOCHS[0]]  # one short probe, nothing else
+    assert all(o.status == "skipped" and "need at least 44 s" in o.reason for o in outcomes), outcomes
+    assert clock.now == 11.0
+
+
+def test_a_probe_is_stopped_when_the_budget_runs_out(tmp_path):
+    """A probe that would outlast the budget (a trainer that takes 30 s) is stopped when it is spent;
+    the pack is skipped and the campaign goes on."""
+    import threading
+
+    finished = []
+
+    def slow_trainer(configs, runs_dir):
+        threading.Event().wait(30)  # interrupted by the budget's alarm
+        finished.append(configs[0].epochs)
+        return []
+
+    packs = C.make_packs(C.planned_runs("smoke", tmp_path / "runs", parameters={"epochs": 10}), max_members=1)
+    runner = C.Campaign(tmp_path / "runs", 3.0, trainer=slow_trainer, log=lambda _: None)
+    outcomes = runner.run(packs[:2], set())
+    assert finished == []
+    assert outcomes[0].status == "skipped" and "budget spent while probing" in outcomes[0].reason
+    assert outcomes[1].status == "skipped" and outcomes[1].reason == "budget spent"
+
+
+
+def test_a_run_another_live_process_trains_is_left_to_it(tmp_path):
+    """Two campaigns on one runs directory: the second skips, and says so, a run whose lock a live
+    process holds (here a stand-in holder), and trains the others, leaving no lock behind."""
+    import subprocess
+
+    clock = FakeClock()
+    trainer = FakeTrainer(clock)
+    runs = C.planned_runs("smoke", tmp_path / "runs", parameters={"epochs": 10})
+    packs = C.make_packs(runs, max_members=1)[:3]
+    held, free = packs[0][0], [p[0] for p in packs[1:]]
+    holder = subprocess.Popen(["sleep", "60"])  # the other campaign, alive
+    try:
+        lock = C.run_lock_file(held.run_dir)
+        lock.parent.mkdir(parents=True)
+        lock.write_text(str(holder.pid))
+        lines = []
+        runner = C.Campaign(tmp_path / "runs", 1000.0, trainer=trainer, clock=clock, log=lines.append)
+        outcomes = runner.run(packs, set())
+    finally:
+        holder.kill()
+        holder.wait()
+    trained = {Path(c[2]) for c in trainer.calls if c[1] == 10}
+    assert trained == {tmp_path / "runs"} and [c[0] for c in trainer.calls if c[1] == 10] == [1, 1]
+    assert not (held.run_dir / "metrics.json").exists() and all((r.run_dir / "metrics.json").is_file() for r in free)
+    assert outcomes[0].status == "skipped" and outcomes[0].busy == [held]
+    assert any(f"skipping {held.name}: run {held.run_dir.name} is in use by pid {holder.pid}" in line
+               for line in lines), lines
+    assert "skipped (in use)" in C.plan_table(runs, outcomes)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir() if p.name.endswith(".lock")) == [lock.name]
+    # a run finished by the other campaign meanwhile is not trained again; a dead holder's lock is taken over
+    (held.run_dir).mkdir()
+    (held.run_dir / "metrics.json").write_text("{}")
+    outcome = runner.run_pack(packs[0], set())
+    assert outcome.status == "skipped" and outcome.busy == [held] and not lock.exists()
+

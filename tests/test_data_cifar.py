@@ -160,26 +160,32 @@ def test_corrupt_or_truncated_archive_is_named(tree, tmp_path):
     assert not list((tmp_path / "cache").glob("*.tmp.npz"))
 
 
-def test_decode_temporaries_of_dead_processes_are_removed(tmp_path):
+def test_decode_temporaries_of_dead_processes_are_removed_and_nothing_else(tmp_path):
+    """A killed decode of the same cache file leaves a temporary that the next decode removes; the other
+    files of a shared cache folder (another key's temporary, another program's ``.*.tmp``) are not its
+    to touch, whatever their pid."""
     import os
     import subprocess
 
-    from lt_paper.data.cache import cached_arrays
+    from lt_paper.data.cache import _key_digest, cached_arrays
 
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = tmp_path / f".cifar-tar-0123.npz.{dead.pid}.abc_1.tmp"  # left by a killed decode
+    key = ["some", "source"]
+    stale = tmp_path / f".cifar-tar-{_key_digest(key)}.npz.{dead.pid}.abc_1.tmp"  # left by a killed decode
     live = tmp_path / f".cifar-tar-4567.npz.{os.getpid()}.def_2.tmp"  # a decode running now
-    stale.write_bytes(b"x" * 100)
-    live.write_bytes(b"x" * 100)
+    others = [tmp_path / f".cifar-tar-0123.npz.{dead.pid}.abc_1.tmp",  # another key's, perhaps another host's
+              tmp_path / f".report.md.{dead.pid}.xyz.tmp", tmp_path / ".editor.tmp"]  # other programs'
+    for path in [stale, live, *others]:
+        path.write_bytes(b"x" * 100)
 
     def killed():
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        cached_arrays("cifar-tar", ["some", "source"], killed, tmp_path)
-    assert not stale.exists() and live.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]
+        cached_arrays("cifar-tar", key, killed, tmp_path)
+    assert not stale.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in [live, *others])
 
 
 def test_cache_files_are_readable_by_others(tmp_path, monkeypatch):

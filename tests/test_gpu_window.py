@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -175,3 +176,50 @@ def test_unpack_merges_all_runs_or_none(tmp_path):
     assert (runs / "b-run" / "metrics.json").read_text() == "b-run metrics.json"
     assert not (runs / "b-run" / "checkpoint.pt").exists()
     assert (runs / "kept-run" / "metrics.json").read_text() == "published"
+
+
+def test_unpack_reads_a_files_folder_whose_path_has_spaces(tmp_path):
+    files, runs = tmp_path / "came back" / "window 1", tmp_path / "runs"
+    _archive(files, _finished("a-run"))
+    done = _unpack(files, runs, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "1 run(s) merged" in done.stdout
+    assert (runs / "a-run" / "metrics.json").read_text() == "a-run metrics.json"
+
+
+def test_each_unpack_keeps_its_own_window_record(tmp_path):
+    """Two windows unpacked in the same second (a fixed clock) get two record folders, each whole; a
+    record folder named on the command line that holds another window's record is refused."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy2(REPO / "scripts" / "gpu_unpack.sh", repo / "scripts" / "gpu_unpack.sh")
+    clock = tmp_path / "bin"
+    clock.mkdir()
+    (clock / "date").write_text('#!/bin/sh\nexec /bin/date -d @1700000000 "$@"\n')
+    (clock / "date").chmod(0o755)
+    env = dict(os.environ, PATH=f"{clock}:{os.environ['PATH']}")
+    windows = {}
+    for window in ("A", "B"):
+        files = tmp_path / f"files-{window}"
+        files.mkdir()
+        (files / "window.log").write_text(f"window {window}\n")
+        (files / "campaign.json").write_text(f'{{"window": "{window}"}}')
+        done = subprocess.run(["bash", "scripts/gpu_unpack.sh", str(files)], cwd=repo, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        windows[window] = files
+    records = sorted((repo / "results" / "gpu_window").iterdir())
+    assert [sorted(p.name for p in r.iterdir()) for r in records] == [["campaign.json", "window.log"]] * 2
+    assert sorted(r.joinpath("window.log").read_text() for r in records) == ["window A\n", "window B\n"]
+    assert all(json.loads(r.joinpath("campaign.json").read_text())["window"] in r.joinpath("window.log").read_text()
+               for r in records)  # no record mixes two windows
+
+    # an explicit RECORD_DIR: the same window again is fine, another window's record is kept
+    record = next(r for r in records if r.joinpath("window.log").read_text() == "window A\n")
+    again = subprocess.run(["bash", "scripts/gpu_unpack.sh", str(windows["A"]), str(tmp_path / "runs"),
+                            str(record)], cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    other = subprocess.run(["bash", "scripts/gpu_unpack.sh", str(windows["B"]), str(tmp_path / "runs"),
+                            str(record)], cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+    assert other.returncode == 2 and "already holds another window's record" in other.stderr
+    assert record.joinpath("window.log").read_text() == "window A\n"

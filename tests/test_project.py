@@ -83,3 +83,13 @@ def test_a_notebook_reading_gpu_runs_without_cuda_records_the_cpu_it_ran_on(monk
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert device_name("cuda").startswith("CPU (") and provenance("cuda")["device"].startswith("CPU (")
+
+
+def test_files_are_replaced_by_the_one_atomic_writer_only():
+    """Writing to a temporary name and renaming it over the final one is done in lt_paper/atomic.py and
+    nowhere else (its variants differed in fsync, permissions and clean-up of killed writers)."""
+    replacing = re.compile(r"\bos\.(replace|rename)\(|[\"']\.tmp[\"']")
+    offenders = [f"{path.relative_to(REPO)}:{number}" for path in sorted((REPO / "lt_paper").rglob("*.py"))
+                 if path.name != "atomic.py"
+                 for number, line in enumerate(path.read_text().splitlines(), 1) if replacing.search(line)]
+    assert offenders == [], f"temp-file-and-replace outside lt_paper/atomic.py: {offenders}"

@@ -216,16 +216,17 @@ def _published(repo: Path, name: str = "smoke") -> tuple[str, str]:
             plot.read_text() if plot.exists() else "-")
 
 
-def _killed_publish(out: Path, repo: Path, step: int) -> bool:
-    """Publish ``out`` (forced) in a forked child that dies as under SIGKILL (``os._exit``: no cleanup
-    runs) at its ``step``-th file-system change; False when it finished before that step."""
+def _killed_at(step: int, body) -> bool:
+    """Run ``body()`` in a forked child that dies as under SIGKILL (``os._exit``: no cleanup runs) at its
+    ``step``-th file-system change (rename, unlink, replace, link, rmtree, folder exchange); False when
+    it finished before that step."""
     import os
     import shutil as sh
 
-    import lt_paper.publish as P
+    import lt_paper.folder_swap as F
 
     pid = os.fork()
-    if pid == 0:  # the child: count the changes publish makes, die at the chosen one
+    if pid == 0:  # the child: count the changes the body makes, die at the chosen one
         try:
             count = [0]
 
@@ -238,15 +239,31 @@ def _killed_publish(out: Path, repo: Path, step: int) -> bool:
                 return change
 
             for owner, attr in ((Path, "rename"), (Path, "unlink"), (os, "replace"),
-                                (os, "link"), (sh, "rmtree")):
-                setattr(owner, attr, counted(getattr(owner, attr)))
-            P.publish(out, "smoke", repo_root=repo, force=True, partial=True)
+                                (os, "link"), (sh, "rmtree"), (F, "exchange")):
+                if hasattr(owner, attr):
+                    setattr(owner, attr, counted(getattr(owner, attr)))
+            body()
         finally:
             os._exit(0)
     return os.waitpid(pid, 0)[1] != 0
 
 
-def test_a_publish_killed_at_any_step_leaves_old_or_new_after_the_next_publish(tmp_path):
+def _killed_publish(out: Path, repo: Path, step: int, exchange: bool = True) -> bool:
+    """Publish ``out`` (forced), killed at its ``step``-th change (:func:`_killed_at`). Without
+    ``exchange`` the swap takes its fallback (two renames where the system cannot exchange folders)."""
+    import lt_paper.folder_swap as F
+    import lt_paper.publish as P
+
+    def body():
+        if not exchange:  # in the child only
+            F.exchange = lambda a, b: False
+        P.publish(out, "smoke", repo_root=repo, force=True, partial=True)
+
+    return _killed_at(step, body)
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["exchange", "two-renames"])
+def test_a_publish_killed_at_any_step_leaves_old_or_new_after_the_next_publish(tmp_path, exchange):
     """SIGKILL at every step of a publish: the next publish, even a refused one, finishes or rolls back
     the interrupted one from its journal, never leaving new results beside old figures or a folder gone."""
     template, one = tmp_path / "template", ["figure1_hard_samples"]  # one notebook: a quick publish
@@ -256,7 +273,7 @@ def test_a_publish_killed_at_any_step_leaves_old_or_new_after_the_next_publish(t
     for step in range(1, 200):
         repo = tmp_path / f"repo{step}"
         shutil.copytree(template, repo)
-        if not _killed_publish(new, repo, step):
+        if not _killed_publish(new, repo, step, exchange):
             break
         with pytest.raises(FileExistsError, match="pass --force"):
             publish(new, "smoke", repo_root=repo, partial=True)  # refused (not forced), after its recovery
@@ -269,6 +286,37 @@ def test_a_publish_killed_at_any_step_leaves_old_or_new_after_the_next_publish(t
         outcomes.add(state)
         shutil.rmtree(repo)
     assert step > 10 and outcomes == {("v1", "v1"), ("v2", "v2")}  # both sides of the commit point seen
+
+
+def test_a_reader_of_a_killed_publish_finds_each_folder_whole_before_any_recovery(tmp_path):
+    """SIGKILL at every step of a publish, then look as a reader would, before any publish recovers:
+    results/NAME and figures/NAME are there at every step, each the whole old or the whole new folder
+    (each switches in by one exchange). The two cannot switch in one system call: the one step that
+    shows new results beside old figures is the kill between the two back-to-back exchanges, and its
+    journal says the swap is to be finished."""
+    template, one = tmp_path / "template", ["figure1_hard_samples"]
+    publish(_output(tmp_path / "a", notebooks=one, tag="v1"), "smoke", repo_root=template, partial=True)
+    new = _output(tmp_path / "b", notebooks=one, tag="v2", runs=[("run-b", 0.7)])
+    seen, mixed = [], []
+    for step in range(1, 200):
+        repo = tmp_path / f"repo{step}"
+        shutil.copytree(template, repo)
+        if not _killed_publish(new, repo, step):
+            break
+        results, figures = repo / "results" / "smoke", repo / "figures" / "smoke"
+        assert results.is_dir() and figures.is_dir(), f"killed at step {step}: a publication folder is missing"
+        state = _published(repo)
+        assert "-" not in state, f"killed at step {step}: a folder is not whole: {state}"
+        runs = sorted(p.name for p in (results / "runs").iterdir())
+        assert runs == (["run-a"] if state[0] == "v1" else ["run-a", "run-b"]), f"step {step}: {runs}"
+        if state[0] != state[1]:
+            journal = json.loads((repo / "results" / ".smoke.publish.json").read_text())
+            assert journal["state"] == "swapping", f"step {step}"
+            mixed.append(step)
+        seen.append(state)
+        shutil.rmtree(repo)
+    assert ("v1", "v1") in seen and ("v2", "v2") in seen
+    assert len(mixed) == 1 and seen[mixed[0] - 1] == ("v2", "v1") and seen[mixed[0]] == ("v2", "v2"), seen
 
 
 def test_publish_touches_only_what_its_journal_names(tmp_path):
@@ -467,7 +515,7 @@ def test_reproduce_set_accepts_only_notebook_parameters_and_config_keys(tmp_path
 
     def fake_execute(notebook, output_dir, parameters, kernel=None):
         seen[notebook] = parameters
-        output_dir.mkdir(parents=True)
+        output_dir.mkdir(parents=True, exist_ok=True)  # reproduce hands it an empty staging folder
         (output_dir / "summary.json").write_text(json.dumps({"parameters": parameters, "tables": [],
                                                              "figures": []}))
 
@@ -536,3 +584,62 @@ def test_the_committed_results_name_no_absolute_path_and_their_summaries_are_str
         _strict(path.read_text())
     for run in (REPO / "results").glob("*/runs/*"):
         read_run_config(run)  # a rewritten config.json keeps the hash its run trained with
+
+
+def _fake_notebook(tag: str, fails: bool = False):
+    """An ``execute_notebook`` that writes a notebook's outputs tagged ``tag`` (or fails part-way)."""
+    def execute(notebook, output_dir, parameters, kernel=None):
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "table.md").write_text(f"{tag}\n")
+        if fails:
+            raise RuntimeError("the notebook failed")
+        (output_dir / "summary.json").write_text(json.dumps({"parameters": {"profile": "smoke", "tag": tag},
+                                                             "tables": [], "figures": []}))
+    return execute
+
+
+def _killed_reproduce(out_root: Path, runs: Path, step: int) -> bool:
+    """``reproduce --only figure2`` of outputs tagged v2, killed at its ``step``-th change
+    (:func:`_killed_at`)."""
+    import lt_paper.reproduce as R
+
+    def body():
+        R.execute_notebook = _fake_notebook("v2")  # in the child only
+        R.reproduce("smoke", out_root, only="figure2", runs_dir=str(runs))
+
+    return _killed_at(step, body)
+
+
+def test_a_reproduce_killed_at_any_step_keeps_the_old_outputs_or_the_new(tmp_path, monkeypatch, capsys):
+    """A reproduce killed between any two of its file-system changes leaves the notebook's earlier
+    outputs or its new ones, whole, never none; a next reproduce whose notebook fails says the earlier
+    outputs are kept only where they are."""
+    import lt_paper.reproduce as R
+
+    template = tmp_path / "template"
+    monkeypatch.setattr(R, "execute_notebook", _fake_notebook("v1"))
+    reproduce("smoke", template, only="figure2", runs_dir=str(tmp_path / "runs"))
+    monkeypatch.setattr(R, "execute_notebook", _fake_notebook("v3", fails=True))
+    states = set()
+    for step in range(1, 100):
+        out = tmp_path / f"out{step}"
+        shutil.copytree(template, out)
+        if not _killed_reproduce(out, tmp_path / "runs", step):
+            break
+        final = out / "smoke" / "figure2_adjusting_terms"
+        assert final.is_dir(), f"killed at step {step}: the notebook's outputs are gone"
+        state = (final / "table.md").read_text(), json.loads((final / "summary.json").read_text())["parameters"]["tag"]
+        assert state in (("v1\n", "v1"), ("v2\n", "v2")), f"killed at step {step}: {state}"
+        capsys.readouterr()
+        result = reproduce("smoke", out, only="figure2", runs_dir=str(tmp_path / "runs"))  # fails: keeps
+        assert list(result["failed"]) == ["figure2_adjusting_terms"]
+        assert f"earlier outputs kept in {final}" in capsys.readouterr().err
+        # the old outputs, or the new ones where the kill came after the commit point (its swap finished)
+        assert (final / "table.md").read_text() in {state[0], "v2\n"}, f"step {step}"
+        assert (final / "summary.json").is_file() and not list(out.glob("smoke/.*.json")), f"step {step}"
+        assert (out / "smoke" / ".failed-figure2_adjusting_terms" / "table.md").read_text() == "v3\n"
+        assert sorted(p.name for p in (out / "smoke").iterdir()) == [
+            ".failed-figure2_adjusting_terms", "figure2_adjusting_terms", "report.md"], f"step {step}: leftovers"
+        states.add(state[1])
+        shutil.rmtree(out)
+    assert step > 5 and states == {"v1", "v2"}

@@ -4,7 +4,8 @@ Decoding the CIFAR-10 JPEG tarball takes about 8 s on 2 cores; loading the cache
 fraction of a second. The cache key is the content fingerprint of the source (``content_hash.py``), so
 a source whose bytes changed is decoded again, whatever its path, size or mtime. Files are written
 atomically (``lt_paper.atomic``), so an interrupted write never leaves a half-written cache that a later
-run would trust.
+run would trust; the temporary a killed write left is removed by the next write of the same cache file,
+and nothing else in the folder is touched (it may be shared, ``$LT_PAPER_CACHE``).
 The directory is ``cache_dir`` when given, else ``$LT_PAPER_CACHE``, else ``~/.cache/lt_paper``.
 """
 
@@ -43,8 +44,8 @@ def cached_arrays(prefix: str, key: object, build: Callable[[], dict[str, np.nda
     """
     directory = resolve_cache_dir(cache_dir)
     path = directory / f"{prefix}-{_key_digest(key)}.npz"
-    if directory.is_dir():
-        remove_stale_temporaries(directory)
+    if directory.is_dir():  # only this cache file's: a shared cache folder holds other processes' files
+        remove_stale_temporaries(directory, of=[path.name])
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as npz:

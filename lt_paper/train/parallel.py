@@ -45,6 +45,7 @@ from multiprocessing import connection, get_context
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..atomic import atomic_write_bytes
 from .config import Config, config_hash
 from .engine import refuse_duplicate_runs, resolve_config
 
@@ -124,10 +125,8 @@ def _child(fn: Callable, payload: Any, barrier, threads: int, result_path: str, 
 
     torch.set_num_threads(threads)
     result = fn(payload) if barrier is None else fn(payload, barrier)
-    tmp = result_path + ".tmp"
-    with open(tmp, "wb") as f:
-        pickle.dump(result, f)
-    os.replace(tmp, result_path)
+    # whole or absent: a process killed while writing leaves no result that the parent would unpickle
+    atomic_write_bytes(result_path, lambda f: pickle.dump(result, f))
 
 
 def _tail(path: Path, chars: int = LOG_TAIL_CHARS) -> str:
