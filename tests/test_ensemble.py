@@ -352,13 +352,16 @@ def test_the_step_check_catches_each_way_of_making_the_ensemble_wrong(teachers, 
 # Per-epoch training loss over a whole run, relative to the solo run (8 epochs at lr 0.02; DRW from
 # epoch 7). Measured (2-core AMD EPYC, torch 2.14.1), as (member, solo perturbed by 1e-7) at 1 thread:
 # ALA 1.6e-2 / 1.8e-2, LDAM+A_ins 1.0e-2 / 9.9e-3, CE 4.5e-8 / 1.8e-4; at 2 threads: 1.4e-2 / 1.5e-2,
-# 1.0e-2 / 1.0e-2, 1.7e-3 / 9.0e-8. Rounding alone moves a run by 1e-7 to 3e-2 (chaotically), so a member
-# must stay within SAME_SIZE times the perturbed run's drift, or the 1e-3 that rounding reaches in most
-# runs, and within WHOLE_RUN_RTOL in every epoch; a dropped DRW moves the DRW epochs' loss by over 100 %.
+# 1.0e-2 / 1.0e-2, 1.7e-3 / 9.0e-8. Rounding alone moves a run by 1e-7 to 3e-2 (chaotically), and the 1e-7
+# perturbation does not always take: measured again later at 1 thread, LDAM+A_ins drifted 1.5e-2 as a
+# member while its perturbed solo run drifted 1.7e-7. So a member must stay within SAME_SIZE times the
+# perturbed run's drift or ROUNDING_DRIFT (a quarter of the largest drift rounding alone was seen to
+# cause, 1.8e-2), and within WHOLE_RUN_RTOL in every epoch; a dropped DRW moves the DRW epochs' loss by
+# over 100 %. The step tests above carry the exact per-step equality; this one bounds the chaos.
 WHOLE_RUN_SETTINGS = dict(epochs=8, lr=0.02, progress=False)
 WHOLE_RUN_RTOL = 0.05
 SAME_SIZE = 10
-ROUNDING_DRIFT = 1e-3
+ROUNDING_DRIFT = 5e-3
 
 
 def _per_epoch_train_loss(result: dict) -> np.ndarray:
