@@ -274,9 +274,15 @@ def test_published_runs_are_found_without_their_data_but_never_across_two_data_s
                         **dict(lookup, seed=1)) is None
     other = _cifar_tree(tmp_path / "other", shade=7)
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(other / "train" / "airplane" / "6.png")
-    # with data present, only runs on that data count
-    assert finished_run("smoke/resnet8/ce", tmp_path / "runs", data_root=str(other), **lookup) is None
-    train("smoke/resnet8/ce", runs_dir=tmp_path / "runs", data_root=str(other), **settings)
+    # with other data present, reading finished runs falls back to the same preset and seed trained on
+    # another copy (finished_rows says so in one line); training never does: train() trains anew
+    assert finished_run("smoke/resnet8/ce", tmp_path / "runs", data_root=str(other), **lookup)["run_dir"] \
+        == trained["run_dir"]
+    again = train("smoke/resnet8/ce", runs_dir=tmp_path / "runs", data_root=str(other), **settings)
+    assert again["run_dir"] != trained["run_dir"] and not again["reused"]
+    # the data's own run first, when it has one; without data, two runs on two data sources are ambiguous
+    assert finished_run("smoke/resnet8/ce", tmp_path / "runs", data_root=str(other), **lookup)["run_dir"] \
+        == again["run_dir"]
     with pytest.raises(ValueError, match="trained on different data"):
         finished_run("smoke/resnet8/ce", tmp_path / "runs", data_root=str(gone), **lookup)
 
