@@ -559,7 +559,7 @@ def test_sigkill_mid_epoch_then_rerun_matches_an_uninterrupted_ensemble(tmp_path
 
 
 def test_run_rows_trains_rows_as_one_ensemble_and_picks_the_mode(tmp_path):
-    from lt_paper.experiments import run_mode, run_rows
+    from lt_paper.workflows.experiments import run_mode, run_rows
 
     rows = {"CE": "ce", "ALA": "ala"}
     together = run_rows("smoke", "resnet8", rows, runs_dir=tmp_path, progress=False, mode="ensemble", epochs=1)

@@ -336,7 +336,7 @@ def test_records_check_rehearsed_on_cpu(tmp_path):
 @gpu_test(300)
 def test_papermill_runs_a_notebook_on_cuda(tmp_path):
     pytest.importorskip("papermill", reason="papermill is not installed (carry the wheels of scripts/gpu_wheels.sh)")
-    from lt_paper.reproduce import execute_notebook
+    from lt_paper.workflows.reproduce import execute_notebook
 
     params = dict(profile="smoke", prefix="smoke", dataset="digits_lt", arch="resnet8", epochs=2, seeds=[0],
                   device="cuda", data_root=None, runs_dir=str(tmp_path / "runs"))

@@ -64,7 +64,7 @@ def test_run_outputs_are_ignored_but_results_and_figures_are_not():
 def test_provenance_names_this_checkout_commit():
     import subprocess
 
-    from lt_paper.provenance import git_commit, provenance
+    from lt_paper.train.provenance import git_commit, provenance
 
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     if not head:
@@ -79,17 +79,17 @@ def test_a_notebook_reading_gpu_runs_without_cuda_records_the_cpu_it_ran_on(monk
     # (it names the runs to read), but nothing ran on a GPU and asking CUDA for a name would raise
     import torch
 
-    from lt_paper.provenance import device_name, provenance
+    from lt_paper.train.provenance import device_name, provenance
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert device_name("cuda").startswith("CPU (") and provenance("cuda")["device"].startswith("CPU (")
 
 
 def test_files_are_replaced_by_the_one_atomic_writer_only():
-    """Writing to a temporary name and renaming it over the final one is done in lt_paper/atomic.py and
+    """Writing to a temporary name and renaming it over the final one is done in lt_paper/files/atomic.py and
     nowhere else (its variants differed in fsync, permissions and clean-up of killed writers)."""
     replacing = re.compile(r"\bos\.(replace|rename)\(|[\"']\.tmp[\"']")
     offenders = [f"{path.relative_to(REPO)}:{number}" for path in sorted((REPO / "lt_paper").rglob("*.py"))
                  if path.name != "atomic.py"
                  for number, line in enumerate(path.read_text().splitlines(), 1) if replacing.search(line)]
-    assert offenders == [], f"temp-file-and-replace outside lt_paper/atomic.py: {offenders}"
+    assert offenders == [], f"temp-file-and-replace outside lt_paper/files/atomic.py: {offenders}"

@@ -46,12 +46,12 @@ import torch
 from torch import nn
 from tqdm.std import tqdm  # plain text bars: tqdm.auto warns in a notebook without ipywidgets
 
-from ..atomic import atomic_write_bytes, atomic_write_json
+from ..files.atomic import atomic_write_bytes, atomic_write_json
 from ..data import SHOT_GROUPS, load_dataset, make_loaders
 from ..losses import LOSS_HEADS, build_loss, class_balanced_weights
 from ..losses.validation import check_label_range
 from ..models import build_model
-from ..provenance import provenance
+from .provenance import provenance
 from . import distributed as D
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, apply_overrides, config_hash, shot_rule, to_dict

@@ -45,7 +45,7 @@ from multiprocessing import connection, get_context
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..atomic import atomic_write_bytes
+from ..files.atomic import atomic_write_bytes
 from .config import Config, config_hash
 from .engine import refuse_duplicate_runs, resolve_config
 
