@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from lt_paper.analysis import load_run
 from lt_paper.cli import main
@@ -643,3 +644,32 @@ def test_a_reproduce_killed_at_any_step_keeps_the_old_outputs_or_the_new(tmp_pat
         states.add(state[1])
         shutil.rmtree(out)
     assert step > 5 and states == {"v1", "v2"}
+
+
+def test_every_published_run_resolves_through_the_one_resolver_to_its_own_finished_folder():
+    """Run identity survives the resolver: each published run's preset plus what its config.json changed
+    (the machine's fields left to the resolver where the preset leaves them open) resolves, through
+    ``resolve_run_config``, to the run's own hash and folder name, and the notebooks' lookup
+    (``finished_run``) finds that folder finished."""
+    from lt_paper.train.config import config_hash, to_dict
+    from lt_paper.train.presets import get_preset
+    from lt_paper.train.resolve import resolve_run_config
+    from lt_paper.train.run_config import read_run_config, run_name
+    from lt_paper.workflows.experiments import finished_run
+
+    run_dirs = sorted(path.parent for path in (REPO / "results").glob("*/runs/*/config.json"))
+    assert len(run_dirs) >= 20, run_dirs
+    for run_dir in run_dirs:
+        saved = read_run_config(run_dir)
+        preset = to_dict(get_preset(saved.name))
+        overrides = {key: value for key, value in to_dict(saved).items() if key != "name" and value != preset[key]}
+        if preset["device"] == "auto" and saved.device == ("cuda" if torch.cuda.is_available() else "cpu"):
+            overrides.pop("device")  # "auto" resolves to this machine's device
+        for key in ("amp", "channels_last"):  # None: on for CUDA, off for the CPU
+            if preset[key] is None and getattr(saved, key) == (saved.device == "cuda"):
+                overrides.pop(key)
+        resolved = resolve_run_config(saved.name, overrides, data=False)
+        assert (run_name(resolved), config_hash(resolved)) == (run_dir.name, config_hash(saved)), run_dir
+        overrides.pop("data_fingerprint", None)  # the lookup matches the run on any copy of its data
+        found = finished_run(saved.name, run_dir.parent, **overrides)
+        assert found is not None and Path(found["run_dir"]).name == run_dir.name, run_dir

@@ -38,10 +38,11 @@ import torch
 from torch.utils import benchmark
 
 from ..models.complexity import count_flops
-from ..train.config import Config, apply_overrides
-from ..train.engine import build_for, resolve_runtime
+from ..train.config import Config
+from ..train.engine import build_for
 from ..train.presets import CPU_ARCH, get_preset
 from ..train.provenance import provenance
+from ..train.resolve import resolve_run_config
 from ..workflows.experiments import TEACHER_METHOD
 from ..workflows.rows import CORE_METHODS, NOTEBOOK_ROWS
 from .core import BenchSize, markdown_table, synthetic_long_tail, time_engine, time_ensemble, torch_threads
@@ -63,9 +64,9 @@ def matmul_gflops(n: int, repeats: int = 5) -> float:
 
 def profile_config(method: str, size: BenchSize, **overrides) -> Config:
     """The profile's preset of ``method`` on the CPU, at the benchmark's batch size."""
-    config = apply_overrides(get_preset(f"{PREFIX}/{CPU_ARCH}/{method}"),
-                             dict(batch_size=size.batch_size, progress=False, **overrides))
-    return resolve_runtime(config, torch.device("cpu"))
+    return resolve_run_config(f"{PREFIX}/{CPU_ARCH}/{method}",
+                              {"batch_size": size.batch_size, "progress": False, **overrides, "device": "cpu"},
+                              data=False)
 
 
 def evaluations(config: Config) -> int:

@@ -58,11 +58,11 @@ from torch.utils.data import DataLoader, Dataset
 from ..data import load_dataset
 from ..data.containers import ArrayDataset, LongTailData
 from ..models import build_model
-from ..train.config import Config, apply_overrides, fast_path_overrides
-from ..train.engine import resolve_runtime
+from ..train.config import Config, fast_path_overrides
 from ..train.parallel import run_side_by_side
 from ..train.presets import get_preset
 from ..train.provenance import provenance
+from ..train.resolve import resolve_run_config
 from .core import (PROJECTED_EPOCHS, BenchSize, EpochTimes, markdown_table, synthetic_long_tail, time_engine,
                    time_ensemble, time_epochs, torch_threads)
 
@@ -85,9 +85,8 @@ def bench_data(size: BenchSize, dataset: str, data_root: str | None) -> LongTail
 def bench_config(size: BenchSize, method: str, device: torch.device, **overrides) -> Config:
     """The CIFAR-100-LT preset of ``method`` at this size, with the device's defaults resolved."""
     base = get_preset(f"cifar100_lt/resnet32/{method}")
-    config = apply_overrides(base, dict(arch=size.arch, batch_size=size.batch_size, device=device.type,
-                                        progress=False, **overrides))
-    return resolve_runtime(config, device)
+    return resolve_run_config(base, dict(arch=size.arch, batch_size=size.batch_size, device=device.type,
+                                         progress=False, **overrides), data=False)
 
 
 # ------------------------------------------------------------------------ reference-style loop (re-creation)

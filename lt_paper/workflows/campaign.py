@@ -78,10 +78,10 @@ from .rows import NOTEBOOK_ROWS, ROW_SETS
 from ..train import train
 from ..train.config import Config, apply_overrides
 from ..train.distributed import device_type
-from ..train.engine import FINAL_MODEL, is_finished, resolve_config, resolve_runtime, run_dir_for
+from ..train.engine import FINAL_MODEL, is_finished, run_dir_for
 from ..train.ensemble import train_ensemble
 from ..train.grouping import ensemble_key, pack_indices
-from ..train.identity import with_data_fingerprint
+from ..train.resolve import resolve_run_config
 
 # Campaign priority of the notebooks' rows; distillation rows are moved to their own section, after these.
 SECTIONS = ("table 4", "table 1", "table 5", "figures", "distillation")
@@ -151,14 +151,8 @@ class PlannedRun:
         return f"{self.label} s{self.seed}"
 
 
-def resolved_config(preset: str | Config, overrides: dict) -> Config:
-    """The config ``train(preset, **overrides)`` trains, without training (the device need not exist)."""
-    config = with_data_fingerprint(resolve_config(preset, overrides))
-    return resolve_runtime(config, torch.device(device_type(config.device)))
-
-
 def expected_run_dir(config: Config, runs_dir: Path) -> Path:
-    """Where ``train`` puts ``config`` (as resolved by :func:`resolved_config`) under ``runs_dir``."""
+    """Where ``train`` puts ``config`` (as resolved by :func:`lt_paper.train.resolve.resolve_run_config`) under ``runs_dir``."""
     return run_dir_for(Path(runs_dir), config, force=False)
 
 
@@ -204,16 +198,16 @@ def planned_runs(profile: str, runs_dir: str | Path, seeds: Sequence[int] | None
                 name = preset_name(params["prefix"], params["arch"], method)
                 run_overrides = dict(overrides, seed=seed)
                 section = NOTEBOOK_SECTION[notebook]
-                if resolved_config(name, run_overrides).distill:
+                if resolve_run_config(name, run_overrides).distill:
                     section = "distillation"
-                    teacher = resolved_config(preset_name(params["prefix"], params["arch"], TEACHER_METHOD),
+                    teacher = resolve_run_config(preset_name(params["prefix"], params["arch"], TEACHER_METHOD),
                                               run_overrides)
                     teacher_priority = (later, seed, SECTIONS.index(section), order - 0.5)
                     wanted.append((teacher_priority, f"{notebook}:teacher", notebook, section, teacher))
                     run_overrides["teacher"] = str(expected_run_dir(teacher, runs_dir))
                 priority = (later, seed, SECTIONS.index(section), order)
                 wanted.append((priority, f"{notebook}:{row}", notebook, section,
-                               resolved_config(name, run_overrides)))
+                               resolve_run_config(name, run_overrides)))
     wanted.sort(key=lambda item: item[0])
     by_dir: dict[Path, dict] = {}
     for priority, label, notebook, section, config in wanted:

@@ -17,8 +17,9 @@ from ..train import train as train_run  # `train` is run_rows' flag
 from ..train import train_ensemble
 from ..train.distributed import device_type
 from ..train.config import apply_overrides
-from ..train.engine import find_finished_run, load_result, resolve_config, resolve_runtime
+from ..train.engine import find_finished_run, load_result
 from ..train.presets import get_preset
+from ..train.resolve import resolve_run_config
 
 # Decision 6: the paper distils from a 6-expert MoE trained with the ALA loss.
 TEACHER_METHOD = "ala_moe6"
@@ -73,7 +74,7 @@ def run_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs_dir=
     job_overrides = {job: dict(overrides, seed=job[2], progress=progress,
                                **({"teacher": teachers[job[2]]} if job in distilled else {}))
                      for job in jobs}
-    configs = [resolve_config(names[job], job_overrides[job]) for job in jobs]
+    configs = [resolve_run_config(names[job], job_overrides[job], data=False) for job in jobs]
     how = run_mode(mode, parallel, configs[0].device if configs else "cpu")
     if how == "side_by_side":
         from ..train.parallel import train_side_by_side
@@ -110,8 +111,7 @@ def finished_run(name: str, runs_dir, **overrides) -> dict | None:
     device is present, and the data need not be here either (``engine.find_finished_run``), so that
     GPU runs can be read on a laptop.
     """
-    config = resolve_config(name, overrides)
-    config = resolve_runtime(config, torch.device(device_type(config.device)))
+    config = resolve_run_config(name, overrides, data=False)  # find_finished_run adds the data's fingerprint
     # the run on the data here, else the same preset and seed trained on another copy of the dataset (the
     # JPEG tarball's runs read with torchvision's files): finished_rows says so
     run_dir = find_finished_run(Path(runs_dir), config) or find_finished_run(Path(runs_dir), config, any_data=True)
@@ -166,7 +166,7 @@ def other_data_note(preset: str, results: dict[str, list[dict]], overrides: dict
 
     trained = {r["data_source"]["fingerprint"]: r["data_source"].get("kind", "?") for rs in results.values()
                for r in rs if isinstance(r.get("data_source"), dict) and "fingerprint" in r["data_source"]}
-    config = resolve_config(preset, overrides)
+    config = resolve_run_config(preset, overrides, data=False)
     try:
         here = data_source_of(config)
     except (FileNotFoundError, ValueError):
