@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 
-# The reproduction profiles (lt_paper.reproduce.PROFILES; named here so that --help needs no torch import).
+# The reproduction profiles (lt_paper.workflows.reproduce.PROFILES; named here so that --help needs no torch import).
 PROFILE_NAMES = ("smoke", "cifar", "cifar-cpu", "paper")
 
 
@@ -78,7 +78,7 @@ def _data(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from .reproduce import reproduce
+    from .workflows.reproduce import reproduce
     from .train.config import parse_assignment
 
     overrides = dict(parse_assignment(s) for s in args.set)
@@ -93,7 +93,7 @@ def _reproduce(args) -> int:
 
 def _campaign(args) -> int:
     started = time.monotonic()  # the budget counts the imports below (torch) too
-    from .campaign import campaign, write_summary
+    from .workflows.campaign import campaign, write_summary
     from .train.config import parse_assignment
 
     parameters = dict(parse_assignment(s) for s in args.set)
@@ -107,7 +107,7 @@ def _campaign(args) -> int:
 
 
 def _publish(args) -> int:
-    from .publish import publish
+    from .workflows.publish import publish
 
     print(json.dumps(publish(args.profile_dir, args.name, force=args.force, partial=args.partial), indent=2))
     return 0
@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "and merge it into the published folder, keeping the notebooks it lacks")
     p.set_defaults(func=_publish)
 
-    # bench parses its own options (lt_paper.bench imports torch at import time: keep it out of the
+    # bench parses its own options (lt_paper.bench.command imports torch at import time: keep it out of the
     # other commands' start-up); `python -m lt_paper bench --help` lists them
     sub.add_parser("bench", add_help=False, help="speed benchmark (python -m lt_paper bench --help)")
 
@@ -213,9 +213,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command == "bench":
-        from . import bench
+        from .bench.command import main as bench_main
 
-        sys.exit(bench.main(extra))
+        sys.exit(bench_main(extra))
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:

@@ -121,7 +121,7 @@ main() {
 
   # 3. speed benchmark (the short size where this checkout's bench has it, else the full one)
   local size=$BENCH_SIZE bench_s=$BENCH_S
-  if ! "$PY" -c "import sys; from lt_paper.bench import SIZES; sys.exit('$size' not in SIZES)" 2>/dev/null; then
+  if ! "$PY" -c "import sys; from lt_paper.bench.core import SIZES; sys.exit('$size' not in SIZES)" 2>/dev/null; then
     # a checkout without the short size has no ensembles either: the campaign would train little anyway
     echo "gpu_window: bench has no --size $size here; running --size full (about 3 minutes)"
     size=full bench_s=${WINDOW_BENCH_FULL_S:-240}

@@ -227,7 +227,7 @@ EXPLORER_CHOICES = {"cifar-cpu": [("lt-class", "ship (83 train images)"), ("lt-r
 def profile_parameters(profile: str, notebook: str) -> dict:
     """The notebook parameters ``reproduce --profile`` gives ``notebook`` (they name the runs to read),
     the profile's name among them, as reproduce sets it (the reading notes speak of it first)."""
-    from lt_paper.reproduce import jobs_for
+    from lt_paper.workflows.reproduce import jobs_for
 
     return next(dict(params, profile=profile) for nb, _, params in jobs_for(profile) if nb == notebook)
 

@@ -378,7 +378,7 @@ def test_gallery_says_what_p_is_which_images_it_shows_and_is_legible_at_jupyterl
     labels of at least 9 pt (12.5 px there) that do not run into their neighbours."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from lt_paper.outputs import SHOWN_PX_PER_INCH
+    from lt_paper.workflows.outputs import SHOWN_PX_PER_INCH
 
     counts = [200, 150, 50]  # many, many, medium: no few-shot class
     labels = np.repeat(np.arange(3), 4)  # 12 test images

@@ -186,7 +186,7 @@ def test_a_run_whose_config_was_edited_is_refused_naming_the_run(tmp_path, capsy
     """config.json edited after the run finished: the run cache, evaluate and a teacher lookup refuse it
     (metrics.json records the hash of the config it trained with); a config.json that is not a config
     object is one line naming the file."""
-    from lt_paper.experiments import finished_run
+    from lt_paper.workflows.experiments import finished_run
 
     run = train("smoke/resnet8/ce", runs_dir=tmp_path, **QUICK)
     run_dir = Path(run["run_dir"])
@@ -258,7 +258,7 @@ def test_run_identity_includes_the_data_so_other_data_trains_anew(tmp_path):
 
 
 def test_published_runs_are_found_without_their_data_but_never_across_two_data_sources(tmp_path):
-    from lt_paper.experiments import finished_run
+    from lt_paper.workflows.experiments import finished_run
 
     tree = _cifar_tree(tmp_path / "tree")
     settings = dict(dataset="cifar10_lt", allow_incomplete_data=True, imbalance=2.0, many_threshold=5,

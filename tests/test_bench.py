@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from lt_paper import bench
+from lt_paper.bench import command, main_section
+from lt_paper.bench.core import SIZES
 from lt_paper.data.containers import ArrayDataset
 from lt_paper.losses import CrossEntropyLoss
 from lt_paper.losses.validation import check_label_range
@@ -23,7 +24,7 @@ from lt_paper.train.parallel import SideBySideError, train_side_by_side
 
 ROW_LABELS = ("reference-style loop", "our default path", "our fast path", "one run alone", "sequential",
               "side by side", "ensemble of 7", "ensemble of 21",
-              "fp32", "bf16 + channels_last") + bench.TABLE4_METHODS
+              "fp32", "bf16 + channels_last") + main_section.TABLE4_METHODS
 
 
 @pytest.fixture(autouse=True)
@@ -47,13 +48,13 @@ def _numbers(report: str, label: str) -> list[float]:
 
 def test_tiny_bench_reports_every_row_with_provenance(tmp_path):
     out = tmp_path / "results" / "bench-cpu.md"
-    assert bench.main(["--size", "tiny", "--device", "cpu", "--out", str(out)]) == 0
+    assert command.main(["--size", "tiny", "--device", "cpu", "--out", str(out)]) == 0
     report = out.read_text()
     for label in ROW_LABELS:
         values = _numbers(report, label)
         assert values and all(math.isfinite(v) and v > 0 for v in values), (label, values)
     # each path's row: warm-up, train s, test s, images/s, projected 200 epochs
-    tiny = bench.SIZES["tiny"]
+    tiny = SIZES["tiny"]
     for label, images in (("reference-style loop", 199), ("our default path", 199),  # the partial batch too
                           ("our fast path", 199)):
         _, train_s, test_s, images_per_s, projected = _numbers(report, label)
@@ -129,7 +130,7 @@ def test_labels_are_checked_once_per_dataset_not_per_step():
 
 def test_side_by_side_rows_start_from_a_script_read_on_stdin(tmp_path):
     """Fork-server children must not try to re-run a main script that has no file (``python -``)."""
-    script = (f"from lt_paper.experiments import run_rows\n"
+    script = (f"from lt_paper.workflows.experiments import run_rows\n"
               f"r = run_rows('smoke', 'resnet8', {{'ce': 'ce', 'ala': 'ala'}}, runs_dir={str(tmp_path)!r}, "
               f"epochs=1, parallel=2)\n"
               f"print(sorted(r), all(not x[0]['reused'] for x in r.values()))\n")
@@ -157,10 +158,10 @@ def test_bench_refuses_what_its_section_cannot_use_at_once(argv, message, monkey
     def measured(*args, **kwargs):
         raise AssertionError("a section started")
 
-    monkeypatch.setattr(bench, "run_bench", measured)
-    monkeypatch.setattr("lt_paper.bench_cpu.run_cpu_bench", measured)
+    monkeypatch.setattr(main_section, "run_bench", measured)
+    monkeypatch.setattr("lt_paper.bench.cpu_section.run_cpu_bench", measured)
     with pytest.raises(SystemExit) as done:
-        bench.main(["--size", "tiny", *argv])
+        command.main(["--size", "tiny", *argv])
     err = capsys.readouterr().err
     assert done.value.code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
     assert message in err, err
@@ -168,7 +169,7 @@ def test_bench_refuses_what_its_section_cannot_use_at_once(argv, message, monkey
 
 def test_tiny_cpu_section_puts_each_path_beside_the_ceiling_and_projects_the_profile(tmp_path):
     out = tmp_path / "bench-cpu.md"
-    assert bench.main(["--size", "tiny", "--section", "cpu", "--out", str(out)]) == 0
+    assert command.main(["--size", "tiny", "--section", "cpu", "--out", str(out)]) == 0
     report = out.read_text()
     ceiling = re.search(r"the share below is of their mean, (\d+\.\d)", report)
     assert ceiling and float(ceiling.group(1)) > 0

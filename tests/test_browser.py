@@ -22,7 +22,7 @@ def test_jupyterlab_runs_a_notebook_on_published_runs_and_shows_its_figure(tmp_p
     why = screenshots.missing_browser()
     if why:
         pytest.skip(why)
-    from lt_paper.experiments import run_rows
+    from lt_paper.workflows.experiments import run_rows
 
     runs_dir = tmp_path / "runs"  # MoE-3 finished, MoE-4 missing: one figure, one missing row
     run_rows("smoke", "resnet8", {"MoE-3": "ala_moe3"}, runs_dir=runs_dir, epochs=2, device="cpu",

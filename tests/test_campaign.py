@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from lt_paper import campaign as C
+from lt_paper.workflows import campaign as C
 from lt_paper.cli import main
-from lt_paper.experiments import TEACHER_METHOD, run_rows
-from lt_paper.rows import NOTEBOOK_ROWS, TABLE4_ROWS
+from lt_paper.workflows.experiments import TEACHER_METHOD, run_rows
+from lt_paper.workflows.rows import NOTEBOOK_ROWS, TABLE4_ROWS
 from lt_paper.train.config import apply_overrides, config_hash
 from lt_paper.train.grouping import ensemble_key
 from lt_paper.train.presets import get_preset
@@ -180,7 +180,7 @@ def test_smoke_campaign_trains_exactly_the_runs_the_notebooks_then_reuse(tmp_pat
     again = C.campaign("smoke", 600, runs_dir, parameters=SMOKE_FAST, log=lambda _: None)
     assert again["trained"] == 0 and all(r["finished_before"] for r in again["runs"])
     # the notebook itself, with reproduce's parameters, trains nothing new (teacher and student included)
-    from lt_paper.reproduce import PROFILES, execute_notebook
+    from lt_paper.workflows.reproduce import PROFILES, execute_notebook
 
     before = sorted(p.name for p in runs_dir.iterdir())
     (_, params), = PROFILES["smoke"]["table1_3_main_results"]
@@ -214,7 +214,7 @@ def test_cli_plan_trains_nothing_and_a_budget_or_seeds_that_cannot_work_are_refu
 
 
 def test_reproduce_no_train_hands_train_false_to_every_notebook(tmp_path, monkeypatch):
-    from lt_paper import reproduce as R
+    from lt_paper.workflows import reproduce as R
 
     seen = []
 

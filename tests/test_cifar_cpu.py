@@ -19,13 +19,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from lt_paper import campaign as C  # noqa: E402
+from lt_paper.workflows import campaign as C  # noqa: E402
 from lt_paper.analysis import as_reference, cifar_frame, format_results, load_run, plot_sample_gallery  # noqa: E402
 from lt_paper.cli import PROFILE_NAMES  # noqa: E402
-from lt_paper.experiments import load_test_images  # noqa: E402
-from lt_paper.outputs import NotebookOutputs  # noqa: E402
-from lt_paper.reproduce import PROFILES  # noqa: E402
-from lt_paper.rows import CLAIM_METHODS, CORE_METHODS  # noqa: E402
+from lt_paper.workflows.experiments import load_test_images  # noqa: E402
+from lt_paper.workflows.outputs import NotebookOutputs  # noqa: E402
+from lt_paper.workflows.reproduce import PROFILES  # noqa: E402
+from lt_paper.workflows.rows import CLAIM_METHODS, CORE_METHODS  # noqa: E402
 from lt_paper.train.presets import CPU_EPOCHS, get_preset, reduced_recipe_label  # noqa: E402
 
 from test_campaign import CIFAR10, cifar_root  # noqa: E402, F401 (a fixture: a tree of empty files, for plans)
@@ -210,7 +210,7 @@ def test_as_reference_renames_paper_columns_drops_differences_and_leaves_other_t
 
 
 def test_the_profiles_table1_notebook_labels_its_tables_without_runs_or_data(tmp_path):
-    from lt_paper.reproduce import execute_notebook
+    from lt_paper.workflows.reproduce import execute_notebook
 
     (_, params), = PROFILES["cifar-cpu"]["table1_3_main_results"]
     out = tmp_path / "table1"
@@ -230,7 +230,7 @@ PUBLISHED = Path(__file__).resolve().parent.parent / "results" / "cifar10_lt_if1
 @pytest.mark.parametrize("notebook", ["figure4_router_weights", "table4_ala_ablation"])
 def test_the_published_core_set_opens_without_training_and_gives_the_published_numbers(tmp_path, notebook):
     """What a reader of the README does: the notebook on the published runs with train=False (no data)."""
-    from lt_paper.reproduce import execute_notebook
+    from lt_paper.workflows.reproduce import execute_notebook
 
     (_, params), = PROFILES["cifar-cpu"][notebook]
     published = json.loads((PUBLISHED / notebook / "summary.json").read_text())
@@ -331,7 +331,7 @@ def test_runs_are_read_and_shown_with_another_verified_source_of_the_same_images
                                                                                  monkeypatch, capsys):
     """Runs trained on the tarball, explored with the same images as a folder (another fingerprint): found by
     preset and seed, one line saying the source differs, the gallery's images from the folder."""
-    from lt_paper.experiments import finished_rows, run_rows
+    from lt_paper.workflows.experiments import finished_rows, run_rows
 
     monkeypatch.setenv("LT_PAPER_CACHE", str(tmp_path / "cache"))
     settings = dict(epochs=1, device="cpu", imbalance=2.0, allow_incomplete_data=True)
@@ -352,7 +352,7 @@ def test_runs_are_read_and_shown_with_another_verified_source_of_the_same_images
 def test_torchvision_test_order_is_matched_to_the_jpeg_trees_by_class_and_rank():
     from types import SimpleNamespace
 
-    from lt_paper.experiments import cifar_test_positions
+    from lt_paper.workflows.experiments import cifar_test_positions
 
     batch_order = np.array([3, 1, 3, 0, 1, 0])  # torchvision: the test batch's order
     tree = SimpleNamespace(label=np.sort(batch_order), num_samples=6, run_dir=Path("run"),

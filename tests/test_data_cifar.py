@@ -189,7 +189,7 @@ def test_decode_temporaries_of_dead_processes_are_removed_and_nothing_else(tmp_p
 
 
 def test_cache_files_are_readable_by_others(tmp_path, monkeypatch):
-    """The decoded-image cache is written by the one atomic writer (lt_paper.atomic): 0666 less the
+    """The decoded-image cache is written by the one atomic writer (lt_paper.files.atomic): 0666 less the
     umask, not mkstemp's 0600."""
     import os
 

@@ -48,14 +48,14 @@ def test_presets_cover_the_paper_tables_and_smoke():
 
 
 def test_ride_presets_are_vanilla_ride_and_the_moes_supervise_their_aggregate():
-    from lt_paper.train.engine import resolve_config
+    from lt_paper.train.resolve import resolve_run_config
 
     for prefix, arch in (("smoke", "resnet8"), ("cifar10_lt", "resnet32"), ("imagenet_lt", "resnext50")):
         for k in (3, 4):
-            assert resolve_config(f"{prefix}/{arch}/ride{k}", {}).aggregate_loss is False
-            assert resolve_config(f"{prefix}/{arch}/ride{k}_router", {}).aggregate_loss is True
-            assert resolve_config(f"{prefix}/{arch}/ala_moe{k}", {}).aggregate_loss is True
-            assert resolve_config(f"{prefix}/{arch}/ala_moe{k}_mean", {}).aggregate_loss is True
+            assert resolve_run_config(f"{prefix}/{arch}/ride{k}", data=False).aggregate_loss is False
+            assert resolve_run_config(f"{prefix}/{arch}/ride{k}_router", data=False).aggregate_loss is True
+            assert resolve_run_config(f"{prefix}/{arch}/ala_moe{k}", data=False).aggregate_loss is True
+            assert resolve_run_config(f"{prefix}/{arch}/ala_moe{k}_mean", data=False).aggregate_loss is True
     # the field keeps the hashes of configs at its default: only vanilla RIDE changes name
     base = get_preset("smoke/resnet8/ala_moe3")
     assert config_hash(base) == config_hash(apply_overrides(base, {"aggregate_loss": True}))

@@ -39,7 +39,8 @@ from lt_paper.data import load_dataset
 from lt_paper.train import EnsembleError, ensemble_groups, train, train_ensemble
 from lt_paper.train import ensemble as ensemble_module
 from lt_paper.train.checkpoint import load_checkpoint
-from lt_paper.train.engine import apply_epoch_settings, build_run, epoch_settings, resolve_config, resolve_runtime, train_step
+from lt_paper.train.engine import apply_epoch_settings, build_run, epoch_settings, train_step
+from lt_paper.train.resolve import resolve_run_config
 from lt_paper.train.ensemble import build_ensemble
 from lt_paper.train.perturb import perturbed_initial_weights
 from lt_paper.train.schedule import Schedule
@@ -60,8 +61,7 @@ def one_thread():
 
 def _configs(members, **overrides):
     """Resolved smoke configs (CPU defaults filled in, as ``train`` resolves them)."""
-    cpu = torch.device("cpu")
-    return [resolve_runtime(resolve_config(f"smoke/resnet8/{method}", dict(overrides, seed=seed)), cpu)
+    return [resolve_run_config(f"smoke/resnet8/{method}", dict(overrides, seed=seed, device="cpu"), data=False)
             for method, seed in members]
 
 
@@ -559,7 +559,7 @@ def test_sigkill_mid_epoch_then_rerun_matches_an_uninterrupted_ensemble(tmp_path
 
 
 def test_run_rows_trains_rows_as_one_ensemble_and_picks_the_mode(tmp_path):
-    from lt_paper.experiments import run_mode, run_rows
+    from lt_paper.workflows.experiments import run_mode, run_rows
 
     rows = {"CE": "ce", "ALA": "ala"}
     together = run_rows("smoke", "resnet8", rows, runs_dir=tmp_path, progress=False, mode="ensemble", epochs=1)

@@ -67,10 +67,11 @@ def _steps(device: str, **fields) -> tuple[list[float], torch.Tensor]:
     fused_optimizer, compile); the default is fp32 eager.
     """
     from lt_paper.data import load_dataset, make_loaders
-    from lt_paper.train.engine import build_run, configure_backends, resolve_config, resolve_runtime, train_one_epoch
+    from lt_paper.train.engine import build_run, configure_backends, train_one_epoch
+    from lt_paper.train.resolve import resolve_run_config
 
     base = dict(device=device, amp=False, channels_last=False, progress=False)
-    config = resolve_runtime(resolve_config("smoke/resnet8/ala", dict(base, **fields)), torch.device(device))
+    config = resolve_run_config("smoke/resnet8/ala", dict(base, **fields), data=False)
     dev = torch.device(device)
     configure_backends(config, dev)
     data = load_dataset(config.dataset, imbalance=config.imbalance)
@@ -127,9 +128,9 @@ def test_ensemble_trains_like_its_members_alone(tmp_path):
     except ImportError:
         pytest.skip("lt_paper.train.train_ensemble is not in this checkout")
     from lt_paper.train import train
-    from lt_paper.train.engine import resolve_config
+    from lt_paper.train.resolve import resolve_run_config
 
-    configs = [resolve_config(f"smoke/resnet8/{m}", dict(device="cuda", epochs=3, progress=False))
+    configs = [resolve_run_config(f"smoke/resnet8/{m}", dict(device="cuda", epochs=3, progress=False), data=False)
                for m in ("ce", "ala", "ala_moe3")]
     together = train_ensemble(configs, runs_dir=tmp_path / "ensemble")
     alone = [train(c, runs_dir=tmp_path / "alone") for c in configs]
@@ -336,7 +337,7 @@ def test_records_check_rehearsed_on_cpu(tmp_path):
 @gpu_test(300)
 def test_papermill_runs_a_notebook_on_cuda(tmp_path):
     pytest.importorskip("papermill", reason="papermill is not installed (carry the wheels of scripts/gpu_wheels.sh)")
-    from lt_paper.reproduce import execute_notebook
+    from lt_paper.workflows.reproduce import execute_notebook
 
     params = dict(profile="smoke", prefix="smoke", dataset="digits_lt", arch="resnet8", epochs=2, seeds=[0],
                   device="cuda", data_root=None, runs_dir=str(tmp_path / "runs"))

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from lt_paper.analysis import TABLE1, TABLE4, TABLE5
-from lt_paper.reproduce import NOTEBOOK_DIR, NOTEBOOKS, reproduce
+from lt_paper.workflows.reproduce import NOTEBOOK_DIR, NOTEBOOKS, reproduce
 
 REPO = Path(__file__).resolve().parent.parent
 # 5 epochs: the router switches on at round(0.8 * 5) = 4 (smoke router_at), so the last epoch trains it
@@ -265,7 +265,7 @@ def test_a_failing_notebook_is_named_and_earlier_outputs_are_kept(tmp_path, caps
 def test_published_runs_are_read_without_training_and_missing_rows_show_as_missing(smoke, tmp_path):
     """train=False: the finished runs of a runs directory are found (also after the directory moved:
     a distilled run names its teacher by run name), missing rows stay empty, nothing trains."""
-    from lt_paper.experiments import finished_rows, run_rows
+    from lt_paper.workflows.experiments import finished_rows, run_rows
 
     out, _ = smoke
     moved = tmp_path / "published" / "runs"
@@ -319,7 +319,7 @@ def test_papermill_exits_non_zero_for_a_runs_dir_that_does_not_exist(tmp_path):
 
 
 def test_notebook_parameters_fail_in_one_line_naming_what_is_valid(monkeypatch, tmp_path):
-    from lt_paper.outputs import NotebookOutputs, ParameterError
+    from lt_paper.workflows.outputs import NotebookOutputs, ParameterError
 
     good = dict(prefix="smoke", dataset="digits_lt", arch="resnet8", epochs=2, seeds=[0], device="cpu",
                 data_root=None, runs_dir="runs", train=True, parallel=1, run_overrides={}, output_dir=None)
@@ -360,8 +360,8 @@ def test_notebook_parameters_fail_in_one_line_naming_what_is_valid(monkeypatch, 
 def test_reproduce_refuses_a_path_or_seed_of_the_wrong_type_before_any_notebook_runs(tmp_path, monkeypatch):
     """papermill passes lists and numbers as readily as strings: once a TypeError traceback in every notebook
     (a path), or a seed True that passed the duplicate check and failed in the config."""
-    import lt_paper.reproduce as R
-    from lt_paper.outputs import ParameterError
+    import lt_paper.workflows.reproduce as R
+    from lt_paper.workflows.outputs import ParameterError
 
     ran = []
     monkeypatch.setattr(R, "execute_notebook", lambda notebook, *args, **kwargs: ran.append(notebook))
@@ -381,8 +381,8 @@ PUBLISHED_SMOKE_RUNS = REPO / "results" / "smoke" / "runs"
 def published_records():
     """The published smoke runs of Figures 1 and 4, read as their notebooks read them (train=False)."""
     from lt_paper.analysis import load_run
-    from lt_paper.experiments import finished_rows
-    from lt_paper.rows import FIGURE1_ROWS, FIGURE4_ROWS
+    from lt_paper.workflows.experiments import finished_rows
+    from lt_paper.workflows.rows import FIGURE1_ROWS, FIGURE4_ROWS
 
     found = finished_rows("smoke", "resnet8", {**FIGURE1_ROWS, **FIGURE4_ROWS}, runs_dir=PUBLISHED_SMOKE_RUNS,
                           progress=False, epochs=30, device="cpu", data_root=None)
@@ -487,7 +487,7 @@ def test_a_misspelled_papermill_parameter_stops_the_notebook_naming_the_closest(
     defaults; the setup cell sees the injected cell and refuses it."""
     import papermill as pm
 
-    from lt_paper.outputs import ParameterError, check_injected_parameters
+    from lt_paper.workflows.outputs import ParameterError, check_injected_parameters
 
     known = ("runs_dir", "train", "epochs")
     check_injected_parameters({"In": ["", "train = True", "# Parameters\ntrain = False\n"]}, known)
@@ -504,7 +504,7 @@ def test_a_misspelled_papermill_parameter_stops_the_notebook_naming_the_closest(
 def test_a_notebook_folder_holds_only_what_its_last_run_produced(tmp_path, capsys):
     import matplotlib.figure
 
-    from lt_paper.outputs import NotebookOutputs
+    from lt_paper.workflows.outputs import NotebookOutputs
 
     first = NotebookOutputs(tmp_path, "nb", {})
     first.figure("curves", matplotlib.figure.Figure(figsize=(2, 2)), "curves")
@@ -518,7 +518,7 @@ def test_a_notebook_folder_holds_only_what_its_last_run_produced(tmp_path, capsy
 
 
 def test_a_runs_dir_that_does_not_exist_is_named_so(tmp_path, capsys):
-    from lt_paper.experiments import finished_rows
+    from lt_paper.workflows.experiments import finished_rows
 
     found = finished_rows("smoke", "resnet8", {"ce": "ce"}, runs_dir=tmp_path / "no_such_dir", device="cpu")
     assert found == {"ce": []}
@@ -570,7 +570,7 @@ def test_jupyter_serves_every_notebook(tmp_path):
 
 
 def test_publish_copies_a_complete_output_into_results_and_figures(smoke, tmp_path):
-    from lt_paper.publish import publish
+    from lt_paper.workflows.publish import publish
 
     out, _ = smoke
     done = publish(out, "smoke", repo_root=tmp_path)
@@ -605,7 +605,7 @@ def test_a_run_trained_in_jupyterlab_is_reused_by_reproduce_and_published_alone(
     without --runs-dir reuses those runs; publish copies the runs the notebook read, no other run there."""
     import papermill as pm
 
-    from lt_paper.publish import publish
+    from lt_paper.workflows.publish import publish
 
     monkeypatch.setenv("LT_PAPER_ROOT", str(tmp_path))
     pm.execute_notebook(str(NOTEBOOK_DIR / "figure1_hard_samples.ipynb"), str(tmp_path / "lab.ipynb"),
@@ -702,7 +702,7 @@ def _execute_on_published_cifar(notebook: str, tmp_path: Path, **extra) -> dict:
     runs (train=False, seeds 0 and 1); returns its summary.json."""
     import papermill as pm
 
-    from lt_paper.reproduce import jobs_for
+    from lt_paper.workflows.reproduce import jobs_for
 
     params = next(dict(p) for nb, _, p in jobs_for("cifar-cpu") if nb == notebook)
     params.update(profile="cifar-cpu", runs_dir=str(PUBLISHED_CIFAR_RUNS), train=False, seeds=[0, 1],
@@ -786,7 +786,7 @@ def test_the_explorer_records_its_default_choice_as_the_records_give_it(smoke):
 
 
 def test_a_profile_fills_what_is_left_none_and_says_what_a_value_given_beside_it_changes(capsys):
-    from lt_paper.outputs import apply_profile
+    from lt_paper.workflows.outputs import apply_profile
 
     keys = dict(prefix=None, dataset=None, arch=None, epochs=None, seeds=None, device=None, data_root=None,
                 runs_dir=None, train=False)

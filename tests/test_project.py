@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import re
 import tomllib
 from pathlib import Path
@@ -64,7 +66,7 @@ def test_run_outputs_are_ignored_but_results_and_figures_are_not():
 def test_provenance_names_this_checkout_commit():
     import subprocess
 
-    from lt_paper.provenance import git_commit, provenance
+    from lt_paper.train.provenance import git_commit, provenance
 
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     if not head:
@@ -79,17 +81,65 @@ def test_a_notebook_reading_gpu_runs_without_cuda_records_the_cpu_it_ran_on(monk
     # (it names the runs to read), but nothing ran on a GPU and asking CUDA for a name would raise
     import torch
 
-    from lt_paper.provenance import device_name, provenance
+    from lt_paper.train.provenance import device_name, provenance
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert device_name("cuda").startswith("CPU (") and provenance("cuda")["device"].startswith("CPU (")
 
 
 def test_files_are_replaced_by_the_one_atomic_writer_only():
-    """Writing to a temporary name and renaming it over the final one is done in lt_paper/atomic.py and
+    """Writing to a temporary name and renaming it over the final one is done in lt_paper/files/atomic.py and
     nowhere else (its variants differed in fsync, permissions and clean-up of killed writers)."""
     replacing = re.compile(r"\bos\.(replace|rename)\(|[\"']\.tmp[\"']")
     offenders = [f"{path.relative_to(REPO)}:{number}" for path in sorted((REPO / "lt_paper").rglob("*.py"))
                  if path.name != "atomic.py"
                  for number, line in enumerate(path.read_text().splitlines(), 1) if replacing.search(line)]
-    assert offenders == [], f"temp-file-and-replace outside lt_paper/atomic.py: {offenders}"
+    assert offenders == [], f"temp-file-and-replace outside lt_paper/files/atomic.py: {offenders}"
+
+
+def _import_graph():
+    """scripts/import_graph.py, loaded from its file (scripts/ is no package)."""
+    spec = importlib.util.spec_from_file_location("import_graph", REPO / "scripts" / "import_graph.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_no_two_modules_of_lt_paper_import_each_other():
+    """Read from the source (module-level and function-level imports alike): a pair of modules that
+    import each other is one concern split in two, or two concerns tangled."""
+    graph = _import_graph().module_imports()
+    assert "lt_paper.workflows.campaign" in graph and "lt_paper.train.engine" in graph["lt_paper.workflows.campaign"]
+    pairs = sorted({tuple(sorted((a, b))) for a, targets in graph.items() for b in targets if a in graph.get(b, ())})
+    assert pairs == [], f"modules importing each other: {pairs}"
+
+
+def test_the_science_packages_never_import_the_workflows_the_benchmark_or_the_command_line():
+    """data, models, losses, train and analysis sit below workflows/, bench/ and cli; files/ below all."""
+    g = _import_graph()
+    graph = g.module_imports()
+    upward = sorted(f"{module} -> {target}" for module, targets in graph.items() for target in targets
+                    if g.package_of(module) in g.SCIENCE and g.package_of(target) in ("workflows", "bench", "cli", "__main__"))
+    assert upward == [], f"science modules importing a layer above them: {upward}"
+    into_files = sorted(f"{module} -> {target}" for module, targets in graph.items() for target in targets
+                        if g.package_of(module) == "files" and g.package_of(target) != "files")
+    assert into_files == [], f"files/ imports only the standard library and itself: {into_files}"
+    packages = g.package_imports(graph)
+    both_ways = sorted({tuple(sorted((a, b))) for a, targets in packages.items() for b in targets if a in packages.get(b, ())})
+    assert both_ways == [], f"packages importing each other: {both_ways}"
+
+
+def test_the_top_level_of_lt_paper_holds_only_packages_and_the_command_line():
+    loose = sorted(p.name for p in (REPO / "lt_paper").glob("*.py") if p.name not in ("__init__.py", "__main__.py", "cli.py"))
+    assert loose == [], f"modules at lt_paper/'s top level (put each in the package of its layer): {loose}"
+    for package in sorted(p for p in (REPO / "lt_paper").iterdir() if p.is_dir() and p.name != "__pycache__"):
+        init = package / "__init__.py"
+        doc = ast.get_docstring(ast.parse(init.read_text())) if init.is_file() else None
+        assert doc and "import" in doc.lower(), f"{init}: a docstring that says what it holds and may import"
+
+
+def test_the_layer_picture_in_design_md_is_the_one_the_code_gives():
+    """docs/design.md's picture of who imports whom is written by scripts/import_graph.py --write."""
+    g = _import_graph()
+    text = (REPO / "docs" / "design.md").read_text()
+    assert g.with_picture(text, g.picture()) == text, "docs/design.md: stale import picture; run python scripts/import_graph.py --write"

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from lt_paper.analysis import load_run
 from lt_paper.cli import main
-from lt_paper.publish import compact_records, publish
-from lt_paper.reproduce import NOTEBOOKS, output_lock, reproduce, split_overrides
+from lt_paper.workflows.publish import compact_records, publish
+from lt_paper.workflows.reproduce import NOTEBOOKS, output_lock, reproduce, split_overrides
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -189,7 +190,7 @@ def test_a_run_with_the_same_hash_and_other_metrics_is_refused(tmp_path):
 
 
 def test_a_failure_while_publishing_keeps_the_old_content_and_no_staging_folder(tmp_path, monkeypatch):
-    import lt_paper.publish as P
+    import lt_paper.workflows.publish as P
 
     repo = tmp_path / "repo"
     publish(_output(tmp_path / "a"), "smoke", repo_root=repo)
@@ -223,7 +224,7 @@ def _killed_at(step: int, body) -> bool:
     import os
     import shutil as sh
 
-    import lt_paper.folder_swap as F
+    import lt_paper.files.folder_swap as F
 
     pid = os.fork()
     if pid == 0:  # the child: count the changes the body makes, die at the chosen one
@@ -251,8 +252,8 @@ def _killed_at(step: int, body) -> bool:
 def _killed_publish(out: Path, repo: Path, step: int, exchange: bool = True) -> bool:
     """Publish ``out`` (forced), killed at its ``step``-th change (:func:`_killed_at`). Without
     ``exchange`` the swap takes its fallback (two renames where the system cannot exchange folders)."""
-    import lt_paper.folder_swap as F
-    import lt_paper.publish as P
+    import lt_paper.files.folder_swap as F
+    import lt_paper.workflows.publish as P
 
     def body():
         if not exchange:  # in the child only
@@ -497,7 +498,7 @@ def test_gitignore_keeps_published_runs_and_ignores_run_caches():
 
 
 def test_reproduce_set_accepts_only_notebook_parameters_and_config_keys(tmp_path, monkeypatch, capsys):
-    import lt_paper.reproduce as R
+    import lt_paper.workflows.reproduce as R
 
     with pytest.raises(ValueError,
                        match=r"unknown key\(s\) \['epoch'\]; valid: the notebook parameters .*epochs"):
@@ -543,7 +544,7 @@ def test_published_files_name_no_folder_of_the_machine_that_made_them(tmp_path):
     """Reports, summaries and run configs name the runs folder, the data root and a teacher by where they
     are on the build machine; published, they name the published runs folder or a relative path, and the
     summaries are strict JSON. The configs still verify (the run hash covers neither path)."""
-    from lt_paper.portable import absolute_paths
+    from lt_paper.workflows.portable import absolute_paths
     from lt_paper.train.run_config import read_run_config
 
     out = _output(tmp_path / "out", runs=[("run-a", 0.5), ("run-teacher", 0.6)])
@@ -573,7 +574,7 @@ def test_published_files_name_no_folder_of_the_machine_that_made_them(tmp_path):
 
 
 def test_the_committed_results_name_no_absolute_path_and_their_summaries_are_strict_json():
-    from lt_paper.portable import absolute_paths
+    from lt_paper.workflows.portable import absolute_paths
     from lt_paper.train.run_config import read_run_config
 
     found = {str(path.relative_to(REPO)): absolute_paths(path.read_text())[:3]
@@ -601,7 +602,7 @@ def _fake_notebook(tag: str, fails: bool = False):
 def _killed_reproduce(out_root: Path, runs: Path, step: int) -> bool:
     """``reproduce --only figure2`` of outputs tagged v2, killed at its ``step``-th change
     (:func:`_killed_at`)."""
-    import lt_paper.reproduce as R
+    import lt_paper.workflows.reproduce as R
 
     def body():
         R.execute_notebook = _fake_notebook("v2")  # in the child only
@@ -614,7 +615,7 @@ def test_a_reproduce_killed_at_any_step_keeps_the_old_outputs_or_the_new(tmp_pat
     """A reproduce killed between any two of its file-system changes leaves the notebook's earlier
     outputs or its new ones, whole, never none; a next reproduce whose notebook fails says the earlier
     outputs are kept only where they are."""
-    import lt_paper.reproduce as R
+    import lt_paper.workflows.reproduce as R
 
     template = tmp_path / "template"
     monkeypatch.setattr(R, "execute_notebook", _fake_notebook("v1"))
@@ -643,3 +644,32 @@ def test_a_reproduce_killed_at_any_step_keeps_the_old_outputs_or_the_new(tmp_pat
         states.add(state[1])
         shutil.rmtree(out)
     assert step > 5 and states == {"v1", "v2"}
+
+
+def test_every_published_run_resolves_through_the_one_resolver_to_its_own_finished_folder():
+    """Run identity survives the resolver: each published run's preset plus what its config.json changed
+    (the machine's fields left to the resolver where the preset leaves them open) resolves, through
+    ``resolve_run_config``, to the run's own hash and folder name, and the notebooks' lookup
+    (``finished_run``) finds that folder finished."""
+    from lt_paper.train.config import config_hash, to_dict
+    from lt_paper.train.presets import get_preset
+    from lt_paper.train.resolve import resolve_run_config
+    from lt_paper.train.run_config import read_run_config, run_name
+    from lt_paper.workflows.experiments import finished_run
+
+    run_dirs = sorted(path.parent for path in (REPO / "results").glob("*/runs/*/config.json"))
+    assert len(run_dirs) >= 20, run_dirs
+    for run_dir in run_dirs:
+        saved = read_run_config(run_dir)
+        preset = to_dict(get_preset(saved.name))
+        overrides = {key: value for key, value in to_dict(saved).items() if key != "name" and value != preset[key]}
+        if preset["device"] == "auto" and saved.device == ("cuda" if torch.cuda.is_available() else "cpu"):
+            overrides.pop("device")  # "auto" resolves to this machine's device
+        for key in ("amp", "channels_last"):  # None: on for CUDA, off for the CPU
+            if preset[key] is None and getattr(saved, key) == (saved.device == "cuda"):
+                overrides.pop(key)
+        resolved = resolve_run_config(saved.name, overrides, data=False)
+        assert (run_name(resolved), config_hash(resolved)) == (run_dir.name, config_hash(saved)), run_dir
+        overrides.pop("data_fingerprint", None)  # the lookup matches the run on any copy of its data
+        found = finished_run(saved.name, run_dir.parent, **overrides)
+        assert found is not None and Path(found["run_dir"]).name == run_dir.name, run_dir

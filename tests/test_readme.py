@@ -146,7 +146,7 @@ def _parts(command: Command) -> list[list[str]]:
 
 def _check_lt_paper(args: list[str], command: Command) -> None:
     from lt_paper.cli import build_parser
-    from lt_paper.reproduce import NOTEBOOKS, split_overrides
+    from lt_paper.workflows.reproduce import NOTEBOOKS, split_overrides
     from lt_paper.train import get_preset
     from lt_paper.train.config import apply_overrides, parse_assignment
 
@@ -164,7 +164,7 @@ def _check_lt_paper(args: list[str], command: Command) -> None:
 def _check_papermill(args: list[str], command: Command) -> None:
     import yaml
 
-    from lt_paper.reproduce import notebook_parameters
+    from lt_paper.workflows.reproduce import notebook_parameters
 
     positional, names, words = [], [], iter(args)
     for word in words:
@@ -274,7 +274,7 @@ def test_readme_text_quotes_the_published_smoke_numbers():
     quoted = re.findall(r"\b0\.\d{3} / 0\.\d{3} / 0\.\d{3}\b", readme)
     assert set(quoted) == set(means.values()), (quoted, means)  # each quoted, nothing else
 
-    from lt_paper.reproduce import NOTEBOOKS
+    from lt_paper.workflows.reproduce import NOTEBOOKS
 
     # the notebooks of the last smoke publication (one added since is quoted once it is published)
     published = [nb for nb in NOTEBOOKS if (SMOKE / nb / "summary.json").is_file()]

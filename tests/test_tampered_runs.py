@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from lt_paper.cli import main
-from lt_paper.experiments import finished_run, finished_rows
-from lt_paper.publish import publish
+from lt_paper.workflows.experiments import finished_run, finished_rows
+from lt_paper.workflows.publish import publish
 from lt_paper.train import train
 from lt_paper.train.run_results import verified_result
 from test_publish import _name, _output  # noqa: E402 (tests/ is on the path, as for the other test modules)

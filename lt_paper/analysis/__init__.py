@@ -14,6 +14,8 @@ Modules, one concern each:
 - ``report``: one Markdown report from tables, figures and provenance.
 
 Analysis reads files only: no model, checkpoint or GPU is needed to rebuild a table or a figure.
+
+May import ``data`` and ``train`` (to read runs back); never ``workflows``, ``bench`` or ``cli``.
 """
 
 from .diagram import SHAPE_KEYS, draw_moe_diagram

@@ -4,7 +4,7 @@
 on one class: the class's sorted probabilities of the true class under both, its hardest test images
 under A, the images A and B disagree on most (both ways), how many are hard under A, under B and under
 both, and for one image of an MoE run each expert's probability of the true class beside the router's
-weight for it. These functions compute those from ``RunRecord`` arrays; ``lt_paper.explore`` draws them
+weight for it. These functions compute those from ``RunRecord`` arrays; ``lt_paper.workflows.explore`` draws them
 with ipywidgets. "Hard" is the paper's p(true) < 0.2 (section 1, Figure 1), where p(true) is a run's
 probability of the image's true class (``RunRecord.p_gt``).
 """

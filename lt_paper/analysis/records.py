@@ -91,7 +91,7 @@ def load_run(run_dir: str | Path) -> RunRecord:
                          f"got {type(history).__name__}")
 
     arrays = read_records(run_dir / "records.npz")  # the arrays, their kinds and shapes checked
-    # published runs store probabilities, cosines and weights as float16 (lt_paper.publish): read as float32
+    # published runs store probabilities, cosines and weights as float16 (lt_paper.workflows.publish): read as float32
     as_float32 = lambda key: None if key not in arrays else arrays[key].astype(np.float32)  # noqa: E731
     return RunRecord(run_dir=run_dir, config=config, metrics=metrics, history=history,
                      label=arrays["label"].astype(np.int64), pred=arrays["pred"].astype(np.int64),

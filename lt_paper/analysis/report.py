@@ -1,6 +1,6 @@
 """Provenance as Markdown: the block every report carries (commit, device, library versions, time).
 
-The report itself is written by ``lt_paper.reproduce.write_report`` from the notebooks' outputs.
+The report itself is written by ``lt_paper.workflows.reproduce.write_report`` from the notebooks' outputs.
 """
 
 from __future__ import annotations

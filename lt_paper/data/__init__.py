@@ -15,6 +15,9 @@ Modules, one concern each:
 - ``registry``: ``load_dataset(name, ...)``.
 - ``sharding``, ``augment``, ``loaders``: ``make_loaders`` (epoch = pure function of (seed, epoch),
   global batch sliced over ranks, on-device augmentation for array data).
+
+Imports: ``files`` (atomic writes of the cache) and the standard library, torch, numpy, PIL; no other
+package of ``lt_paper`` (the layers are drawn in docs/design.md).
 """
 
 from .containers import ArrayDataset, Augment, LongTailData

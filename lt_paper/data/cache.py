@@ -3,7 +3,7 @@
 Decoding the CIFAR-10 JPEG tarball takes about 8 s on 2 cores; loading the cached uint8 arrays takes a
 fraction of a second. The cache key is the content fingerprint of the source (``content_hash.py``), so
 a source whose bytes changed is decoded again, whatever its path, size or mtime. Files are written
-atomically (``lt_paper.atomic``), so an interrupted write never leaves a half-written cache that a later
+atomically (``lt_paper.files.atomic``), so an interrupted write never leaves a half-written cache that a later
 run would trust; the temporary a killed write left is removed by the next write of the same cache file,
 and nothing else in the folder is touched (it may be shared, ``$LT_PAPER_CACHE``).
 The directory is ``cache_dir`` when given, else ``$LT_PAPER_CACHE``, else ``~/.cache/lt_paper``.
@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..atomic import atomic_write_bytes, remove_stale_temporaries
+from ..files.atomic import atomic_write_bytes, remove_stale_temporaries
 
 
 def resolve_cache_dir(cache_dir: str | Path | None = None) -> Path:

@@ -13,6 +13,8 @@ curves of Figure 2).
 Mixture of experts (paper eq. 8): call the same loss on every expert's logits and on the aggregate,
 ``L = sum_k loss(l^k, y) + loss(l, y)``; the instance term of each call then reads that output's own
 target cosine.
+
+Imports no other package of ``lt_paper`` (torch only).
 """
 
 from .ala import CLASS_TERMS, ALALoss

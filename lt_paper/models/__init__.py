@@ -10,6 +10,8 @@ by the engine at ``router_at`` (5, 9); ``model.spec`` records the architecture f
 Modules: ``output`` (ModelOutput), ``heads``, ``stages`` (StagePlan: a ResNet as stem + stages),
 ``resnet_cifar``, ``resnet_imagenet`` (the two families' plans), ``plain`` (single network), ``routers``,
 ``moe``, ``build`` (registry, spec), ``complexity`` (parameters, FLOPs).
+
+Imports no other package of ``lt_paper`` (torch only).
 """
 
 from .build import ARCHITECTURES, ModelSpec, build_model, check_signature, model_signature

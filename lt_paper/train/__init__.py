@@ -1,4 +1,10 @@
-"""Training engine: typed config and presets, the loop, checkpoints, evaluation records, ensembles."""
+"""Training engine: typed config and presets, the loop, checkpoints, evaluation records, ensembles.
+
+May import ``data``, ``models``, ``losses`` and ``files``; never ``analysis``, ``workflows``, ``bench`` or
+``cli``. ``resolve.resolve_run_config`` is the one place a run's config is resolved; ``provenance`` (the
+commit, versions and device a run records) lives here because every run writes it and everything above
+reads it.
+"""
 
 from .config import Config, config_hash
 from .engine import evaluate_run, train

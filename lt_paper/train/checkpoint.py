@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..atomic import atomic_write_bytes
+from ..files.atomic import atomic_write_bytes
 from ..models import check_signature, model_signature
 
 CHECKPOINT_FORMAT = 1

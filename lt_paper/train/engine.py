@@ -46,12 +46,11 @@ import torch
 from torch import nn
 from tqdm.std import tqdm  # plain text bars: tqdm.auto warns in a notebook without ipywidgets
 
-from ..atomic import atomic_write_bytes, atomic_write_json
 from ..data import SHOT_GROUPS, load_dataset, make_loaders
+from ..files.atomic import atomic_write_bytes, atomic_write_json
 from ..losses import LOSS_HEADS, build_loss, class_balanced_weights
 from ..losses.validation import check_label_range
 from ..models import build_model
-from ..provenance import provenance
 from . import distributed as D
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, apply_overrides, config_hash, shot_rule, to_dict
@@ -59,7 +58,8 @@ from .evaluate import evaluate_model
 from .guards import check_teacher, check_weights_belong, stop_if_not_finite
 from .identity import check_same_data, recorded_data_source, with_data_fingerprint
 from .objective import Objective
-from .presets import get_preset
+from .provenance import provenance
+from .resolve import resolve_run_config
 from .run_config import read_run_config, run_name
 from .run_results import verified_result
 from .schedule import Schedule
@@ -67,18 +67,6 @@ from .schedule import Schedule
 CHECKPOINT = "checkpoint.pt"
 FINAL_MODEL = "model.pt"
 METRICS = "metrics.json"
-
-
-def resolve_config(config: str | Config, overrides: dict) -> Config:
-    """A preset name or a Config, with keyword overrides (unknown keys raise, listing valid ones).
-
-    This needs no data; the trainers then add the fingerprint of the data (``identity.py``), which is
-    part of the run hash, with :func:`with_data_fingerprint` before naming the run directory.
-    """
-    base = get_preset(config) if isinstance(config, str) else config
-    if not isinstance(base, Config):
-        raise TypeError(f"config must be a preset name or a Config, not {type(config).__name__}")
-    return apply_overrides(base, overrides)
 
 
 def run_dir_for(runs_dir: Path, config: Config, force: bool) -> Path:
@@ -173,16 +161,6 @@ def load_teacher(teacher_dir: str, num_classes: int, device: torch.device, stude
     if model.spec.num_experts > 1:
         model.set_router_active(True)
     return model.to(device).eval().requires_grad_(False)
-
-
-def resolve_runtime(config: Config, device: torch.device) -> Config:
-    """Fill the device-dependent defaults so the saved config says what actually ran."""
-    on_cuda = device.type == "cuda"
-    return apply_overrides(config, {
-        "device": device.type,
-        "amp": on_cuda if config.amp is None else config.amp,
-        "channels_last": on_cuda if config.channels_last is None else config.channels_last,
-    })
 
 
 def configure_backends(config: Config, device: torch.device) -> None:
@@ -376,10 +354,9 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
           force: bool = False, **overrides) -> dict:
     """Train and evaluate one run; return its metrics (``all``, ``many``, ``medium``, ``few``, ...)
     plus ``run_dir``. See the module docstring for caching, resuming and ``torchrun``."""
-    config = with_data_fingerprint(resolve_config(config, overrides))
-    info = D.setup(D.device_type(config.device))
-    device = D.resolve_device(config.device, info)
-    config = resolve_runtime(config, device)
+    config = resolve_run_config(config, overrides)
+    info = D.setup(config.device)
+    device = D.resolve_device(config.device, info)  # the device type the config names must be here
     check_teacher_named(config)
     if config.compile and info.distributed:
         raise ValueError("config key 'compile' is supported in one process only; under torchrun leave it "

@@ -60,12 +60,11 @@ from .checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, save_checkpoint
 from .config import Config, config_hash, to_dict
 from .engine import (CHECKPOINT, RunParts, apply_epoch_settings, batch_bars, build_optimizer, build_run, check_teacher_named,
                      compile_network, configure_backends, epoch_settings, finish_run, history_entry, is_eval_epoch,
-                     is_finished, load_result, refuse_duplicate_runs, resolve_config,
-                     resolve_runtime, run_dir_for, seconds_left, shot_rule, start_run_dir, update_best)
+                     is_finished, load_result, refuse_duplicate_runs, run_dir_for, seconds_left, shot_rule, start_run_dir, update_best)
 from .evaluate import predict_members, records_and_metrics
 from .guards import nonfinite_message
 from .grouping import describe_split, group_indices
-from .identity import with_data_fingerprint
+from .resolve import resolve_run_config
 from .stacking import EnsembleNetwork
 
 # Config fields in which the members of one ensemble may differ: they change only a member's loss,
@@ -138,9 +137,10 @@ def train_ensemble(configs: Sequence[str | Config], runs_dir: str | os.PathLike 
         raise ValueError("train_ensemble runs in one process; under torchrun use train()")
     resolved = []
     for c in configs:
-        config = with_data_fingerprint(resolve_config(c, overrides))
+        config = resolve_run_config(c, overrides)
         check_teacher_named(config)
-        resolved.append(resolve_runtime(config, D.resolve_device(config.device, info)))
+        D.resolve_device(config.device, info)  # the device type the config names must be here
+        resolved.append(config)
     refuse_duplicate_runs(resolved)
 
     runs_dir = Path(runs_dir)

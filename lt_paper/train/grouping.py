@@ -26,7 +26,7 @@ MEMBER_FIELDS = ("name", "seed", "loss", "drw", "drw_at", "drw_beta", "diversity
 def ensemble_key(config: Config) -> tuple:
     """What members of one ensemble must share: every config field but ``MEMBER_FIELDS``.
 
-    Compare resolved configs (``engine.resolve_runtime``): ``amp=None`` and ``amp=True`` are the same
+    Compare resolved configs (``resolve.resolve_run_config``): ``amp=None`` and ``amp=True`` are the same
     on CUDA but different keys.
     """
     return tuple((k, repr(v)) for k, v in sorted(to_dict(config).items()) if k not in MEMBER_FIELDS)

@@ -3,7 +3,7 @@
 ``with_data_fingerprint`` fills the config field ``data_fingerprint`` from the data source before the
 run hash is taken; every path from a config to a run directory calls it (``train``, which side-by-side
 runs use too, ``train_ensemble``, and ``campaign``'s plan). Resolving a config alone
-(``engine.resolve_config``) needs no data. ``check_same_data`` guards evaluating
+(``resolve.resolve_run_config`` with ``data=False``) needs no data. ``check_same_data`` guards evaluating
 or distilling from a run against data that changed since it trained.
 """
 

@@ -45,9 +45,10 @@ from multiprocessing import connection, get_context
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..atomic import atomic_write_bytes
+from ..files.atomic import atomic_write_bytes
 from .config import Config, config_hash
-from .engine import refuse_duplicate_runs, resolve_config
+from .engine import refuse_duplicate_runs
+from .resolve import resolve_run_config
 
 LOG_TAIL_CHARS = 4000
 BARRIER_TIMEOUT_S = 900.0  # how long a started process waits for the others to reach the start line
@@ -240,7 +241,8 @@ def train_side_by_side(configs: Sequence[str | Config], runs_dir: str | os.PathL
     Two configs that resolve to the same run would write the same directory at once: ValueError.
     """
     overrides.setdefault("progress", False)
-    resolved = [resolve_config(c, overrides) for c in configs]
+    # the data is fingerprinted by each process's train (as before), not once more here
+    resolved = [resolve_run_config(c, overrides, data=False) for c in configs]
     refuse_duplicate_runs(resolved)
     jobs = [dict(config=c, runs_dir=str(runs_dir), force=force) for c in resolved]
     labels = [f"{c.name} (seed {c.seed}, config {config_hash(c)})" for c in resolved]

@@ -2,13 +2,13 @@
 
 Each notebook of ``notebooks/`` runs through papermill with the profile's parameters. It writes into
 a staging folder; only when it succeeds does the staging folder replace the notebook's previous
-outputs (the journalled swap of :mod:`lt_paper.folder_swap`, so that a reproduce killed at any point
+outputs (the journalled swap of :mod:`lt_paper.files.folder_swap`, so that a reproduce killed at any point
 leaves the old outputs or the new ones), so a failing notebook is named, its error shown, and the
 earlier good outputs are kept; its executed copy stays in ``.failed-<folder>`` until it next succeeds.
 Finally one Markdown report gathers every table and figure with their provenance.
 
 Runs: the repository's ``runs/``, the cache the notebooks use by default in JupyterLab and papermill
-(``runs_dir = "runs"``, resolved by :mod:`lt_paper.outputs`), so a run trained in one is reused by the
+(``runs_dir = "runs"``, resolved by :mod:`lt_paper.workflows.outputs`), so a run trained in one is reused by the
 others; ``--runs-dir`` names another. Each notebook's ``summary.json`` lists the runs it read, which
 is what ``publish`` copies.
 
@@ -35,13 +35,13 @@ import time
 import traceback
 from pathlib import Path
 
-from .analysis import provenance_markdown
-from .atomic import atomic_write_bytes, remove_stale_temporaries
-from .folder_swap import FolderSwap
-from .locks import hold_lock
+from ..analysis import provenance_markdown
+from ..files.atomic import atomic_write_bytes, remove_stale_temporaries
+from ..files.folder_swap import FolderSwap
+from ..files.locks import hold_lock
 from .outputs import DEFAULT_RUNS_DIR, check_paths, check_seeds, load_summary, resolve_path
 from .profiles import CIFAR_CPU_DATA, NOTEBOOKS, PROFILES, jobs_for  # noqa: F401 (the names reproduce offers)
-from .provenance import REPO_ROOT, provenance
+from ..train.provenance import REPO_ROOT, provenance
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -71,7 +71,7 @@ def split_overrides(overrides: dict, notebooks) -> tuple[dict, dict]:
     goes into the notebooks' ``run_overrides`` and is type-checked here. Anything else is an error, raised
     before a notebook runs, listing what is valid.
     """
-    from .train.config import FIELD_NAMES, Config, apply_overrides
+    from ..train.config import FIELD_NAMES, Config, apply_overrides
 
     parameters = {p for nb in notebooks for p in notebook_parameters(nb)} - set(RESERVED_PARAMETERS)
     unknown = sorted(set(overrides) - parameters - set(FIELD_NAMES))
@@ -92,7 +92,7 @@ def output_lock_file(folder: Path) -> Path:
 
 
 def output_lock(folder: Path):
-    """Hold ``<folder>/.lock`` (it holds the pid from its first instant: :mod:`lt_paper.locks`) while a
+    """Hold ``<folder>/.lock`` (it holds the pid from its first instant: :mod:`lt_paper.files.locks`) while a
     reproduce writes there.
 
     A second reproduce into the same folder fails at once, naming the pid that holds it; the lock of a

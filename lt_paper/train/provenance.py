@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # lt_paper/train/provenance.py -> the repository
 
 
 @functools.lru_cache(maxsize=1)

@@ -3,7 +3,7 @@
 One table for everything that names a profile: ``python -m lt_paper reproduce --profile NAME`` runs
 every notebook with ``PROFILES[NAME]``; a notebook's own ``profile`` parameter fills the parameters left
 ``None`` in its parameters cell from the same table (:func:`profile_parameters`,
-:meth:`lt_paper.outputs.NotebookOutputs.from_parameters`), and with ``train = False`` reads the
+:meth:`lt_paper.workflows.outputs.NotebookOutputs.from_parameters`), and with ``train = False`` reads the
 profile's published runs (``PUBLISHED_RUNS``); ``campaign`` and ``publish`` read the table too.
 
 Profiles:
@@ -19,7 +19,7 @@ Profiles:
 
 from __future__ import annotations
 
-from .train.presets import CPU_ARCH, CPU_EPOCHS
+from ..train.presets import CPU_ARCH, CPU_EPOCHS
 
 NOTEBOOKS = (
     "table1_3_main_results",

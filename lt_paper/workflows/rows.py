@@ -1,6 +1,6 @@
 """The rows of every table and figure, in one place: ``{row label: preset method}``.
 
-The notebooks pass these to :func:`lt_paper.experiments.run_rows`, and ``python -m lt_paper campaign``
+The notebooks pass these to :func:`lt_paper.workflows.experiments.run_rows`, and ``python -m lt_paper campaign``
 reads them to list every run a profile needs, so that what a GPU window trains is exactly what the
 notebooks later look for. Methods are those of :mod:`lt_paper.train.presets`; labels are the keys the
 analysis functions (``table4_frame``, ``table5_frame``, ``cifar_frame``...) expect.

@@ -13,7 +13,7 @@ Nothing lost, nothing wrong served:
 
 - ``NAME`` is one plain path component; only ``results/NAME`` and ``figures/NAME`` are ever replaced.
 - The new content is assembled in full in staging folders beside them (the published content, merged
-  with the new output) and swapped in (:class:`lt_paper.folder_swap.FolderSwap`): each folder by one
+  with the new output) and swapped in (:class:`lt_paper.files.folder_swap.FolderSwap`): each folder by one
   exchange of directory entries, so ``results/NAME`` and ``figures/NAME`` are never missing and each is
   always the whole old or the whole new folder, even while a publish runs or after one was killed.
   The two switch back to back, one system call apart: a publish killed exactly between them leaves new
@@ -44,15 +44,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write_bytes
-from .folder_swap import FolderSwap
-from .locks import hold_lock, lock_holder
+from ..files.atomic import atomic_write_bytes
+from ..files.folder_swap import FolderSwap
+from ..files.locks import hold_lock, lock_holder
 from .outputs import load_summary
 from .portable import portable_text, strict_json
-from .provenance import REPO_ROOT
+from ..train.provenance import REPO_ROOT
 from .reproduce import PROFILES, jobs_for, output_lock_file
-from .train.run_results import verified_result
-from .train.run_files import read_metrics, read_npz
+from ..train.run_results import verified_result
+from ..train.run_files import read_metrics, read_npz
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 RUN_JSON_FILES = ("config.json", "metrics.json", "history.json")
@@ -262,7 +262,7 @@ def publish(profile_dir: str | Path, name: str, repo_root: str | Path = REPO_ROO
 
 def make_portable(folder: Path, places: dict[str, str], repo_root: Path) -> None:
     """Rewrite the published text files under ``folder`` (reports, tables, summaries, run configs) so that
-    they name no folder of this machine (:func:`lt_paper.portable.portable_text`: the runs folders in
+    they name no folder of this machine (:func:`lt_paper.workflows.portable.portable_text`: the runs folders in
     ``places`` become the published runs folder) and every ``summary.json`` is strict JSON."""
     for path in sorted(folder.rglob("*")):
         in_a_run = path.parent.parent.name == "runs"  # a run's metrics and history are compared, not rewritten

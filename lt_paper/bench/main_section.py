@@ -46,106 +46,30 @@ after about 23 s of compilation, at CIFAR-100-LT size)::
 
 from __future__ import annotations
 
-import argparse
-import math
 import sys
 import time
-import warnings
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils import benchmark
 from torch.utils.data import DataLoader, Dataset
 
-from .analysis.tables import to_markdown
-from .data import load_dataset, lt_counts, make_loaders
-from .data.containers import ArrayDataset, Augment, LongTailData
-from .models import build_model
-from .provenance import provenance
-from .train.config import Config, apply_overrides, fast_path_overrides
-from .train.distributed import device_type
-from .train.engine import build_run, configure_backends, resolve_runtime, train_one_epoch
-from .train.ensemble import build_ensemble
-from .train.evaluate import predict
-from .train.parallel import BARRIER_TIMEOUT_S, run_side_by_side
-from .train.presets import get_preset
+from ..data import load_dataset
+from ..data.containers import ArrayDataset, LongTailData
+from ..models import build_model
+from ..train.config import Config, fast_path_overrides
+from ..train.parallel import run_side_by_side
+from ..train.presets import get_preset
+from ..train.provenance import provenance
+from ..train.resolve import resolve_run_config
+from .core import (PROJECTED_EPOCHS, BenchSize, EpochTimes, markdown_table, synthetic_long_tail, time_engine,
+                   time_ensemble, time_epochs, torch_threads)
 
-PROJECTED_EPOCHS = 200
 # Table 4 of the paper, rows 1-7 (presets of lt_paper.train.presets).
 TABLE4_METHODS = ("ce", "ldam_drw", "ains", "acls", "focal_acls", "ldam_ains", "ala")
 ENSEMBLE_SEEDS = (0, 1, 2)  # the 21-run ensemble: Table 4's rows x three seeds
-CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 REFERENCE_TEST_BATCH = 100  # LDAM-DRW's validation loader
-
-
-@dataclass(frozen=True)
-class BenchSize:
-    """What ``--size`` sets."""
-
-    name: str
-    arch: str
-    num_classes: int
-    n_max: int  # training images of the largest class (CIFAR-100: 500)
-    imbalance: float
-    test_per_class: int
-    batch_size: int
-    warmup_epochs: int
-    timed_epochs: int  # per path in section 1
-    table4_timed_epochs: int  # per run in section 2
-    reference_workers: int
-    resnext_batch: int
-    resnext_px: int
-    resnext_warmup: int
-    resnext_steps: int
-    threads: int | None = None  # CPU threads while measuring (None: torch's default)
-    px: int = 32  # side of the synthetic images (CIFAR: 32)
-    # the CPU section (``--section cpu``, lt_paper.bench_cpu): steps per timed epoch, test images, and
-    # the side of the matrices whose product measures the fp32 ceiling
-    cpu_steps: int = 12
-    cpu_test: int = 1000
-    matmul_n: int = 2048
-
-
-SIZES = {
-    "full": BenchSize("full", "resnet32", 100, 500, 100.0, 100, 128, warmup_epochs=1, timed_epochs=3,
-                      table4_timed_epochs=2, reference_workers=4, resnext_batch=256, resnext_px=224,
-                      resnext_warmup=3, resnext_steps=10),
-    "short": BenchSize("short", "resnet32", 10, 5000, 100.0, 1000, 128, warmup_epochs=1, timed_epochs=1,
-                       table4_timed_epochs=1, reference_workers=4, resnext_batch=64, resnext_px=224,
-                       resnext_warmup=2, resnext_steps=5),
-    "tiny": BenchSize("tiny", "resnet8", 10, 50, 10.0, 10, 32, warmup_epochs=1, timed_epochs=1,
-                      table4_timed_epochs=1, reference_workers=1, resnext_batch=2, resnext_px=64,
-                      resnext_warmup=1, resnext_steps=2, threads=1, px=16, cpu_steps=2, cpu_test=20,
-                      matmul_n=256),
-}
-
-
-# ----------------------------------------------------------------------------------------------- data
-def synthetic_long_tail(num_classes: int, n_max: int, imbalance: float, test_per_class: int, px: int = 32,
-                        seed: int = 0) -> LongTailData:
-    """Random uint8 images with CIFAR-LT's shape: ``lt_counts(n_max, C, imbalance)`` train images per
-    class, ``test_per_class`` per class in the test set, CIFAR-100's normalisation and augmentation.
-    Speed does not depend on the pixels; accuracy on these is meaningless."""
-    counts = lt_counts(n_max, num_classes, imbalance)
-    g = torch.Generator().manual_seed(seed)
-
-    def split(per_class: list[int]) -> ArrayDataset:
-        labels = torch.repeat_interleave(torch.arange(num_classes), torch.tensor(per_class))  # (N,)
-        images = torch.randint(0, 256, (len(labels), 3, px, px), generator=g, dtype=torch.uint8)
-        return ArrayDataset(images, labels)
-
-    return LongTailData(
-        name=f"synthetic_{num_classes}class_lt", num_classes=num_classes,
-        class_names=[f"class{c}" for c in range(num_classes)], train_counts=counts,
-        train=split(counts), test=split([test_per_class] * num_classes), kind="array",
-        mean=CIFAR100_MEAN, std=CIFAR100_STD, augment=Augment(crop=px, pad=4, flip=True),
-        info={"source": "synthetic", "seed": seed})
 
 
 def bench_data(size: BenchSize, dataset: str, data_root: str | None) -> LongTailData:
@@ -161,30 +85,8 @@ def bench_data(size: BenchSize, dataset: str, data_root: str | None) -> LongTail
 def bench_config(size: BenchSize, method: str, device: torch.device, **overrides) -> Config:
     """The CIFAR-100-LT preset of ``method`` at this size, with the device's defaults resolved."""
     base = get_preset(f"cifar100_lt/resnet32/{method}")
-    config = apply_overrides(base, dict(arch=size.arch, batch_size=size.batch_size, device=device.type,
-                                        progress=False, **overrides))
-    return resolve_runtime(config, device)
-
-
-@contextmanager
-def torch_threads(threads: int | None):
-    """Run the block with ``threads`` intra-op CPU threads (None: unchanged), restoring them after.
-
-    The tiny size measures single-threaded: on a shared CI machine a multi-threaded CPU step slows down
-    many times over whenever another process holds a core (OpenMP threads wait for each other).
-    """
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    return resolve_run_config(base, dict(arch=size.arch, batch_size=size.batch_size, device=device.type,
+                                         progress=False, **overrides), data=False)
 
 
 # ------------------------------------------------------------------------ reference-style loop (re-creation)
@@ -247,64 +149,6 @@ def reference_evaluate(model, loader, device) -> None:
         logits.argmax(1).cpu()
 
 
-@dataclass
-class EpochTimes:
-    """Timings of one path or run (seconds; means over the timed epochs)."""
-
-    warmup_s: float  # the warm-up epochs, train + test, compilation included
-    train_s: float
-    eval_s: float
-    images_per_epoch: int  # of every run together (an ensemble: members x images)
-    start: float = 0.0  # wall clock (time.time) at the start and end of the timed epochs
-    end: float = 0.0
-    host_syncs: int | None = None  # in one training epoch (CUDA sync debug mode); None: not counted
-    compiled: dict | None = None  # torch.compile counters after the run (see compile_counters)
-
-    @property
-    def epoch_s(self) -> float:
-        return self.train_s + self.eval_s
-
-    @property
-    def images_per_s(self) -> float:
-        return self.images_per_epoch / self.train_s
-
-    @property
-    def projected_s(self) -> float:
-        return PROJECTED_EPOCHS * self.epoch_s
-
-
-def time_epochs(train_epoch, evaluate, device: torch.device, warmup_epochs: int, timed_epochs: int,
-                images_per_epoch: int, label: str, barrier=None) -> EpochTimes:
-    """Warm up, wait at ``barrier`` (side by side), then time ``timed_epochs`` training + test passes.
-
-    ``train_epoch(epoch)`` returns the epoch's loss (a number or a device tensor: read after the
-    clock stops, so that reading it adds no sync to the timed epoch); a non-finite loss raises.
-    """
-    t0 = time.perf_counter()
-    for epoch in range(warmup_epochs):
-        train_epoch(epoch)
-        evaluate()
-    synchronize(device)
-    warmup = time.perf_counter() - t0
-    if barrier is not None:
-        barrier.wait(BARRIER_TIMEOUT_S)
-    start = time.time()
-    train_s, eval_s, losses = [], [], []
-    for epoch in range(warmup_epochs, warmup_epochs + timed_epochs):
-        t0 = time.perf_counter()
-        losses.append(train_epoch(epoch))
-        synchronize(device)
-        t1 = time.perf_counter()
-        evaluate()
-        synchronize(device)
-        train_s.append(t1 - t0)
-        eval_s.append(time.perf_counter() - t1)
-    end = time.time()
-    if not all(math.isfinite(float(loss)) for loss in losses):
-        raise FloatingPointError(f"{label}: training loss is not finite in the benchmark")
-    return EpochTimes(warmup, float(np.mean(train_s)), float(np.mean(eval_s)), images_per_epoch, start, end)
-
-
 def time_reference(data: LongTailData, size: BenchSize, device: torch.device) -> EpochTimes:
     """Time the reference-style loop (cuDNN autotuning on, as LDAM-DRW sets it)."""
     if device.type == "cuda":
@@ -316,69 +160,6 @@ def time_reference(data: LongTailData, size: BenchSize, device: torch.device) ->
     return time_epochs(lambda epoch: reference_train_epoch(model, train_loader, optimizer, device),
                        lambda: reference_evaluate(model, test_loader, device), device, size.warmup_epochs,
                        size.timed_epochs, len(data.train), "reference-style loop")
-
-
-# ------------------------------------------------------------------------------------- our engine's paths
-def compile_counters() -> dict:
-    """torch.compile's counters in this process: graphs compiled and CUDA-graph captures skipped (a
-    skip means the step runs as Inductor kernels without CUDA graphs: still correct, less fast).
-    These counters are torch internals (``torch._dynamo.utils.counters``); {} where they are missing."""
-    try:
-        from torch._dynamo.utils import counters
-    except ImportError:
-        return {}
-    return {"graphs": int(counters["stats"]["unique_graphs"]),
-            "cudagraph_skips": int(counters["inductor"]["cudagraph_skips"])}
-
-
-def count_host_syncs(run_epoch, device: torch.device) -> int | None:
-    """Synchronising CUDA calls made by ``run_epoch()`` (CUDA sync debug mode warnings); None off CUDA."""
-    if device.type != "cuda":
-        return None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            run_epoch()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    synchronize(device)
-    return sum("synchroniz" in str(w.message) for w in caught)
-
-
-def time_engine(config: Config, data: LongTailData, device: torch.device, warmup_epochs: int,
-                timed_epochs: int, barrier=None, count_syncs: bool = False) -> EpochTimes:
-    """Time one run of the engine (``build_run`` / ``train_one_epoch`` / ``predict``)."""
-    configure_backends(config, device)
-    train_loader, test_loader = make_loaders(data, config.batch_size, device, seed=config.seed,
-                                             eval_batch_size=config.eval_batch_size, drop_last=config.drop_last)
-    parts = build_run(config, data, device)
-
-    def train_epoch(epoch: int) -> torch.Tensor:
-        train_loader.set_epoch(epoch)
-        return train_one_epoch(parts.model, train_loader, parts.objective, parts.optimizer, device,
-                               amp=config.amp, channels_last=config.channels_last, compiled=config.compile)[0]
-
-    def evaluate() -> None:
-        predict(parts.model, test_loader, parts.objective.scale, device, config.amp, config.compile)
-
-    times = time_epochs(train_epoch, evaluate, device, warmup_epochs, timed_epochs,
-                        train_loader.images_per_epoch, config.name, barrier)
-    epoch_after = warmup_epochs + timed_epochs
-    if count_syncs:
-        times.host_syncs = count_host_syncs(lambda: train_epoch(epoch_after), device)
-    times.compiled = compile_counters() if config.compile else None
-    return times
-
-
-def time_ensemble(configs: list[Config], data: LongTailData, device: torch.device, warmup_epochs: int,
-                  timed_epochs: int) -> EpochTimes:
-    """Time ``configs`` trained as one ensemble (``lt_paper.train.ensemble``): one batched step for all."""
-    configure_backends(configs[0], device)
-    run = build_ensemble(configs, data, device)
-    images = run.train_loaders[0].images_per_epoch * len(configs)
-    return time_epochs(lambda epoch: run.train_epoch(epoch)[0][:, 0].sum(), run.predict, device, warmup_epochs,
-                       timed_epochs, images, f"ensemble of {len(configs)}")
 
 
 def _table4_worker(job: dict, barrier) -> EpochTimes:
@@ -416,11 +197,6 @@ def resnext_images_per_s(device: torch.device, batch: int, px: int, warmup: int,
 
 
 # ------------------------------------------------------------------------------------------------ report
-def _table(header, rows) -> list[str]:
-    """A Markdown table (the project's writer) as report lines; cells are already formatted."""
-    return to_markdown(pd.DataFrame(rows, columns=header), index=False).rstrip("\n").splitlines()
-
-
 def run_bench(size: BenchSize, device: torch.device, dataset: str = "cifar100_lt", data_root: str | None = None,
               compile_mode: str = "auto", threads_per_process: int | None = None, progress=print) -> str:
     """Measure everything and return the report (Markdown). ``compile_mode``: "auto" (compile in the fast
@@ -477,7 +253,7 @@ def _loops_section(size: BenchSize, data: LongTailData, device: torch.device, co
     rows = [[label, f"{t.warmup_s:.3f}", f"{t.train_s:.4f}", f"{t.eval_s:.4f}", f"{t.images_per_s:.1f}",
              f"{t.projected_s:.1f}"] for label, t in paths]
     lines = ["## One run, three loops", ""]
-    lines += _table(["path", "warm-up (s)", "train s/epoch", "test s/epoch", "train images/s",
+    lines += markdown_table(["path", "warm-up (s)", "train s/epoch", "test s/epoch", "train images/s",
                      f"projected {PROJECTED_EPOCHS} epochs (s)"], rows)
     lines += ["", f"Fast path vs reference-style loop: {reference.projected_s / fastest.projected_s:.2f}x over "
               f"{PROJECTED_EPOCHS} epochs (warm-up and compilation excluded)."]
@@ -536,7 +312,7 @@ def _table4_section(size: BenchSize, data: LongTailData, device: torch.device, d
             (f"ensemble of {n * k} (one batched step)", n * k, ensemble_all.images_per_s,
              ensemble_all.end - ensemble_all.start, ensemble_all.projected_s)]
     lines = ["", f"## Table 4: its {n} runs (default path): one after another, side by side, one ensemble", ""]
-    lines += _table(["schedule", "runs", "train images/s (all runs)", f"measured wall, {epochs} epoch(s) (s)",
+    lines += markdown_table(["schedule", "runs", "train images/s (all runs)", f"measured wall, {epochs} epoch(s) (s)",
                      f"projected, {PROJECTED_EPOCHS} epochs of every run (s)"],
                     [[label, runs, f"{ips:.1f}", f"{wall:.3f}", f"{projected:.1f}"]
                      for label, runs, ips, wall, projected in rows])
@@ -546,7 +322,7 @@ def _table4_section(size: BenchSize, data: LongTailData, device: torch.device, d
               f"{k * sequential_projected / ensemble_all.projected_s:.2f}x. Measured wall excludes warm-up "
               f"(ensemble warm-up: {ensemble.warmup_s:.1f} s and {ensemble_all.warmup_s:.1f} s). "
               f"Seconds per epoch (train + test) of each run:", ""]
-    lines += _table(["run", "alone", "side by side"],
+    lines += markdown_table(["run", "alone", "side by side"],
                     [[m, f"{a.epoch_s:.4f}", f"{b.epoch_s:.4f}"] for m, a, b in zip(TABLE4_METHODS, alone, together)])
     return lines
 
@@ -562,89 +338,7 @@ def _resnext_section(size: BenchSize, device: torch.device, step) -> list[str]:
                                    size.resnext_steps, amp, channels_last)
         rows.append([label, size.resnext_batch, size.resnext_px, f"{ips:.1f}"])
     lines = ["", "## ResNeXt-50 32x4d training throughput", ""]
-    lines += _table(["precision", "batch", "px", "images/s"], rows)
+    lines += markdown_table(["precision", "batch", "px", "images/s"], rows)
     lines += ["", f"{size.resnext_warmup} warm-up step(s) excluded, {size.resnext_steps} timed; synthetic tensors "
               f"on the device, so the network alone (no data loading)."]
     return lines
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lt_paper bench", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=sorted(SIZES), default="full",
-                        help="full: the real sizes (a GPU); short: sized for about 90 s on an H100 (not yet "
-                             "measured); tiny: a seconds-long check (CPU, CI)")
-    parser.add_argument("--device", default=None, help="cuda, cuda:N, cpu or auto (default; main section only)")
-    parser.add_argument("--out", default=None, help="also write the report here, e.g. results/bench-h100-full.md")
-    parser.add_argument("--data-root", default=None,
-                        help="real CIFAR-LT data instead of synthetic images (main section only)")
-    parser.add_argument("--dataset", default=None, choices=["cifar10_lt", "cifar100_lt"],
-                        help="which set --data-root holds (default cifar100_lt; main section only)")
-    parser.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
-                        help="torch.compile in the fast path (auto: on CUDA only; about 60 s on a CPU)")
-    parser.add_argument("--section", choices=["main", "cpu"], default="main",
-                        help="main: the sections above (default); cpu: the cifar-cpu profile's network on this "
-                             "CPU beside the fp32 matmul ceiling, each CPU path, the projected profile time "
-                             "(lt_paper.bench_cpu; --size full: about 2 minutes on an idle 2-core machine)")
-    parser.add_argument("--threads-per-process", type=int, default=None,
-                        help="CPU threads of each side-by-side process, at least 1 (default: cores / 7; tiny: 1; "
-                             "main section only)")
-    return parser
-
-
-# The options only the main section uses: --section cpu measures this CPU on synthetic images of the
-# cifar-cpu profile's shape, so it has no device, data, dataset or side-by-side processes to set.
-MAIN_SECTION_ONLY = {"device": "--device", "data_root": "--data-root", "dataset": "--dataset",
-                     "threads_per_process": "--threads-per-process"}
-
-
-def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
-    """``args`` with the defaults filled in; for an option the chosen section cannot use or a value it cannot
-    run with, one line ``error: ...`` and exit status 2 at once, before any section starts (as the other
-    subcommands refuse bad input)."""
-    def refuse(message: str):
-        parser.exit(2, f"error: {message}\n")
-
-    if args.section == "cpu":
-        given = [flag for key, flag in MAIN_SECTION_ONLY.items()
-                 if getattr(args, key) is not None and not (key == "device" and args.device in ("cpu", "auto"))]
-        if given:
-            refuse(f"--section cpu measures this CPU on synthetic images and uses no {', '.join(given)}; "
-                         f"leave them out (they belong to --section main)")
-    if args.threads_per_process is not None and args.threads_per_process < 1:
-        refuse(f"--threads-per-process {args.threads_per_process}: at least 1 thread per process")
-    if args.data_root is not None and not Path(args.data_root).expanduser().exists():
-        refuse(f"--data-root {args.data_root}: no such file or folder (a CIFAR .tar.gz or folder)")
-    device = args.device or "auto"
-    if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
-        refuse(f"--device {device!r}: use cuda, cuda:N, cpu or auto")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        refuse(f"--device {device}: no CUDA device here (use cpu or auto)")
-    return argparse.Namespace(**dict(vars(args), device=device, dataset=args.dataset or "cifar100_lt"))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m lt_paper bench [--size tiny|short|full] [--section main|cpu] [--device D] [--out FILE] ...``;
-    returns 0."""
-    parser = build_parser()
-    args = check_arguments(parser, parser.parse_args(argv))
-    if args.section == "cpu":
-        from .bench_cpu import run_cpu_bench
-
-        report = run_cpu_bench(SIZES[args.size], compile_mode=args.compile,
-                               progress=lambda m: print(m, file=sys.stderr, flush=True))
-    else:
-        report = run_bench(SIZES[args.size], torch.device(device_type(args.device)), dataset=args.dataset,
-                           data_root=args.data_root, compile_mode=args.compile,
-                           threads_per_process=args.threads_per_process,
-                           progress=lambda m: print(m, file=sys.stderr, flush=True))
-    print(report)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

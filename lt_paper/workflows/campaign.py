@@ -2,7 +2,7 @@
 inside a time budget (a GPU lent for a few minutes).
 
 What it trains is derived from the same places the notebooks use: the profile's notebook parameters
-(:data:`lt_paper.reproduce.PROFILES`) and the row definitions (:mod:`lt_paper.rows`). Each run's config
+(:data:`lt_paper.workflows.reproduce.PROFILES`) and the row definitions (:mod:`lt_paper.workflows.rows`). Each run's config
 is resolved as ``run_rows`` resolves it, so a run trained here is the run a notebook finds afterwards
 (``reproduce --no-train`` reads it). Runs shared by notebooks are listed once.
 
@@ -32,7 +32,7 @@ teacher trains only if the time for its student is left as well (taken as the te
 published runs keep no weights, so a student must train in the same campaign as its teacher.
 
 Two campaigns on one runs directory never train the same run: a campaign holds a lock file per run it
-trains (``<runs_dir>/.<run>.train.lock``, :mod:`lt_paper.locks`) from before its pack is probed until the
+trains (``<runs_dir>/.<run>.train.lock``, :mod:`lt_paper.files.locks`) from before its pack is probed until the
 pack ends; a run another live process holds is left to it and reported as in use, and a run found
 finished once its lock is held is not trained again. A lock left by a killed campaign is taken over.
 
@@ -40,7 +40,7 @@ Nothing here can leave a run that looks finished and is not: runs train through 
 writes ``metrics.json`` last, and a campaign stopped from outside (``timeout``) leaves at most a
 resumable ``checkpoint.pt``.
 
-``rows="core"`` (``--rows core``) keeps only the core set (:data:`lt_paper.rows.CORE_METHODS`): the runs
+``rows="core"`` (``--rows core``) keeps only the core set (:data:`lt_paper.workflows.rows.CORE_METHODS`): the runs
 behind Figures 1 and 4 and the ALA rows, what a laptop trains first on the `cifar-cpu` profile.
 
 Packs on the CPU: one run each, trained by ``train`` one after another, as ``run_rows`` trains on the
@@ -69,19 +69,19 @@ from typing import Callable, Sequence
 
 import torch
 
-from .data import load_dataset
-from .locks import hold_lock
+from ..data import load_dataset
+from ..files.locks import hold_lock
 from .experiments import TEACHER_METHOD, preset_name, run_mode
 from .outputs import check_seeds, resolve_path
 from .reproduce import jobs_for, notebook_parameters, split_overrides
 from .rows import NOTEBOOK_ROWS, ROW_SETS
-from .train import train
-from .train.config import Config, apply_overrides
-from .train.distributed import device_type
-from .train.engine import FINAL_MODEL, is_finished, resolve_config, resolve_runtime, run_dir_for
-from .train.ensemble import train_ensemble
-from .train.grouping import ensemble_key, pack_indices
-from .train.identity import with_data_fingerprint
+from ..train import train
+from ..train.config import Config, apply_overrides
+from ..train.distributed import device_type
+from ..train.engine import FINAL_MODEL, is_finished, run_dir_for
+from ..train.ensemble import train_ensemble
+from ..train.grouping import ensemble_key, pack_indices
+from ..train.resolve import resolve_run_config
 
 # Campaign priority of the notebooks' rows; distillation rows are moved to their own section, after these.
 SECTIONS = ("table 4", "table 1", "table 5", "figures", "distillation")
@@ -151,14 +151,8 @@ class PlannedRun:
         return f"{self.label} s{self.seed}"
 
 
-def resolved_config(preset: str | Config, overrides: dict) -> Config:
-    """The config ``train(preset, **overrides)`` trains, without training (the device need not exist)."""
-    config = with_data_fingerprint(resolve_config(preset, overrides))
-    return resolve_runtime(config, torch.device(device_type(config.device)))
-
-
 def expected_run_dir(config: Config, runs_dir: Path) -> Path:
-    """Where ``train`` puts ``config`` (as resolved by :func:`resolved_config`) under ``runs_dir``."""
+    """Where ``train`` puts ``config`` (as resolved by :func:`lt_paper.train.resolve.resolve_run_config`) under ``runs_dir``."""
     return run_dir_for(Path(runs_dir), config, force=False)
 
 
@@ -169,7 +163,7 @@ def planned_runs(profile: str, runs_dir: str | Path, seeds: Sequence[int] | None
 
     ``seeds``, ``data_root`` and ``parameters`` (notebook parameters such as ``epochs`` or
     ``run_overrides``) change the profile's notebook parameters as ``reproduce`` does. ``rows``: a name
-    of :data:`lt_paper.rows.ROW_SETS` ("all", or "core": the core set's methods only).
+    of :data:`lt_paper.workflows.rows.ROW_SETS` ("all", or "core": the core set's methods only).
     """
     if seeds is not None:
         check_seeds(seeds, name="--seeds")
@@ -204,16 +198,16 @@ def planned_runs(profile: str, runs_dir: str | Path, seeds: Sequence[int] | None
                 name = preset_name(params["prefix"], params["arch"], method)
                 run_overrides = dict(overrides, seed=seed)
                 section = NOTEBOOK_SECTION[notebook]
-                if resolved_config(name, run_overrides).distill:
+                if resolve_run_config(name, run_overrides).distill:
                     section = "distillation"
-                    teacher = resolved_config(preset_name(params["prefix"], params["arch"], TEACHER_METHOD),
+                    teacher = resolve_run_config(preset_name(params["prefix"], params["arch"], TEACHER_METHOD),
                                               run_overrides)
                     teacher_priority = (later, seed, SECTIONS.index(section), order - 0.5)
                     wanted.append((teacher_priority, f"{notebook}:teacher", notebook, section, teacher))
                     run_overrides["teacher"] = str(expected_run_dir(teacher, runs_dir))
                 priority = (later, seed, SECTIONS.index(section), order)
                 wanted.append((priority, f"{notebook}:{row}", notebook, section,
-                               resolved_config(name, run_overrides)))
+                               resolve_run_config(name, run_overrides)))
     wanted.sort(key=lambda item: item[0])
     by_dir: dict[Path, dict] = {}
     for priority, label, notebook, section, config in wanted:

@@ -35,13 +35,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis import EmptyGroupWarning, as_reference, save_figure, table_markdown
-from .analysis.tables import format_results, shows_index
-from .atomic import atomic_write_json
+from ..analysis import EmptyGroupWarning, as_reference, save_figure, table_markdown
+from ..analysis.tables import format_results, shows_index
+from ..files.atomic import atomic_write_json
 from .portable import strict_json
 from .profiles import PROFILE_KEYS, PUBLISHED_RUNS, check_profile, profile_parameters, profiles_running
-from .provenance import REPO_ROOT, provenance
-from .train.presets import reduced_recipe_label
+from ..train.provenance import REPO_ROOT, provenance
+from ..train.presets import reduced_recipe_label
 
 # Relative paths in notebook parameters are relative to this folder: the repository root, or the
 # folder this environment variable names (a copy of the results elsewhere, a shared runs cache).
@@ -90,7 +90,7 @@ def resolve_path(path) -> str | None:
 
 def apply_profile(p: dict, notebook: str) -> dict:
     """Fill the parameters ``p`` leaves None (prefix, dataset, arch, epochs, seeds, device, data_root,
-    runs_dir) with those of its ``profile`` (:func:`lt_paper.profiles.profile_parameters`); returns what
+    runs_dir) with those of its ``profile`` (:func:`lt_paper.workflows.profiles.profile_parameters`); returns what
     was filled. Values given beside the profile win, and each that differs from the profile's is named
     in one printed line (they name other runs than the profile's). ``runs_dir`` None: the profile's
     published runs with ``train = False``, else the shared cache ``runs``."""
@@ -126,7 +126,7 @@ def check_parameters(p: dict, trains: bool = True) -> None:
     would mislabel reused runs); ``trains``: the notebook trains when ``train`` is True, and then a
     dataset other than the embedded digits needs ``data_root``.
     """
-    from .train.presets import DATASET_ARCHS
+    from ..train.presets import DATASET_ARCHS
 
     prefix, arch, dataset = p.get("prefix"), p.get("arch"), p.get("dataset")
     if prefix not in DATASET_ARCHS:
@@ -316,7 +316,7 @@ class NotebookOutputs:
         display(Image(filename=str(path), width=round(fig.get_figwidth() * SHOWN_PX_PER_INCH)))
 
     def note(self, name: str, markdown: str) -> None:
-        """Show a teaching note written at run time (``lt_paper.notes``: it follows the profile in use and
+        """Show a teaching note written at run time (``lt_paper.workflows.notes``: it follows the profile in use and
         the data) as Markdown, and keep it in ``summary.json`` under ``notes``."""
         from IPython.display import Markdown, display
 

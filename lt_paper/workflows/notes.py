@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .data import OLTR_SHOT_RULE, SHOT_GROUPS, shot_groups
+from ..data import OLTR_SHOT_RULE, SHOT_GROUPS, shot_groups
 
 GROUP_NAMES = {"many": "Many-shot", "medium": "Medium-shot", "few": "Few-shot"}
 

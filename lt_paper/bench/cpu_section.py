@@ -37,14 +37,15 @@ from collections import Counter
 import torch
 from torch.utils import benchmark
 
-from .bench import BenchSize, _table, synthetic_long_tail, time_engine, time_ensemble, torch_threads
-from .experiments import TEACHER_METHOD
-from .models.complexity import count_flops
-from .provenance import provenance
-from .rows import CORE_METHODS, NOTEBOOK_ROWS
-from .train.config import Config, apply_overrides
-from .train.engine import build_for, resolve_runtime
-from .train.presets import CPU_ARCH, get_preset
+from ..models.complexity import count_flops
+from ..train.config import Config
+from ..train.engine import build_for
+from ..train.presets import CPU_ARCH, get_preset
+from ..train.provenance import provenance
+from ..train.resolve import resolve_run_config
+from ..workflows.experiments import TEACHER_METHOD
+from ..workflows.rows import CORE_METHODS, NOTEBOOK_ROWS
+from .core import BenchSize, markdown_table, synthetic_long_tail, time_engine, time_ensemble, torch_threads
 
 CIFAR10_LT_TRAIN = 12_406  # training images of CIFAR-10-LT at imbalance 100 (README decision 3)
 CIFAR10_TEST = 10_000
@@ -63,9 +64,9 @@ def matmul_gflops(n: int, repeats: int = 5) -> float:
 
 def profile_config(method: str, size: BenchSize, **overrides) -> Config:
     """The profile's preset of ``method`` on the CPU, at the benchmark's batch size."""
-    config = apply_overrides(get_preset(f"{PREFIX}/{CPU_ARCH}/{method}"),
-                             dict(batch_size=size.batch_size, progress=False, **overrides))
-    return resolve_runtime(config, torch.device("cpu"))
+    return resolve_run_config(f"{PREFIX}/{CPU_ARCH}/{method}",
+                              {"batch_size": size.batch_size, "progress": False, **overrides, "device": "cpu"},
+                              data=False)
 
 
 def evaluations(config: Config) -> int:
@@ -195,7 +196,7 @@ def _paths_table(paths, profile: Config, flops: int, ceiling: float, test_images
         rows.append([label, f"{t.images_per_s:.0f}", f"{achieved:.1f}", f"{100 * achieved / ceiling:.0f}",
                      f"{_overhead(t):.1f}", f"{runs * CIFAR10_LT_TRAIN / t.images_per_s:.1f}", f"{wall:.0f}"])
     lines = ["## Training paths (one ALA run; the last two rows: the core set's single networks together)", ""]
-    lines += _table(["path", "train images/s", "GFLOP/s", "% of ceiling", "first-epoch overhead (s)",
+    lines += markdown_table(["path", "train images/s", "GFLOP/s", "% of ceiling", "first-epoch overhead (s)",
                      "s per CIFAR-10-LT epoch (train)", f"projected s, {profile.epochs}-epoch run(s)"], rows)
     return lines
 
@@ -217,7 +218,7 @@ def _kinds_table(kinds: dict, profile: Config, test_images: int) -> list[str]:
                      f"{CIFAR10_TEST / test_ips:.1f}", f"{seconds:.0f}", core[kind], whole[kind]])
     lines = ["", f"## The profile's networks on its path ({profile.epochs} epochs, tested {evaluations(profile)} "
                  f"times per run)", ""]
-    lines += _table(["network", "train images/s", "test images/s", "s per epoch (train)", "s per test pass",
+    lines += markdown_table(["network", "train images/s", "test images/s", "s per epoch (train)", "s per test pass",
                      "s per run", "runs, core set", "runs, whole profile"], rows)
     lines += ["", f"Projected: core set ({sum(core.values())} runs) {core_s:.0f} s = {core_s / 60:.1f} min; whole "
                   f"profile ({sum(whole.values())} runs) {whole_s:.0f} s = {whole_s / 3600:.2f} h. Not counted: the "

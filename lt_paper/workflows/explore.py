@@ -22,10 +22,10 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from .analysis import RunRecord
-from .analysis import explorer as ex
-from .analysis.figures import GROUP_TITLES, _new_figure
-from .analysis.style import DEEP
+from ..analysis import RunRecord
+from ..analysis import explorer as ex
+from ..analysis.figures import GROUP_TITLES, _new_figure
+from ..analysis.style import DEEP
 
 TILES = 6  # images per grid row
 TILE_PX = 96  # each test image is shown this many pixels wide, pixels kept square

@@ -13,12 +13,13 @@ from pathlib import Path, PurePath
 import numpy as np
 import torch
 
-from .train import train as train_run  # `train` is run_rows' flag
-from .train import train_ensemble
-from .train.distributed import device_type
-from .train.config import apply_overrides
-from .train.engine import find_finished_run, load_result, resolve_config, resolve_runtime
-from .train.presets import get_preset
+from ..train import train as train_run  # `train` is run_rows' flag
+from ..train import train_ensemble
+from ..train.distributed import device_type
+from ..train.config import apply_overrides
+from ..train.engine import find_finished_run, load_result
+from ..train.presets import get_preset
+from ..train.resolve import resolve_run_config
 
 # Decision 6: the paper distils from a 6-expert MoE trained with the ALA loss.
 TEACHER_METHOD = "ala_moe6"
@@ -73,10 +74,10 @@ def run_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs_dir=
     job_overrides = {job: dict(overrides, seed=job[2], progress=progress,
                                **({"teacher": teachers[job[2]]} if job in distilled else {}))
                      for job in jobs}
-    configs = [resolve_config(names[job], job_overrides[job]) for job in jobs]
+    configs = [resolve_run_config(names[job], job_overrides[job], data=False) for job in jobs]
     how = run_mode(mode, parallel, configs[0].device if configs else "cpu")
     if how == "side_by_side":
-        from .train.parallel import train_side_by_side
+        from ..train.parallel import train_side_by_side
 
         quiet = [apply_overrides(c, {"progress": False}) for c in configs]  # processes side by side: no lines
         finished = train_side_by_side(quiet, runs_dir=runs_dir,
@@ -110,8 +111,7 @@ def finished_run(name: str, runs_dir, **overrides) -> dict | None:
     device is present, and the data need not be here either (``engine.find_finished_run``), so that
     GPU runs can be read on a laptop.
     """
-    config = resolve_config(name, overrides)
-    config = resolve_runtime(config, torch.device(device_type(config.device)))
+    config = resolve_run_config(name, overrides, data=False)  # find_finished_run adds the data's fingerprint
     # the run on the data here, else the same preset and seed trained on another copy of the dataset (the
     # JPEG tarball's runs read with torchvision's files): finished_rows says so
     run_dir = find_finished_run(Path(runs_dir), config) or find_finished_run(Path(runs_dir), config, any_data=True)
@@ -162,11 +162,11 @@ def finished_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs
 def other_data_note(preset: str, results: dict[str, list[dict]], overrides: dict) -> str | None:
     """One line when the runs found trained on another source of the dataset than the one ``preset`` with
     ``overrides`` reads here (None: the same source, or no data here to compare with)."""
-    from .train.identity import data_source_of
+    from ..train.identity import data_source_of
 
     trained = {r["data_source"]["fingerprint"]: r["data_source"].get("kind", "?") for rs in results.values()
                for r in rs if isinstance(r.get("data_source"), dict) and "fingerprint" in r["data_source"]}
-    config = resolve_config(preset, overrides)
+    config = resolve_run_config(preset, overrides, data=False)
     try:
         here = data_source_of(config)
     except (FileNotFoundError, ValueError):
@@ -218,7 +218,7 @@ def main_results_table(dataset: str, arch: str, runs: dict[str, list[dict]], epo
     the published ResNet-32 numbers (``analysis.CIFAR_PUBLISHED``). Other datasets (the smoke digits) are shown beside
     Table 1's ResNeXt-50 block for layout only: the paper numbers there are ImageNet-LT's.
     """
-    from .analysis import cifar_frame, table1_frame, table3_frame
+    from ..analysis import cifar_frame, table1_frame, table3_frame
 
     if dataset == "imagenet_lt":
         return table1_frame(runs, backbone=arch, epoch=epoch)
@@ -231,14 +231,14 @@ def main_results_table(dataset: str, arch: str, runs: dict[str, list[dict]], epo
 
 def num_classes(dataset: str) -> int:
     """Classes of ``dataset``, known without loading it (Figure 3)."""
-    from .data import DATASETS
+    from ..data import DATASETS
 
     return DATASETS[dataset].num_classes
 
 
 def input_size(dataset: str) -> tuple[int, int, int]:
     """(C, H, W) of the images the dataset's models see, known without loading it (Figure 3)."""
-    from .data import DATASETS
+    from ..data import DATASETS
 
     side = DATASETS[dataset].image_size
     return (3, side, side)
@@ -273,14 +273,14 @@ def load_test_images(record, indices, data_root=None,
     Small images (CIFAR's 32 px, the digits' 8 px) are scaled up by the largest whole factor that fits
     ``side``, each pixel a square block (nearest neighbour), so that a reader can see them; image-file
     datasets are shrunk to ``side`` pixels on the longer edge."""
-    from .data import load_dataset
-    from .data.cifar import CIFAR_SPECS, read_test_split
+    from ..data import load_dataset
+    from ..data.cifar import CIFAR_SPECS, read_test_split
 
     config = record.config
     recorded = config.get("data_root")
     root = data_root or (recorded if recorded and Path(recorded).exists() else None)
     if config["dataset"] in CIFAR_SPECS:
-        from .data.registry import default_data_root
+        from ..data.registry import default_data_root
 
         split = read_test_split(config["dataset"], root if root is not None else default_data_root())
         positions = cifar_test_positions(record, split.labels, split.kind)
