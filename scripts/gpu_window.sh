@@ -13,7 +13,7 @@
 # 8 files of 16 MiB (64 MiB in all) directly under $OUT, named with letters, digits, '.', '_', '-':
 # here 4 files plus at most 4 pieces of the run archive. scripts/gpu_unpack.sh merges them afterwards.
 #
-# The window (the device tool; carry the wheels and the CIFAR-10 tarball, see README "Running on a GPU"):
+# The window (the device tool; carry the wheels and the CIFAR-10 tarball, see docs/gpu.md):
 #   PYTHONUNBUFFERED=1 bash scripts/gpu_window.sh        (OUT is set by the tool; timeout_s 600)
 # CPU dry run (tests/test_gpu_window.py does this with a few seconds per step):
 #   OUT=/tmp/w WINDOW_DEVICE=cpu WINDOW_PROFILE=smoke WINDOW_BENCH_SIZE=tiny WINDOW_BUDGET=60 \

@@ -4,7 +4,7 @@ test accuracy (All, %) of the run, of the same run with its initial weights pert
 
     .venv/bin/python scripts/rounding_noise.py [--epochs 30] [--methods ce ldam_drw ala ala_moe3]
 
-Runs go to a temporary folder (about 15 s a run on 2 CPU cores, idle). README, "What equality means",
+Runs go to a temporary folder (about 15 s a run on 2 CPU cores, idle). docs/equality.md,
 quotes its output.
 """
 

@@ -155,7 +155,7 @@ class KindClock:
 def test_the_core_set_fits_an_hour_and_the_whole_profile_four_hours_probes_included(tmp_path, cifar_root, rows,
                                                                                     budget_s):
     # seconds per CIFAR-10-LT epoch (training, plus a fifth of a test pass) of each network on the
-    # profile's path: README "Real data on a laptop" (the slowest rates measured in quiet windows on the
+    # profile's path: docs/real-data-on-a-laptop.md (the slowest rates measured in quiet windows on the
     # 2-core build machine), raised by a tenth for a machine a little slower
     per_epoch = {1: 9.8, 3: 16.3, 4: 17.7, 6: 24.1, "distilled": 16.1}
     clock = KindClock({k: 1.1 * v for k, v in per_epoch.items()})

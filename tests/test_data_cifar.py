@@ -56,7 +56,7 @@ def test_image_folder_gives_lt_counts_ldam_selection_and_balanced_test(tree, tmp
 
 
 def test_cifar100_is_normalised_with_cifar10_statistics_as_ldam_drw_does(tmp_path):
-    """LDAM-DRW's cifar_train.py applies CIFAR-10's Normalize to CIFAR-100 too (README decision 3)."""
+    """LDAM-DRW's cifar_train.py applies CIFAR-10's Normalize to CIFAR-100 too (docs/decisions.md, decision 3)."""
     root = tmp_path / "cifar100"
     for split in ("train", "test"):
         for c, name in enumerate(CIFAR100_CLASSES):

@@ -1,6 +1,6 @@
 """Ensembles (many runs in one batched training step) against solo runs, on the digits (CPU, fp32).
 
-What equality means here (README, "What equality means"):
+What equality means here (docs/equality.md):
 
 * **One step** from the same state is the solo step to rounding: a stacked (grouped) convolution sums
   in another order than M separate ones. ``test_one_step_*`` compares, per member and at the first
@@ -458,7 +458,7 @@ def test_groups_split_what_cannot_share_a_step_and_finished_members_are_skipped(
     results = train_ensemble(configs, runs_dir=tmp_path)
     assert results[0]["reused"] and results[0]["run_dir"] == first["run_dir"]
     assert not results[1]["reused"] and not results[2]["reused"]
-    # router_at is set on the MoE presets only (README decision 9), so it differs too
+    # router_at is set on the MoE presets only (docs/decisions.md, decision 9), so it differs too
     assert "2 groups that cannot share a step (they differ in num_experts, router_at)" in capsys.readouterr().out
     with pytest.raises(ValueError, match="same run"):
         train_ensemble([configs[1], configs[1]], runs_dir=tmp_path)

@@ -284,7 +284,7 @@ def test_figure2b_paper_claims():
 
 
 def test_focal_gamma_is_1_for_training_and_2_for_figure2b():
-    """README decision 10: the trained Focal baseline and Table 4 #5 use LDAM-DRW's gamma = 1; Figure 2(b)
+    """docs/decisions.md, decision 10: the trained Focal baseline and Table 4 #5 use LDAM-DRW's gamma = 1; Figure 2(b)
     plots "the commonly used formulation" (gamma = 2)."""
     assert L.build_loss("focal").gamma == 1.0
     assert L.build_loss("focal_acls", IMAGENET_LT_LIKE).focal_gamma == 1.0

@@ -1,5 +1,6 @@
-"""README.md as a reader meets it: its shell commands work as written in a fresh clone, and the numbers it
-quotes from the published results are those of the published files.
+"""README.md and the documents of docs/ as a reader meets them: their shell commands work as written in a
+fresh clone, the numbers they quote from the published results are those of the published files, and
+every link resolves. Below, "the README" means README.md and every ``docs/*.md``, in that order.
 
 Commands. Every ```bash block of the README is cut into commands (a line ending in ``\\`` continues on the
 next). Comment lines start a section of the block: the tags in them apply to every command up to the
@@ -38,6 +39,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
+DOCUMENTS = [README, *sorted((REPO / "docs").glob("*.md"))]  # the front door, then the documents it lists
 TAGS = {"minutes", "data", "gpu", "network", "server"}
 VENV = Path(sys.executable).parent.parent  # the environment running the tests: a clone's .venv
 SYSTEM_COMMANDS = ("bash", "mkdir", "cp")
@@ -47,11 +49,12 @@ SMOKE = REPO / "results" / "smoke"
 @dataclass
 class Command:
     text: str  # continuation lines joined
-    line: int  # its first line in README.md
+    line: int  # its first line in its document
     tags: set[str]
+    document: str = "README.md"
 
     def __str__(self) -> str:
-        return f"README.md line {self.line}: {self.text}"
+        return f"{self.document} line {self.line}: {self.text}"
 
 
 def _tags(comment: str) -> set[str]:
@@ -64,7 +67,7 @@ def _tags(comment: str) -> set[str]:
     return found
 
 
-def readme_commands(text: str) -> list[Command]:
+def readme_commands(text: str, document: str = "README.md") -> list[Command]:
     """The commands of every ```bash block of ``text``, with their tags (module docstring)."""
     commands: list[Command] = []
     lines = text.splitlines()
@@ -88,13 +91,17 @@ def readme_commands(text: str) -> list[Command]:
                     if not code.rstrip().endswith("\\"):
                         break
                     i += 1
-                commands.append(Command(" ".join(parts), start, tags))
+                commands.append(Command(" ".join(parts), start, tags, document))
             i += 1
         i += 1
     return commands
 
 
-COMMANDS = readme_commands(README.read_text())
+def _all_text() -> str:
+    return "\n".join(doc.read_text() for doc in DOCUMENTS)
+
+
+COMMANDS = [c for doc in DOCUMENTS for c in readme_commands(doc.read_text(), str(doc.relative_to(REPO)))]
 
 
 def test_the_readme_commands_are_found_with_their_tags():
@@ -247,7 +254,7 @@ def _markdown_tables(text: str) -> list[tuple[str, list[list[str]]]]:
 
 def test_readme_tables_quote_the_published_tables_cell_for_cell():
     quoted = 0
-    for intro, rows in _markdown_tables(README.read_text()):
+    for intro, rows in _markdown_tables(_all_text()):
         sources = re.findall(r"`(results/[^`]+\.md)`", intro)
         if not sources:
             continue
@@ -265,7 +272,7 @@ def test_readme_tables_quote_the_published_tables_cell_for_cell():
 
 
 def test_readme_text_quotes_the_published_smoke_numbers():
-    readme = " ".join(README.read_text().split())  # sentences wrap anywhere
+    readme = " ".join(_all_text().split())  # sentences wrap anywhere
     means = {}  # the MoE-3 router's mean weights over all test images, per publication
     for publication in (SMOKE, REPO / "results" / "cifar10_lt_if100_cpu"):
         figure4 = json.loads((publication / "figure4_router_weights" / "summary.json").read_text())
@@ -286,3 +293,19 @@ def test_readme_text_quotes_the_published_smoke_numbers():
     runs = [run for run in (SMOKE / "runs").iterdir() if run.is_dir()]
     size = sum(f.stat().st_size for run in runs for f in run.rglob("*") if f.is_file())
     assert f"{round(size / 1000)} KB for the {len(runs)} runs" in readme
+
+
+def test_every_link_of_the_readme_and_the_documents_resolves():
+    """Each relative link (``[text](path)``, ``![image](path)``) names a file of the repository, relative to
+    the document that holds it; README links every document of docs/ (each is one click away)."""
+    linked = set()
+    for doc in DOCUMENTS:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
+            if re.match(r"[a-z]+://", target):
+                continue
+            path = (doc.parent / target).resolve()
+            assert path.exists(), f"{doc.relative_to(REPO)}: the link {target} names nothing"
+            if doc == README:
+                linked.add(path)
+    assert {doc.resolve() for doc in DOCUMENTS[1:]} <= linked, "a document of docs/ that README does not link"
+    assert len(README.read_text().splitlines()) <= 250  # the front door stays short; the rest is in docs/

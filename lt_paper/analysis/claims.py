@@ -6,7 +6,7 @@ the paper's own difference ``better - worse`` in each shot group computed from i
 (:mod:`.paper_numbers`), never typed in. Our difference is paired by seed: for every seed both rows
 ran, ``d_s = acc(better, s) - acc(worse, s)`` in points; we report the mean over seeds and their std.
 
-The noise a difference must exceed before it is read as an effect (README "Reading a result"):
+The noise a difference must exceed before it is read as an effect (docs/results.md says the same for a reader):
 
 * the **sampling error of the test images**: two accuracies on ``n`` test images of a group differ by
   chance by about ``2 * sqrt(p_a (1 - p_a) / n + p_b (1 - p_b) / n)`` (two standard errors, the runs

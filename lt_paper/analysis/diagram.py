@@ -5,7 +5,7 @@ logits l^k) and, from the same trunk output, the instance-aware router (global a
 one linear layer -> softmax over experts -> w) -> aggregate l = sum_k w^k l^k (eq. 7).
 
 Tensor shapes are arguments, not constants, so a notebook can pass the shapes it measured from a real
-``lt_paper.models.build_model(...)`` forward pass (README decision 5 makes the shared stages a
+``lt_paper.models.build_model(...)`` forward pass (docs/decisions.md, decision 5 makes the shared stages a
 parameter: 2 for ResNet-50/ResNeXt-50, 1 for ResNet-32).
 """
 

@@ -1,6 +1,6 @@
 """Shot groups and per-group statistics over the per-sample test records.
 
-Shot groups (README decision 2): many ``n > 100``, medium ``20 <= n <= 100``, few ``n < 20`` train
+Shot groups (docs/decisions.md, decision 2): many ``n > 100``, medium ``20 <= n <= 100``, few ``n < 20`` train
 samples per class (OLTR's rule); the paper's Table 2 writes few as ``n <= 20`` (``few_inclusive=True``).
 The rule a run used is in its ``metrics.json`` (``RunRecord.shot_rule``) and is the default here, so
 that numbers recomputed from ``records.npz`` agree with the engine's; ``regroup_metrics`` gives a

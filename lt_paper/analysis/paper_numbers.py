@@ -13,7 +13,7 @@ has one or more column blocks called *settings* (a backbone for Tables 1, 3-5, a
 CIFAR table), each holding the groups ``many``/``medium``/``few``/``all``.
 
 Shot groups: the paper's Table 2 writes few as ``n <= 20``; the published codebases the paper compares
-with use ``n < 20`` (both rules: ``lt_paper.data.longtail``, README decision 2). The rule used by a
+with use ``n < 20`` (both rules: ``lt_paper.data.longtail``, docs/decisions.md, decision 2). The rule used by a
 result of ours is recorded in its ``metrics.json`` (``shot_rule``).
 """
 

@@ -7,7 +7,7 @@ group, from ``p_gt`` (softmax of the loss's scale times the logits, at the groun
 Figure 1(d) plots one dot per sample against the class index sorted by class size. The paper samples
 "a subset of the test set according to the label distribution of training set": ``sample_like_train``
 draws a test subset whose per-class counts are proportional to the train counts, so a rare class may
-get no dot, exactly as in a proportional draw (README decision 12). Raising every class to one dot
+get no dot, exactly as in a proportional draw (docs/decisions.md, decision 12). Raising every class to one dot
 would over-represent the tail: on ImageNet-LT it raises 73 classes and doubles the few-shot share.
 """
 

@@ -9,11 +9,11 @@ Input is ``{row key: [metrics dict per seed]}`` where a metrics dict is a run's 
 
 ``std`` is the sample standard deviation over seeds (ddof=1, NaN for a single seed);
 ``diff = ours - paper`` in percentage points (NaN where the paper prints "-").
-README decision 7: the headline is the last epoch (``epoch="last"``); ``epoch="best"`` reads the
+docs/decisions.md, decision 7: the headline is the last epoch (``epoch="last"``); ``epoch="best"`` reads the
 best-test-epoch numbers, which is how the published CIFAR baselines were picked. The choice is kept
 in ``frame.attrs["epoch"]`` and shown in the Markdown caption.
 
-Shot rules (README decision 2): the group columns use the rule each run recorded (the caption names
+Shot rules (docs/decisions.md, decision 2): the group columns use the rule each run recorded (the caption names
 it). Runs grouped by the paper's Table 2 (few ``n <= 20``: the ImageNet-LT and iNaturalist presets)
 also get ``Medium (OLTR rule)`` / ``Few (OLTR rule)`` columns, the same runs grouped by the published
 codebases' ``n < 20``, recomputed from each run's per-class accuracies (``other_rule``).
@@ -203,7 +203,7 @@ def _other_rule_columns(metrics: Sequence[Mapping[str, Any]], other: Mapping[str
 
 
 def describe_shot_rule(rule: Mapping[str, Any]) -> str:
-    """E.g. "many n > 100, few n < 20" (README decision 2; "n <= 20" is the paper's Table 2 wording)."""
+    """E.g. "many n > 100, few n < 20" (docs/decisions.md, decision 2; "n <= 20" is the paper's Table 2 wording)."""
     few_op = "<=" if rule.get("few_inclusive") else "<"
     return f"many n > {rule.get('many', 100)}, few n {few_op} {rule.get('few', 20)}"
 
@@ -245,7 +245,7 @@ def cifar_frame(runs: Mapping[str, Sequence[Mapping[str, Any]]], dataset: str = 
     """CIFAR-LT (ResNet-32) results beside the published numbers (``CIFAR_PUBLISHED``; All only).
 
     The published baselines were picked at the best test epoch: pass ``epoch="best"`` for a
-    like-for-like comparison, keep "last" for the headline (README decision 7).
+    like-for-like comparison, keep "last" for the headline (docs/decisions.md, decision 7).
     """
     return results_table(runs, CIFAR_PUBLISHED, setting=dataset, epoch=epoch, rows=rows)
 

@@ -47,7 +47,7 @@ from ..workflows.experiments import TEACHER_METHOD
 from ..workflows.rows import CORE_METHODS, NOTEBOOK_ROWS
 from .core import BenchSize, markdown_table, synthetic_long_tail, time_engine, time_ensemble, torch_threads
 
-CIFAR10_LT_TRAIN = 12_406  # training images of CIFAR-10-LT at imbalance 100 (README decision 3)
+CIFAR10_LT_TRAIN = 12_406  # training images of CIFAR-10-LT at imbalance 100 (docs/decisions.md, decision 3)
 CIFAR10_TEST = 10_000
 PREFIX = "cifar10_lt"
 KINDS = {"single network": "ala", "MoE, 3 experts": "ala_moe3", "MoE, 4 experts": "ala_moe4",

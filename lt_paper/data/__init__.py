@@ -2,7 +2,7 @@
 
 Modules, one concern each:
 
-- ``longtail``: ``lt_counts`` (README decision 3), ``shot_groups`` (decision 2), ``long_tail_indices``
+- ``longtail``: ``lt_counts`` (docs/decisions.md, decision 3), ``shot_groups`` (decision 2), ``long_tail_indices``
   (LDAM-DRW's sampling rule).
 - ``containers``: ``Augment``, ``ArrayDataset``, ``LongTailData``.
 - ``splits``: ``read_split`` for ``relative/path.jpg label`` files, label checks, class counts.

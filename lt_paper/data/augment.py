@@ -1,7 +1,7 @@
 """Batched on-device augmentation for "array" datasets: zero-padded random crop + horizontal flip.
 
-This is LDAM-DRW's CIFAR transform (RandomCrop(32, padding=4) + RandomHorizontalFlip, README decision
-4) done for a whole batch at once on the device: torchvision pads the raw image with black (0) before
+This is LDAM-DRW's CIFAR transform (RandomCrop(32, padding=4) + RandomHorizontalFlip,
+docs/decisions.md, decision 4) done for a whole batch at once on the device: torchvision pads the raw image with black (0) before
 normalising, so we pad the uint8 batch with 0 and normalise afterwards, which gives identical pixels.
 The step at CIFAR size is launch-bound (docs/design.md, "Speed"), so there is no Python loop over samples: one
 pad, one advanced-indexing gather, one masked flip. The random parameters are drawn on the CPU from the

@@ -1,4 +1,4 @@
-"""CIFAR-10-LT and CIFAR-100-LT at any imbalance factor (README decision 3), from three sources.
+"""CIFAR-10-LT and CIFAR-100-LT at any imbalance factor (docs/decisions.md, decision 3), from three sources.
 
 Sources (``root`` decides which, in this order):
 
@@ -63,7 +63,7 @@ SPLITS = ("train", "test")
 
 
 # LDAM-DRW's cifar_train.py normalises CIFAR-10 and CIFAR-100 alike with CIFAR-10's channel mean and
-# std (README decision 3); CIFAR-100's own, (0.5071, 0.4865, 0.4409) / (0.2673, 0.2564, 0.2762), differ
+# std (docs/decisions.md, decision 3); CIFAR-100's own, (0.5071, 0.4865, 0.4409) / (0.2673, 0.2564, 0.2762), differ
 # by up to 0.06 and are not used.
 LDAM_DRW_MEAN = (0.4914, 0.4822, 0.4465)
 LDAM_DRW_STD = (0.2023, 0.1994, 0.2010)
@@ -365,4 +365,4 @@ def load_cifar_lt(name: str, root: str | Path, imbalance: float = 100, download:
         kind="array", mean=spec.mean, std=spec.std, augment=Augment(crop=32, pad=4, flip=True),
         many=many, few=few,
         info={"source": source, "imbalance": imbalance, "n_max": n_max,
-              "sampling": "LDAM-DRW: numpy seed 0, per-class shuffle, keep first n_i (README decision 3)"})
+              "sampling": "LDAM-DRW: numpy seed 0, per-class shuffle, keep first n_i (docs/decisions.md, decision 3)"})

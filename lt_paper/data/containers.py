@@ -22,7 +22,7 @@ class Augment:
     """Training augmentation of a dataset.
 
     Array kind: zero-pad by ``pad`` then take a random ``crop`` x ``crop`` window, then a random
-    horizontal flip when ``flip`` (LDAM-DRW's CIFAR recipe: crop 32, pad 4, flip; README decision 4).
+    horizontal flip when ``flip`` (LDAM-DRW's CIFAR recipe: crop 32, pad 4, flip; docs/decisions.md, decision 4).
     Files kind: ``random_resized`` means RandomResizedCrop(crop) + flip, done by the dataset's transform.
     """
 
@@ -60,7 +60,7 @@ class LongTailData:
     """A long-tailed training set with its (balanced) test set and everything a run needs to know.
 
     ``train_counts[c]`` is the number of training images of class ``c``; ``many``/``few`` are the shot
-    thresholds (README decision 2) used by ``groups``. ``info`` records provenance (source path, imbalance
+    thresholds (docs/decisions.md, decision 2) used by ``groups``. ``info`` records provenance (source path, imbalance
     factor, sampling seed, split files) for the run records.
     """
 

@@ -1,7 +1,7 @@
 """``digits_lt``: a long-tailed set cut from scikit-learn's digits, the smoke profile's real data.
 
 scikit-learn ships the 1,797 8x8 handwritten digits (10 classes, about 180 per class) inside the
-package, so this set needs no download and trains on a CPU in seconds. It follows README decision 3
+package, so this set needs no download and trains on a CPU in seconds. It follows docs/decisions.md, decision 3
 like CIFAR-LT:
 
 - test (balanced): the first 40 images of each class in dataset order, kept in dataset order;
@@ -58,4 +58,4 @@ def load_digits_lt(imbalance: float = 100, many: int = 100, few: int = 20) -> Lo
         info={"source": "sklearn.datasets.load_digits", "imbalance": imbalance, "n_max": N_MAX,
               "test_per_class": TEST_PER_CLASS, "train_source_indices": train_idx.tolist(),
               "test_source_indices": test_idx.tolist(),
-              "sampling": "LDAM-DRW: numpy seed 0, per-class shuffle, keep first n_i (README decision 3)"})
+              "sampling": "LDAM-DRW: numpy seed 0, per-class shuffle, keep first n_i (docs/decisions.md, decision 3)"})

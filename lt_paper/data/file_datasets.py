@@ -17,7 +17,7 @@ Expected layout (``root`` holds the images; split-file paths are relative to it)
 Split files are looked up in ``split_dir`` when given, else in ``root`` and then in the repository's
 ``data/splits`` (which ships the ImageNet-LT val/test and iNaturalist-2018 val files).
 
-Transforms (README decision 4, the published recipe): training RandomResizedCrop(224) + horizontal
+Transforms (docs/decisions.md, decision 4, the published recipe): training RandomResizedCrop(224) + horizontal
 flip, evaluation Resize(256) + CenterCrop(224), both ToTensor + ImageNet mean/std normalisation.
 """
 

@@ -1,12 +1,12 @@
 """Long-tailed class sizes, shot groups and the long-tailed subsampling rule.
 
-README decision 3 (CIFAR-LT): class ``i`` of ``C`` keeps ``n_i = int(n_max * IF ** (-i / (C - 1)))``
+docs/decisions.md, decision 3 (CIFAR-LT): class ``i`` of ``C`` keeps ``n_i = int(n_max * IF ** (-i / (C - 1)))``
 images, and the images are chosen as LDAM-DRW's ``IMBALANCECIFAR10`` chooses them (``rand_number=0``):
 ``numpy.random.seed(0)`` once, then for each class in label order shuffle that class's indices with
 ``np.random.shuffle`` and keep the first ``n_i``. Every published CIFAR-LT number was measured on this
 exact subset, so matching the RNG stream (not just the sizes) keeps our runs comparable with them.
 
-README decision 2 (shot groups): many ``n > 100``, medium ``20 <= n <= 100``, few ``n < 20``, as every
+docs/decisions.md, decision 2 (shot groups): many ``n > 100``, medium ``20 <= n <= 100``, few ``n < 20``, as every
 published long-tailed codebase computes it (OLTR's rule; ImageNet-LT: 385 / 479 / 136 classes). The
 paper's Table 2 writes ``n <= 20`` for few (385 / 469 / 146); ``few_inclusive=True`` gives that rule,
 and results say which one they used. The two rules are named here, once, for the whole package.
@@ -27,7 +27,7 @@ TABLE2_SHOT_RULE = MappingProxyType({"many": 100, "few": 20, "few_inclusive": Tr
 
 
 def lt_counts(n_max: int, num_classes: int, imbalance: float) -> list[int]:
-    """Per-class training sizes of an exponentially long-tailed set (README decision 3).
+    """Per-class training sizes of an exponentially long-tailed set (docs/decisions.md, decision 3).
 
     ``n_i = int(n_max * imbalance ** (-i / (num_classes - 1)))`` for ``i = 0 .. num_classes - 1``, so
     class 0 keeps ``n_max`` images and the last class ``n_max / imbalance`` (truncated). CIFAR-10 at
@@ -43,7 +43,7 @@ def lt_counts(n_max: int, num_classes: int, imbalance: float) -> list[int]:
 def shot_groups(train_counts: Sequence[int], many: int = OLTR_SHOT_RULE["many"],
                 few: int = OLTR_SHOT_RULE["few"],
                 few_inclusive: bool = OLTR_SHOT_RULE["few_inclusive"]) -> dict[str, np.ndarray]:
-    """Boolean class masks ``{"many", "medium", "few"}`` by training-set size (README decision 2).
+    """Boolean class masks ``{"many", "medium", "few"}`` by training-set size (docs/decisions.md, decision 2).
 
     many: ``n > many``; few: ``n < few`` (``n <= few`` with ``few_inclusive``, the paper's Table 2
     wording); medium: every other class. The three masks partition the classes.

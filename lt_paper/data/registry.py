@@ -83,7 +83,7 @@ def load_dataset(name: str, root: str | Path | None = None, imbalance: float = 1
     name: "digits_lt", "cifar10_lt", "cifar100_lt" (``imbalance`` = n_max / n_min, ``root`` a CIFAR source,
     see ``cifar.py``), "imagenet_lt", "inat2018", "places_lt" (``root`` = the image folder; the split
     files define the long tail, so ``imbalance`` and ``download`` are ignored). ``many``/``few``: shot
-    thresholds (README decision 2). Keyword-only extras: ``cache_dir`` (decoded CIFAR JPEGs),
+    thresholds (docs/decisions.md, decision 2). Keyword-only extras: ``cache_dir`` (decoded CIFAR JPEGs),
     ``split_dir`` (where the split files are), ``test_split`` ("test" or "val"), ``verify`` (check split
     files against the known checksums and counts), ``allow_incomplete`` (accept a CIFAR source smaller
     than the real set: a test tree; config key ``allow_incomplete_data``).

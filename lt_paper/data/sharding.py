@@ -7,7 +7,7 @@ GLOBAL batch of ``batch_size`` consecutive positions is cut into ``world_size`` 
 DistributedSampler's strided split, where the global batch depends on the world size).
 
 The last, partial global batch (``N mod batch_size`` images) is kept, as LDAM-DRW's DataLoader keeps it
-(README decision 4), unless the config asks for ``drop_last``. Every rank must take the same number
+(docs/decisions.md, decision 4), unless the config asks for ``drop_last``. Every rank must take the same number
 of steps and get an equal slice (DDP averages the ranks' gradients), so the partial batch is cut to a
 multiple of ``world_size`` (at most ``world_size - 1`` images left out; none in one process), and it
 is left out whole when that leaves fewer than 2 images per rank: BatchNorm would normalise a single

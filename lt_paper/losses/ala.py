@@ -4,7 +4,7 @@
     A_i = A_ins(cos_iy) * A_cls[y_i],  cos_iy = cos_{i,y_i}                                 (eq. 5)
 
 Only the target logit is adjusted (following LDAM), and s = 30 is applied here and nowhere else
-(README decision 1): the model returns unscaled cosines because A_ins reads them.
+(docs/decisions.md, decision 1): the model returns unscaled cosines because A_ins reads them.
 
 The variants of Table 4 are choices of the two factors, not separate classes:
 

@@ -41,7 +41,7 @@ class FocalLoss(ClassificationLoss):
     published CIFAR-LT tables compare with (70.4 / 38.4 on CIFAR-10/100-LT) is LDAM-DRW's, which trains the softmax focal loss
     with gamma = 1; Lin et al.'s 2.0 (with alpha balancing) was tuned for sigmoid dense detection.
     Figure 2(b) plots "the commonly used formulation" with gamma = 2 instead
-    (``figure2.target_logit_gradients``); README decision 10 keeps the two apart.
+    (``figure2.target_logit_gradients``); docs/decisions.md, decision 10 keeps the two apart.
     The focal factor is not detached, as in both reference implementations.
     """
 

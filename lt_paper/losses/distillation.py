@@ -1,4 +1,4 @@
-"""Knowledge distillation (README decision 6) and RIDE's expert-diversity term.
+"""Knowledge distillation (docs/decisions.md, decision 6) and RIDE's expert-diversity term.
 
 Both operate on s-scaled logits (``loss.scale * model_logits``): the softmax the student should match
 is the one the loss trains, and for the cosine losses that is softmax(30 * cos), not softmax(cos).
@@ -18,7 +18,7 @@ def _kl_batchmean(target_log_p: Tensor, log_q: Tensor) -> Tensor:
 class DistillationLoss(nn.Module):
     """``T^2 * KL(softmax(teacher / T) || softmax(student / T))``, batch mean; teacher detached.
 
-    T = 2 (README decision 6). The T^2 factor (Hinton et al.) keeps the gradient magnitude of the soft
+    T = 2 (docs/decisions.md, decision 6). The T^2 factor (Hinton et al.) keeps the gradient magnitude of the soft
     term independent of T, so it adds to the student's own ALA loss without re-tuning a weight. The
     teacher is a frozen, trained MoE: it must receive no gradient, hence the detach.
     ``scale`` is 1.0 because the inputs are already scaled logits.

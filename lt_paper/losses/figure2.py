@@ -67,7 +67,7 @@ def target_logit_gradients(
       S_j / min S = ``class_count_ratio`` (None: 1, the rarest class, i.e. A = A_ins only); g = p_adj - 1.
     - ``"focal"``: FL = -(1 - p)^gamma log p (Lin et al.), gamma = 2: the paper's "commonly used
       formulation of focal loss", whose gradient is not monotonous on [-5, 0]. The trained Focal
-      baseline and Table 4 #5 use gamma = 1 (LDAM-DRW's baseline; README decision 10).
+      baseline and Table 4 #5 use gamma = 1 (LDAM-DRW's baseline; docs/decisions.md, decision 10).
     - ``"focal_star"``: FL* = -log(p*) / gamma* with p* = sigmoid(gamma* x + beta*) (Lin et al.,
       appendix; gamma* = 2, beta* = 1).
     - ``"x"``: the grid.

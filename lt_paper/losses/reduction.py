@@ -1,7 +1,7 @@
 """The one reduction every loss uses, and the base class that applies it.
 
 Contract of every loss in ``lt_paper.losses``: ``loss(logits, targets, weight=None)``; with class
-weights ``w`` (DRW, README decision 4) the batch loss is ``sum_i w[y_i] l_i / sum_i w[y_i]``, which is
+weights ``w`` (DRW, docs/decisions.md, decision 4) the batch loss is ``sum_i w[y_i] l_i / sum_i w[y_i]``, which is
 exactly what ``F.cross_entropy(..., weight=w)`` computes and what LDAM-DRW's code relies on; without
 weights it is the plain mean. Keeping it in one place makes every loss (CE, focal, LA, ALA and its
 variants) reweight identically.

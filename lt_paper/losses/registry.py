@@ -17,7 +17,7 @@ name           loss                                        head    paper
 
 The paper does not state the focal gamma of Table 4 #5; ``focal_acls`` uses 1.0, the same as the
 ``focal`` baseline, LDAM-DRW's (override with ``build_loss("focal_acls", counts, focal_gamma=2.0)``).
-Figure 2(b)'s analytic curve uses gamma = 2, "the commonly used formulation" (README decision 10).
+Figure 2(b)'s analytic curve uses gamma = 2, "the commonly used formulation" (docs/decisions.md, decision 10).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Class-balanced weights (Cui et al. 2019) for deferred re-weighting (DRW, README decision 4).
+"""Class-balanced weights (Cui et al. 2019) for deferred re-weighting (DRW, docs/decisions.md, decision 4).
 
 ``w_j = (1 - beta) / (1 - beta^{S_j})`` (the inverse "effective number" of samples), normalised so that
 ``sum_j w_j = C`` as in LDAM-DRW, so that switching DRW on keeps the loss on the same scale on average

@@ -11,7 +11,7 @@ softmax; everything that distinguishes LDAM, ALA and the Table 4 ablations is th
 - ``ldam_margins`` (Cao et al. 2019): ``m_j = C / S_j^(1/4)`` with C chosen so that ``max_j m_j`` is
   ``max_margin`` (0.5 as in LDAM-DRW).
 
-All three are in units of cosine; the loss multiplies by s = 30 afterwards (README decision 1).
+All three are in units of cosine; the loss multiplies by s = 30 afterwards (docs/decisions.md, decision 1).
 """
 
 from __future__ import annotations

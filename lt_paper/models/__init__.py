@@ -3,7 +3,7 @@
 Public entry point: ``build_model(arch, num_classes, head, num_experts, router, shared_stages,
 expert_width, in_channels)``; every model's ``forward(x)`` returns a :class:`ModelOutput`.
 
-Decisions (README, numbered): the cosine head returns unscaled cos theta, s lives only in the loss (1);
+Decisions (docs/decisions.md, numbered): the cosine head returns unscaled cos theta, s lives only in the loss (1);
 the MoE shares stem + first stages, experts are 3/4 width, the router is zero-initialised and switched on
 by the engine at ``router_at`` (5, 9); ``model.spec`` records the architecture for checkpoints (8).
 

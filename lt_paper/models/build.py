@@ -2,7 +2,7 @@
 
 ``build_model`` returns a :class:`PlainNetwork` for ``num_experts == 1`` and a :class:`MixtureOfExperts`
 otherwise, and stores the resolved :class:`ModelSpec` on ``model.spec`` so that checkpoints can record
-the architecture and refuse to load into a different one (README decision 8; see ``check_signature``).
+the architecture and refuse to load into a different one (docs/decisions.md, decision 8; see ``check_signature``).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def build_model(
     expert_width: float = 0.75,
     in_channels: int = 3,
 ) -> nn.Module:
-    """Build ``arch`` with a ``head`` classifier; ``num_experts >= 2`` gives the MoE (README decision 5).
+    """Build ``arch`` with a ``head`` classifier; ``num_experts >= 2`` gives the MoE (docs/decisions.md, decision 5).
 
     Args:
         arch: one of ``ARCHITECTURES`` ("resnet8", "resnet20", "resnet32", "resnet50", "resnext50").

@@ -1,6 +1,6 @@
 """Classifier heads: a plain linear layer and the cosine classifier used by LDAM / ALA.
 
-README decision 1: the scale ``s`` (30) lives only in the loss. The cosine head therefore returns
+docs/decisions.md, decision 1: the scale ``s`` (30) lives only in the loss. The cosine head therefore returns
 cos(theta) in [-1, 1] and has no scale and no bias; the ALA instance term A_ins = (1 - cos_y) / 2
 (paper eq. 3) reads these unscaled cosines directly.
 """

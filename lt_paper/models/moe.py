@@ -1,4 +1,4 @@
-"""The Mixture-of-Experts network of paper section 3.2 (README decision 5, following RIDE).
+"""The Mixture-of-Experts network of paper section 3.2 (docs/decisions.md, decision 5, following RIDE).
 
     x -> stem -> shared stages (trunk) --+--> expert 1: its own later stages (reduced width) -> pool -> head -> l^1
                                          +--> ...
@@ -11,7 +11,7 @@ ResNet-32, stem + stages 1-2 for ResNet-50 / ResNeXt-50). Each expert owns the r
 ``expert_width`` (0.75: "channels reduced by a quarter") times the planes: ResNet-32 experts have 24 / 48
 channels instead of 32 / 64, ResNet-50 experts 192 / 384 bottleneck planes instead of 256 / 512.
 
-Router schedule: the paper adds the router "until the last learning rate decay" (``router_at``: README
+Router schedule: the paper adds the router "until the last learning rate decay" (``router_at``: docs/decisions.md,
 decision 9). Until then the aggregate is exactly the mean of the experts and the router is not called
 (so it gets no gradient); the engine calls ``set_router_active(True)`` at the switch-on, after which the
 loss L = sum_k L(l^k) + L(l) (eq. 8) trains it end to end. This state is a plain Python bool, not saved in the

@@ -15,7 +15,7 @@ class ModelOutput(NamedTuple):
 
     Fields:
         logits: (N, C) the aggregate output. A cosine head gives cos(theta) in [-1, 1]; a linear head
-            raw logits. Never multiplied by the scale ``s``: that happens only in the loss (README
+            raw logits. Never multiplied by the scale ``s``: that happens only in the loss (docs/decisions.md,
             decision 1), because A_ins = (1 - cos_y) / 2 needs the unscaled cosine.
         expert_logits: (N, K, C) each expert's unscaled head output (MoE only, else None); the engine
             applies the loss to every expert (paper eq. 8) and records per-expert predictions.

@@ -13,7 +13,7 @@ class PlainNetwork(nn.Module):
     """A full-width ResNet with one head, returning ``ModelOutput(logits, None, None, features)``.
 
     This is the baseline network of every single-expert row of the paper and the student of the
-    distillation (README decision 6). ``features`` are the pooled last-stage features (N, D).
+    distillation (docs/decisions.md, decision 6). ``features`` are the pooled last-stage features (N, D).
     State-dict layout: ``stem.*``, ``stages.<i>.<block>.*``, ``head.*``.
     """
 

@@ -3,7 +3,7 @@
 The instance-aware router is the paper's contribution (section 3.2): global average pooling of the
 shared trunk's output (the same input the experts see), one fully connected layer to K scores, softmax
 over experts. It is zero-initialised so that it starts exactly as the mean of the experts, which is
-what the aggregate is before the router is switched on (README decisions 9 and 11).
+what the aggregate is before the router is switched on (docs/decisions.md, decisions 9 and 11).
 ``MeanRouter`` fixes w = 1/K: the "mean router" ablation of Table 5 (and RIDE's aggregation).
 """
 

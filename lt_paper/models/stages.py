@@ -1,6 +1,6 @@
 """A ResNet described as a stem followed by stages, so that one class can cut it anywhere.
 
-The plain network uses all stages at full width; the Mixture-of-Experts (README decision 5) shares the
+The plain network uses all stages at full width; the Mixture-of-Experts (docs/decisions.md, decision 5) shares the
 stem and the first ``shared_stages`` stages and gives every expert its own copy of the remaining stages
 at a reduced width. Both are built from the same :class:`StagePlan`, so the CIFAR and ImageNet variants
 (and the single / MoE networks) never exist as copied classes: a family only says how to build its stem

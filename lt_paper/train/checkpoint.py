@@ -1,4 +1,4 @@
-"""Atomic checkpoints that carry their architecture (README decision 8).
+"""Atomic checkpoints that carry their architecture (docs/decisions.md, decision 8).
 
 A checkpoint is written to a temporary file in the same directory and then renamed over the old one,
 so a run killed at any instant leaves either the previous checkpoint or the new one, never half a

@@ -62,7 +62,7 @@ VALID_CHOICES = {
 
 @dataclass(frozen=True)
 class Config:
-    """Everything that defines a run. Defaults are the CIFAR-LT / LDAM-DRW recipe (README decision 4)."""
+    """Everything that defines a run. Defaults are the CIFAR-LT / LDAM-DRW recipe (docs/decisions.md, decision 4)."""
 
     name: str = "custom"  # the preset it came from (informational; not hashed)
     # data
@@ -72,7 +72,7 @@ class Config:
     allow_incomplete_data: bool = False  # accept a CIFAR source smaller than the real set (tests, trials)
     data_fingerprint: str | None = None  # what the data is; filled from the source before hashing (see above)
     imbalance: float = 100.0  # imbalance factor n_max / n_min of the train split (CIFAR-LT, digits)
-    many_threshold: int = OLTR_SHOT_RULE["many"]  # many-shot: n > 100 (README decision 2)
+    many_threshold: int = OLTR_SHOT_RULE["many"]  # many-shot: n > 100 (docs/decisions.md, decision 2)
     few_threshold: int = OLTR_SHOT_RULE["few"]  # few-shot: n < 20, or n <= 20 with few_inclusive (Table 2)
     few_inclusive: bool = OLTR_SHOT_RULE["few_inclusive"]
     # model
@@ -276,7 +276,7 @@ def config_hash(config: Config) -> str:
 
 
 def shot_rule(config: Config) -> dict[str, Any]:
-    """The shot-group thresholds of a run (README decision 2), as ``metrics_from_records`` takes them and
+    """The shot-group thresholds of a run (docs/decisions.md, decision 2), as ``metrics_from_records`` takes them and
     ``metrics.json`` records them."""
     return dict(many=config.many_threshold, few=config.few_threshold, few_inclusive=config.few_inclusive)
 

@@ -26,16 +26,16 @@ ride{3,4}_router   the same with our instance-aware router, trained by eq. 8's a
 DRW is on for every cosine-classifier method (they follow "the same training strategies as LDAM")
 and off for the linear baselines, whose published numbers were trained without it.
 
-Router switch-on (README decision 9): ImageNet-LT and iNaturalist keep the paper's "last learning
+Router switch-on (docs/decisions.md, decision 9): ImageNet-LT and iNaturalist keep the paper's "last learning
 rate decay" (epoch 80 of 100, lr 1e-3); the CIFAR-LT and smoke recipes switch it on at 0.8 of the
 epochs (160 of 200, lr 1e-3), the same share of training and lr, because their last decay (180 of
 200) leaves the router 20 epochs at lr 1e-5, too little to move it from uniform. Only the MoE presets
 carry ``router_at``: a plain network has no router, and its run hash stays what it was.
-Shot groups (README decision 2): the ImageNet-LT and iNaturalist presets report by the paper's
+Shot groups (docs/decisions.md, decision 2): the ImageNet-LT and iNaturalist presets report by the paper's
 Table 2 (few ``n <= 20``); CIFAR-LT keeps the codebases' ``n < 20``.
 
 CIFAR-LT also has ResNet-8 presets (``cifar10_lt/resnet8/<method>``): the reduced recipe of the
-`cifar-cpu` profile (README "Real data on a laptop"): a single network's epoch takes about 10 s on 2
+`cifar-cpu` profile (docs/real-data-on-a-laptop.md): a single network's epoch takes about 10 s on 2
 CPU cores. It keeps the CIFAR recipe's shape (batch 128, lr 0.1, the decays, DRW and the router
 switch-on at the same fractions of the epochs) on ResNet-8 for ``CPU_EPOCHS`` epochs; its warm-up is
 LDAM-DRW's 5 of 200 epochs scaled to the shorter run, it tests every ``CPU_EVAL_EVERY`` epochs, and it
@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from .config import Config, validate
 
-# The recipes of README decision 4 (schedule points as fractions of the epochs).
+# The recipes of docs/decisions.md, decision 4 (schedule points as fractions of the epochs).
 CIFAR_RECIPE = dict(
     epochs=200, batch_size=128, lr=0.1, weight_decay=2e-4, warmup_epochs=5,
     lr_decay_at=(0.8, 0.9), lr_decay_factors=(0.01, 0.0001), drw_at=0.8, router_at=0.8,
@@ -91,8 +91,8 @@ PAPER_ARCHS: dict[str, tuple[str, ...]] = {
     "cifar10_lt": ("resnet32",), "cifar100_lt": ("resnet32",),
     "imagenet_lt": ("resnet50", "resnext50"), "inat2018": ("resnet50",),
 }
-# The reduced CIFAR-LT recipe that a CPU trains (the `cifar-cpu` profile, README "Real data on a
-# laptop"): network and epochs chosen by measurement on a 2-core machine; the schedule's fractions are
+# The reduced CIFAR-LT recipe that a CPU trains (the `cifar-cpu` profile, docs/real-data-on-a-laptop.md):
+# network and epochs chosen by measurement on a 2-core machine; the schedule's fractions are
 # the CIFAR recipe's, its 5 warm-up epochs of 200 scale with the epochs (at least 1).
 CPU_ARCH = "resnet8"
 CPU_EPOCHS = 40

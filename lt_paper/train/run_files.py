@@ -42,7 +42,7 @@ def _accuracy(value) -> bool:
     return _number(value) and 0 <= value <= 1
 
 
-def _group_accuracy(value) -> bool:  # None or NaN: a group without classes (README decision 2)
+def _group_accuracy(value) -> bool:  # None or NaN: a group without classes (docs/decisions.md, decision 2)
     return value is None or (_number(value) and (math.isnan(value) or 0 <= value <= 1))
 
 

@@ -45,7 +45,7 @@ behind Figures 1 and 4 and the ALA rows, what a laptop trains first on the `cifa
 
 Packs on the CPU: one run each, trained by ``train`` one after another, as ``run_rows`` trains on the
 CPU: there the batched ensemble was not reliably faster, and it cannot train channels_last, the fastest
-CPU path measured (README "Real data on a laptop"). A pack of one also keeps the budget fine-grained,
+CPU path measured (docs/real-data-on-a-laptop.md). A pack of one also keeps the budget fine-grained,
 and one probe serves every run of its network.
 
     python -m lt_paper campaign --profile cifar --budget 300 --runs-dir results/cifar10_lt_if100/runs --plan

@@ -35,7 +35,7 @@ PROFILE_SCOPES = {
              "only profile whose numbers compare with the paper's.",
 }
 
-_ROUNDING = ("Measured with `scripts/rounding_noise.py` (README, \"What equality means\"): multiplying the "
+_ROUNDING = ("Measured with `scripts/rounding_noise.py` (docs/equality.md): multiplying the "
              "initial weights by 1 + 1e-7 noise, or training through the batched ensemble, moved a smoke row's "
              "All by up to 2.8 points, and another seed moved it by up to 7.3.")
 # What a notebook adds for a profile (after that profile's scope).

@@ -38,7 +38,7 @@ _SMOKE = dict(prefix="smoke", dataset="digits_lt", arch="resnet8", epochs=30, se
 # ResNet-32 run leaves a GPU mostly idle)
 _CIFAR = dict(prefix="cifar10_lt", dataset="cifar10_lt", arch="resnet32", epochs=200, seeds=[0, 1, 2],
               device="cuda", data_root=None, parallel=1)
-# cifar-cpu: real CIFAR-10-LT on a laptop (README "Real data on a laptop"); the ResNet-8 presets carry the
+# cifar-cpu: real CIFAR-10-LT on a laptop (docs/real-data-on-a-laptop.md); the ResNet-8 presets carry the
 # rest of the reduced recipe. On the CPU run_rows trains one run after another (the fastest CPU path).
 CIFAR_CPU_DATA = "data/downloads/cifar10-jpeg.tar.gz"  # relative to the repository root
 _CIFAR_CPU = dict(prefix="cifar10_lt", dataset="cifar10_lt", arch=CPU_ARCH, epochs=CPU_EPOCHS, seeds=[0],

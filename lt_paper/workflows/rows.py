@@ -16,7 +16,7 @@ TABLE1_ROWS = {
     "ala_distill": "ala_distill", "ala_moe3": "ala_moe3", "ala_moe4": "ala_moe4",
 }
 # Table 4, rows 1-7: which adjusting term is applied (the ALA ablation), then one row of ours that the
-# paper does not have: ALA without DRW, which measures what the assumed DRW adds (README decision 4).
+# paper does not have: ALA without DRW, which measures what the assumed DRW adds (docs/decisions.md, decision 4).
 TABLE4_ROWS = {
     "ce": "ce", "ldam": "ldam_drw", "ains": "ains", "acls": "acls",
     "focal_acls": "focal_acls", "ldam_ains": "ldam_ains", "ala": "ala",
@@ -39,7 +39,7 @@ FIGURE4_ROWS = {"MoE-3": "ala_moe3", "MoE-4": "ala_moe4", "MoE-6": "ala_moe6", "
 
 # The core set: CE and LDAM-DRW (Figure 1), ALA with and without DRW (Table 4's claim, and decision 4's
 # check) and the 3-expert MoE (Figure 4), as methods. ``campaign --rows core`` trains these alone: the
-# smallest set of runs behind Figures 1 and 4 and the ALA rows (README "Real data on a laptop").
+# smallest set of runs behind Figures 1 and 4 and the ALA rows (docs/real-data-on-a-laptop.md).
 CORE_METHODS = ("ce", "ldam_drw", "ala", "ala_nodrw", "ala_moe3")
 # The runs on which the paper's two central claims are decided over several seeds: the core set (Table 4's
 # ALA against LDAM-DRW) and the 3-expert MoE with the mean router (Table 5's instance-aware against mean
