@@ -75,9 +75,13 @@ PHASES = {"warm-up": 0, "main lr": 2, "DRW switch-on": 15, "router switch-on": 2
 # Tolerance on every compared tensor's relative error ||ensemble - solo|| / ||solo||, set from measured
 # noise (2-core AMD EPYC, torch 2.14.1): over all members, phases and tensors the ensemble's step differs
 # from the solo step by at most 8.3e-6 (at 1 and at 2 threads alike), and the solo step at 2 threads from
-# the solo step at 1 thread by at most 3.4e-6. The tolerance is 24 times the larger figure; the least
-# visible mutation below (weight decay dropped) moves a tensor by 1.0e-2, 50 times the tolerance.
-STEP_RTOL = 2e-4
+# the solo step at 1 thread by at most 3.4e-6. Measured again with the epochs right after each decay
+# sampled (CI's default threads, the machine shared): a distilled student's weight update at the second
+# decay, where the learning rate is 1e-4 of the base and the update is smallest, differed by 5.1e-4. The
+# tolerance is twice that; each mutation below must move some tensor by more than 5 times it (the least
+# visible, weight decay dropped, moves one by 1.0e-2).
+STEP_RTOL = 1e-3
+MUTATION_FACTOR = 5
 
 
 @pytest.fixture(scope="module")
@@ -345,7 +349,7 @@ def test_the_step_check_catches_each_way_of_making_the_ensemble_wrong(teachers, 
     mutate, members = MUTATIONS[mutation]
     configs = _plain_members(teachers) if members == "plain" else _moe_members()
     where, worst = _worst(_one_step_errors(configs, mutate=mutate))
-    assert worst > 10 * STEP_RTOL, (mutation, where, worst)
+    assert worst > MUTATION_FACTOR * STEP_RTOL, (mutation, where, worst)
 
 
 # ------------------------------------------------------------------------------------------ whole runs
