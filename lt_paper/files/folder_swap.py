@@ -19,9 +19,12 @@ Each staging folder takes its final folder's place in one step, ``renameat2(RENA
 one or the new one, and the old content lands at the staging name. Where the exchange is not supported
 (another system, a file system that refuses it) the fallback is two renames, final to backup and staging
 to final, between which the final name is briefly missing (a reader retries; a crash there is finished by
-the next swap). Several folders still switch one after another: between two exchanges (two consecutive
-system calls) a reader can see a new folder beside an old one; a crash exactly there is finished by the
-next swap, which every ``publish`` of the same name runs first.
+the next swap). Several folders still switch one after another, back to back: between two exchanges (two
+consecutive system calls) the final names show a new folder beside an old one, and a crash exactly there
+leaves them so, with the journal in state ``swapping``, until a recovery finishes the swap. A reader who
+must see all old or all new tells the two apart by content the swap carries (``publish`` stamps both
+folders with one id: ``lt_paper.workflows.publication``) and, seeing them differ while ``state()`` is
+``swapping``, runs ``recover()`` under the lock before reading on.
 
 The journal is removed last. ``FolderSwap.recover`` (run by the next swap, under the same lock) reads it
 and rolls back or finishes; it touches the folders the journal names and nothing else, and refuses, changing
@@ -187,6 +190,14 @@ class FolderSwap:
             return "finished"
         _roll_back(self.journal, entries)
         return "rolled back"
+
+    def state(self) -> str | None:
+        """The state of the swap's journal ("staging" or "swapping"), or None when there is none (no swap
+        begun, or its journal already removed); ValueError naming a journal that is not this swap's."""
+        try:
+            return _read(self.journal, self.root, self.finals)[0]
+        except FileNotFoundError:
+            return None
 
     def begin(self) -> dict[Path, Path]:
         """Record the swap (state staging), then create an empty staging folder per final folder;
