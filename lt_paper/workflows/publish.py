@@ -13,15 +13,18 @@ Nothing lost, nothing wrong served:
 
 - ``NAME`` is one plain path component; only ``results/NAME`` and ``figures/NAME`` are ever replaced.
 - The new content is assembled in full in staging folders beside them (the published content, merged
-  with the new output) and swapped in (:class:`lt_paper.files.folder_swap.FolderSwap`): each folder by one
-  exchange of directory entries, so ``results/NAME`` and ``figures/NAME`` are never missing and each is
-  always the whole old or the whole new folder, even while a publish runs or after one was killed.
-  The two switch back to back, one system call apart: a publish killed exactly between them leaves new
-  results beside old figures. A failure while staging leaves the old content and no staging folder; a
-  publish killed at any point leaves a journal (``results/.NAME.publish.json``) from which the next
-  publish of ``NAME`` finishes the swap or rolls it back, so the publication is the old one or the new
-  one, whole. Publishing touches no other file beside them. One publish of ``NAME`` at a time (lock file
-  ``results/.NAME.publish.lock``).
+  with the new output), both stamped with one fresh publication id (``publication.json``), and swapped in
+  (:class:`lt_paper.files.folder_swap.FolderSwap`): each folder by one exchange of directory entries, so
+  ``results/NAME`` and ``figures/NAME`` are never missing and each is always the whole old or the whole
+  new folder, even while a publish runs or after one was killed. The two switch back to back, one system
+  call apart; a publish killed exactly between them leaves stamps that differ and a journal
+  (``results/.NAME.publish.json``) in state ``swapping``, and a reader going through
+  :func:`lt_paper.workflows.publication.whole_publication` (as notebooks reading published runs do)
+  finishes the swap before reading: it sees the old publication or the new one, whole. A failure while
+  staging leaves the old content and no staging folder; a publish killed at any point leaves the journal,
+  from which the next publish of ``NAME`` (or such a reader) finishes the swap or rolls it back.
+  Publishing touches no other file beside them. One publish of ``NAME`` at a time (lock file
+  ``results/.NAME.publish.lock``). Where these files lie: :class:`lt_paper.workflows.publication.Publication`.
 - Every run must be the run its folder is named after (folder name, config and config hash agree), with a
   ``metrics.json`` that says what its ``records.npz`` says and a ``records.npz`` of a run's arrays
   (``train.run_results``), checked before anything is written.
@@ -37,7 +40,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -45,27 +47,18 @@ from pathlib import Path
 import numpy as np
 
 from ..files.atomic import atomic_write_bytes
-from ..files.folder_swap import FolderSwap
-from ..files.locks import hold_lock, lock_holder
+from ..files.locks import lock_holder
 from .outputs import load_summary
+from .publication import Publication, write_stamps
 from .portable import portable_text, strict_json
 from ..train.provenance import REPO_ROOT
 from .reproduce import PROFILES, jobs_for, output_lock_file
 from ..train.run_results import verified_result
 from ..train.run_files import read_metrics, read_npz
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 RUN_JSON_FILES = ("config.json", "metrics.json", "history.json")
 # metrics.json keys that say where and how long a run ran, not what it computed
 CIRCUMSTANTIAL_KEYS = ("provenance", "wall_time_s")
-
-
-def check_name(name: str) -> str:
-    """``name`` if it is one plain path component (letters, digits, ``_``, ``-``, ``.``); else ValueError."""
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or name.startswith("."):
-        raise ValueError(f"publish name {name!r} is not valid: use one folder name of letters, digits, '_', "
-                         f"'-' and '.' (not starting with '.'), e.g. 'smoke' or 'cifar10_lt'")
-    return name
 
 
 def compact_records(source: Path, target: Path) -> None:
@@ -229,16 +222,16 @@ def publish(profile_dir: str | Path, name: str, repo_root: str | Path = REPO_ROO
     The output is checked before anything is written: a refused output leaves the repository as it was.
     """
     profile_dir, repo_root = Path(profile_dir), Path(repo_root)
-    check_name(name)
-    for published in (repo_root / "results", repo_root / "figures"):
+    publication = Publication(name, repo_root)  # ValueError for a name that is not one plain folder
+    for published in (publication.results.parent, publication.figures.parent):
         if profile_dir.resolve().is_relative_to(published.resolve()):
             raise ValueError(f"{profile_dir} is published content, not a reproduce output "
                              f"(e.g. outputs/smoke)")
     folders, missing = check_output(profile_dir, partial)
     runs = _listed_runs(folders)
-    results, figures = repo_root / "results" / name, repo_root / "figures" / name
-    swap = FolderSwap(results.with_name(f".{name}.publish.json"), repo_root, [results, figures])
-    with hold_lock(results.with_name(f".{name}.publish.lock"), f"publication {name}"):
+    results, figures = publication.results, publication.figures
+    swap = publication.swap()
+    with publication.hold():
         recovered = swap.recover()  # first: whatever happens next, the publication is whole
         if recovered is not None:
             print(f"[publish] {name}: an interrupted publish was {recovered} (journal {swap.journal})",
@@ -248,13 +241,14 @@ def publish(profile_dir: str | Path, name: str, repo_root: str | Path = REPO_ROO
         staging = swap.begin()
         try:
             copied = _stage(profile_dir, folders, runs, staging, results, figures)
-            make_portable(staging[results], {str(run.parent): os.path.relpath(results / "runs", repo_root)
+            make_portable(staging[results], {str(run.parent): os.path.relpath(publication.runs, repo_root)
                                              for run in runs}, repo_root)
+            write_stamps(staging.values(), *publication_kind(folders, str(profile_dir)))
         except BaseException:
             swap.abandon()
             raise
         swap.commit()
-    published_runs = sorted(p.name for p in (results / "runs").glob("*") if p.is_dir())
+    published_runs = sorted(p.name for p in publication.runs.glob("*") if p.is_dir())
     return {"results": str(results), "figures": str(figures), "notebooks": len(folders),
             "runs": len({run.name for run in runs}), "runs_copied": copied, "runs_published": len(published_runs),
             "missing": missing, "recovered": recovered}
