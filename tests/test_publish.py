@@ -14,6 +14,7 @@ import torch
 
 from lt_paper.analysis import load_run
 from lt_paper.cli import main
+from lt_paper.workflows.publication import whole_publication
 from lt_paper.workflows.publish import compact_records, publish
 from lt_paper.workflows.reproduce import NOTEBOOKS, output_lock, reproduce, split_overrides
 
@@ -289,12 +290,13 @@ def test_a_publish_killed_at_any_step_leaves_old_or_new_after_the_next_publish(t
     assert step > 10 and outcomes == {("v1", "v1"), ("v2", "v2")}  # both sides of the commit point seen
 
 
-def test_a_reader_of_a_killed_publish_finds_each_folder_whole_before_any_recovery(tmp_path):
-    """SIGKILL at every step of a publish, then look as a reader would, before any publish recovers:
-    results/NAME and figures/NAME are there at every step, each the whole old or the whole new folder
-    (each switches in by one exchange). The two cannot switch in one system call: the one step that
-    shows new results beside old figures is the kill between the two back-to-back exchanges, and its
-    journal says the swap is to be finished."""
+def test_a_reader_of_a_killed_publish_sees_one_whole_publication_at_every_step(tmp_path):
+    """SIGKILL at every step of a publish, then look as a reader would, before any publish recovers.
+    The raw folders: results/NAME and figures/NAME are there at every step, each the whole old or the whole
+    new folder (each switches in by one exchange); the two cannot switch in one system call, so the kill
+    between the two back-to-back exchanges shows new results beside old figures, with a journal that says
+    the swap is to be finished. A reader going through ``whole_publication`` sees one publication at every
+    step, the old or the new: at that step it finishes the swap first."""
     template, one = tmp_path / "template", ["figure1_hard_samples"]
     publish(_output(tmp_path / "a", notebooks=one, tag="v1"), "smoke", repo_root=template, partial=True)
     new = _output(tmp_path / "b", notebooks=one, tag="v2", runs=[("run-b", 0.7)])
@@ -306,19 +308,91 @@ def test_a_reader_of_a_killed_publish_finds_each_folder_whole_before_any_recover
             break
         results, figures = repo / "results" / "smoke", repo / "figures" / "smoke"
         assert results.is_dir() and figures.is_dir(), f"killed at step {step}: a publication folder is missing"
-        state = _published(repo)
-        assert "-" not in state, f"killed at step {step}: a folder is not whole: {state}"
+        raw = _published(repo)
+        assert "-" not in raw, f"killed at step {step}: a folder is not whole: {raw}"
         runs = sorted(p.name for p in (results / "runs").iterdir())
-        assert runs == (sorted([_name("run-a")]) if state[0] == "v1" else sorted([_name("run-a"), _name("run-b")])), \
+        assert runs == (sorted([_name("run-a")]) if raw[0] == "v1" else sorted([_name("run-a"), _name("run-b")])), \
             f"step {step}: {runs}"
-        if state[0] != state[1]:
+        if raw[0] != raw[1]:
             journal = json.loads((repo / "results" / ".smoke.publish.json").read_text())
             assert journal["state"] == "swapping", f"step {step}"
             mixed.append(step)
+        assert whole_publication("smoke", repo) == (results, figures)
+        state = _published(repo)
+        assert state in (("v1", "v1"), ("v2", "v2")), f"killed at step {step}: the reader saw {state} (raw {raw})"
+        assert state == raw or raw[0] != raw[1], f"step {step}: a whole publication was changed by the reader"
         seen.append(state)
         shutil.rmtree(repo)
     assert ("v1", "v1") in seen and ("v2", "v2") in seen
-    assert len(mixed) == 1 and seen[mixed[0] - 1] == ("v2", "v1") and seen[mixed[0]] == ("v2", "v2"), seen
+    assert len(mixed) == 1 and seen[mixed[0] - 1] == ("v2", "v2"), (mixed, seen)  # the mixed step, healed
+
+
+def _stamps(repo: Path, name: str = "smoke") -> tuple:
+    """The stamp of results/NAME and of figures/NAME (None where missing)."""
+    files = (repo / "results" / name / "publication.json", repo / "figures" / name / "publication.json")
+    return tuple(json.loads(f.read_text()) if f.is_file() else None for f in files)
+
+
+def test_a_publish_stamps_both_folders_alike_and_a_publication_without_stamps_is_accepted(tmp_path):
+    repo = tmp_path / "repo"
+    publish(_output(tmp_path / "a"), "smoke", repo_root=repo)
+    first = _stamps(repo)
+    assert first[0] == first[1] and set(first[0]) == {"id", "published_utc", "profile", "dataset"}
+    assert (first[0]["profile"], first[0]["dataset"]) == ("smoke", "digits_lt")
+    assert whole_publication("smoke", repo) == (repo / "results" / "smoke", repo / "figures" / "smoke")
+    publish(_output(tmp_path / "b", tag="v2"), "smoke", repo_root=repo, force=True)
+    second = _stamps(repo)
+    assert second[0] == second[1] and second[0]["id"] != first[0]["id"], "each publish has its own id"
+    for stamp in (repo / "results" / "smoke" / "publication.json", repo / "figures" / "smoke" / "publication.json"):
+        stamp.unlink()  # as published before stamps existed
+    assert whole_publication("smoke", repo) == (repo / "results" / "smoke", repo / "figures" / "smoke")
+
+
+def _tree(root: Path) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_two_publications_mixed_by_hand_are_refused_by_a_reader_naming_both_stamps(tmp_path):
+    """Stamps that differ with no journal (folders copied or committed by hand): a one-line ValueError that
+    names both stamp files and what each says, and says to publish again; nothing is changed. One stamp
+    without the other is such a mix too."""
+    from lt_paper.workflows.outputs import NotebookOutputs
+
+    repo, other = tmp_path / "repo", tmp_path / "other"
+    publish(_output(tmp_path / "a"), "smoke", repo_root=repo)
+    publish(_output(tmp_path / "b", tag="v2"), "smoke", repo_root=other)
+    shutil.rmtree(repo / "figures" / "smoke")
+    shutil.copytree(other / "figures" / "smoke", repo / "figures" / "smoke")  # v1 results beside v2 figures
+    ids = [stamp["id"] for stamp in _stamps(repo)]
+    before = _tree(repo)
+    with pytest.raises(ValueError) as err:
+        whole_publication("smoke", repo)
+    message = str(err.value)
+    assert "\n" not in message and "nothing was changed" in message and "Publish smoke again" in message
+    for folder, id_ in zip(("results", "figures"), ids):
+        assert f"{repo / folder / 'smoke' / 'publication.json'} says id {id_!r}" in message, message
+    assert _tree(repo) == before
+    # a notebook reading these published runs stops there too, before it creates its output folder
+    params = dict(profile="smoke", prefix=None, dataset=None, arch=None, epochs=None, seeds=None, device=None,
+                  data_root=None, runs_dir=str(repo / "results" / "smoke" / "runs"), train=False,
+                  output_dir=str(tmp_path / "notebook"))
+    with pytest.raises(ValueError, match=r"publication smoke is two publications"):
+        NotebookOutputs.from_parameters("figure1_hard_samples", params)
+    assert not (tmp_path / "notebook").exists() and _tree(repo) == before
+    (repo / "figures" / "smoke" / "publication.json").unlink()
+    with pytest.raises(ValueError, match=r"figures/smoke/publication.json is missing; nothing was changed"):
+        whole_publication("smoke", repo)
+
+
+def test_every_committed_publication_is_one_publication():
+    """Each publication committed under results/ (with its figures/ counterpart) has matching stamps or
+    none (published before stamps existed): a mix of two publishes is never committed, nor a journal."""
+    assert not list((REPO / "results").glob(".*.publish.json")), "a publish journal is committed"
+    names = [folder.name for folder in sorted((REPO / "results").iterdir())
+             if folder.is_dir() and (REPO / "figures" / folder.name).is_dir()]
+    assert "smoke" in names, names
+    for name in names:
+        whole_publication(name, REPO)  # read only: with no journal it changes nothing
 
 
 def test_publish_touches_only_what_its_journal_names(tmp_path):

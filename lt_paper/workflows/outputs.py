@@ -7,6 +7,11 @@ work (:class:`ParameterError`), resolves relative paths against the project root
 (whose kernels start in ``notebooks/``), papermill and ``reproduce`` share one ``runs/`` cache and
 one output tree, and gives each notebook its own output folder (``outputs/notebook/<notebook>``).
 
+A notebook reading a publication's runs (``runs_dir`` is ``results/NAME/runs``: a profile's published
+runs with ``train = False``) first checks that ``results/NAME`` and ``figures/NAME`` are one publication
+(:func:`lt_paper.workflows.publication.whole_publication`: a publish killed between its two folder
+exchanges is finished first), so that it never reads the runs of one publish beside the figures of another.
+
 Runs trained with less than the paper's recipe on one of its datasets (the `cifar-cpu` profile: ResNet-8,
 a few dozen epochs, on a CPU) are labelled wherever they are shown: every table title and figure title
 of such a notebook, and the figure image itself, carries :func:`lt_paper.train.presets.reduced_recipe_label`
@@ -39,6 +44,7 @@ from ..analysis import EmptyGroupWarning, as_reference, save_figure, table_markd
 from ..analysis.tables import format_results, shows_index
 from ..files.atomic import atomic_write_json
 from .portable import strict_json
+from .publication import Publication, whole_publication
 from .profiles import PROFILE_KEYS, PUBLISHED_RUNS, check_profile, profile_parameters, profiles_running
 from ..train.provenance import REPO_ROOT, provenance
 from ..train.presets import reduced_recipe_label
@@ -213,7 +219,8 @@ class NotebookOutputs:
 
         Checks the parameters (:func:`check_parameters`), records them (common ones plus ``extra``),
         resolves ``runs_dir``, ``data_root`` and ``output_dir`` against :func:`project_root`
-        (``output_dir`` None: ``outputs/notebook/<notebook>``) and sets ``run_kwargs``: the keyword
+        (``output_dir`` None: ``outputs/notebook/<notebook>``; a publication's ``runs_dir``: ValueError
+        unless it is one whole publication, module docstring) and sets ``run_kwargs``: the keyword
         arguments of ``run_rows`` (runs_dir, train, parallel and the config overrides for every run:
         epochs, device, data_root and ``run_overrides``). ``labelled``: False for a notebook whose outputs
         do not depend on the network or the training recipe (Figure 2's formulas): no recipe label.
@@ -235,9 +242,12 @@ class NotebookOutputs:
                 raise ParameterError(f"profile = {parameters['profile']!r} sets {_assignments(named)}, "
                                      f"which your {_assignments(given)} contradict: {err}") from None
             raise
+        runs_dir = resolve_path(parameters.get("runs_dir", DEFAULT_RUNS_DIR))
+        published = Publication.of_runs(runs_dir)
+        if published is not None:  # a publication's runs: read from one whole publication, never a mix
+            whole_publication(published.name, published.root)
         directory = resolve_path(parameters.get("output_dir") or Path("outputs", "notebook", notebook))
         out = cls(directory, notebook, parameters)
-        runs_dir = resolve_path(parameters.get("runs_dir", DEFAULT_RUNS_DIR))
         overrides = dict(epochs=parameters["epochs"], device=parameters["device"],
                          data_root=resolve_path(parameters.get("data_root")),
                          **(parameters.get("run_overrides") or {}))
