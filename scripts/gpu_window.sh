@@ -16,13 +16,14 @@
 # The window (the device tool; carry the wheels and the CIFAR-10 tarball, see docs/gpu.md):
 #   PYTHONUNBUFFERED=1 bash scripts/gpu_window.sh        (OUT is set by the tool; timeout_s 600)
 # CPU dry run (tests/test_gpu_window.py does this with a few seconds per step):
-#   OUT=/tmp/w WINDOW_DEVICE=cpu WINDOW_PROFILE=smoke WINDOW_BENCH_SIZE=tiny WINDOW_BUDGET=60 \
-#     WINDOW_CAMPAIGN_SET=epochs=1 WINDOW_RUNS_DIR=/tmp/w-runs WINDOW_WHEELS=none bash scripts/gpu_window.sh
+#   OUT=/tmp/w WINDOW_DEVICE=cpu WINDOW_PROFILE=smoke WINDOW_BENCH_SIZE=tiny WINDOW_BUDGET=120 \
+#     WINDOW_ROWS=core WINDOW_CAMPAIGN_SET=epochs=1 WINDOW_RUNS_DIR=/tmp/w-runs WINDOW_WHEELS=none bash scripts/gpu_window.sh
 #
 # Knobs (environment): OUT (required), PYTHON (python3), WINDOW_BUDGET (540 s for everything; the
 # device command limit is 600 s), WINDOW_DEVICE (cuda), WINDOW_PROFILE (cifar), WINDOW_RUNS_DIR
 # (results/cifar10_lt_if100/runs: the published runs, so that finished runs are skipped),
-# WINDOW_CAMPAIGN_SET (notebook parameters for the campaign, space-separated key=value), WINDOW_TESTS_S
+# WINDOW_CAMPAIGN_SET (notebook parameters for the campaign, space-separated key=value), WINDOW_ROWS
+# (the campaign's --rows: all, core or claims; default all), WINDOW_TESTS_S
 # (210), WINDOW_BENCH_SIZE (short), WINDOW_BENCH_S (110; WINDOW_BENCH_FULL_S, 240, when the bench has no
 # such size and runs --size full), WINDOW_PACK_S (seconds kept for packing, 20),
 # WINDOW_WHEELS (.whl; "none" skips the install), WINDOW_SITE (/tmp/site).
@@ -35,6 +36,7 @@ DEVICE=${WINDOW_DEVICE:-cuda}
 PROFILE=${WINDOW_PROFILE:-cifar}
 RUNS_DIR=${WINDOW_RUNS_DIR:-results/cifar10_lt_if100/runs}
 CAMPAIGN_SET=${WINDOW_CAMPAIGN_SET:-}
+ROWS=${WINDOW_ROWS:-all}
 TESTS_S=${WINDOW_TESTS_S:-210}
 BENCH_SIZE=${WINDOW_BENCH_SIZE:-short}
 BENCH_S=${WINDOW_BENCH_S:-110}
@@ -116,7 +118,8 @@ main() {
   fi
 
   # 2. CUDA tests
-  step tests "$(at_most "$TESTS_S")" "$PY" -m pytest -m gpu tests/test_gpu.py -p no:cacheprovider -v -ra \
+  # one process (-o addopts: without the suite's parallel workers, whether or not pytest-xdist is there)
+  step tests "$(at_most "$TESTS_S")" "$PY" -m pytest -o addopts=-ra -p no:xdist -m gpu tests/test_gpu.py -p no:cacheprovider -v -ra \
     --junitxml="$OUT/pytest-gpu.xml"
 
   # 3. speed benchmark (the short size where this checkout's bench has it, else the full one)
@@ -136,7 +139,7 @@ main() {
   for kv in $CAMPAIGN_SET; do sets+=(--set "$kv"); done
   campaign_s=$(( $(left) - PACK_S ))
   step campaign "$(( campaign_s > 0 ? campaign_s + 15 : 0 ))" "$PY" -m lt_paper campaign --profile "$PROFILE" \
-    --budget "$campaign_s" --runs-dir "$RUNS_DIR" --json "$OUT/campaign.json" "${sets[@]}"
+    --rows "$ROWS" --budget "$campaign_s" --runs-dir "$RUNS_DIR" --json "$OUT/campaign.json" "${sets[@]}"
 
   # 5. the runs finished in this window, as pieces of one archive
   finished_runs > "$after"

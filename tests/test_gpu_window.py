@@ -32,9 +32,9 @@ def _run(cmd, env, timeout):
 def test_window_dry_run_fits_what_comes_back_and_its_runs_unpack(tmp_path):
     out, runs = tmp_path / "OUT", tmp_path / "window-runs"
     env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, OMP_NUM_THREADS="1", TMPDIR=str(tmp_path),
-               PYTHONPATH=str(REPO), WINDOW_DEVICE="cpu", WINDOW_PROFILE="smoke", WINDOW_BUDGET="60",
+               PYTHONPATH=str(REPO), WINDOW_DEVICE="cpu", WINDOW_PROFILE="smoke", WINDOW_BUDGET="120",
                WINDOW_BENCH_SIZE="tiny", WINDOW_BENCH_S="5", WINDOW_TESTS_S="60", WINDOW_PACK_S="5",
-               WINDOW_CAMPAIGN_SET="epochs=1", WINDOW_RUNS_DIR=str(runs), WINDOW_WHEELS="none")
+               WINDOW_CAMPAIGN_SET="epochs=1", WINDOW_ROWS="core", WINDOW_RUNS_DIR=str(runs), WINDOW_WHEELS="none")
     _run(["bash", "scripts/gpu_window.sh"], env, timeout=200)
 
     files = [p for p in out.rglob("*") if p.is_file()]

@@ -109,7 +109,7 @@ def test_the_readme_commands_are_found_with_their_tags():
     assert by_text[".venv/bin/python -m lt_paper presets cifar"] == set()
     assert by_text["bash .ci/setup && .venv/bin/python -m pytest -q"] == {"minutes", "network"}
     assert by_text[".venv/bin/python -m lt_paper evaluate runs/digits_lt-resnet8-ala-s0-*"] == {"minutes"}
-    assert by_text[".venv/bin/python -m pytest -m gpu tests/test_gpu.py"] == {"gpu"}
+    assert by_text[".venv/bin/python -m pytest -n 0 -m gpu tests/test_gpu.py"] == {"gpu"}
     assert sum(not c.tags for c in COMMANDS) >= 2 and len(COMMANDS) > 20
 
 
@@ -197,7 +197,10 @@ def _check_pytest(args: list[str], command: Command) -> None:
     markers = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["markers"]
     words = iter(args)
     for word in words:
-        if word == "-m":
+        if word == "-n":
+            workers = next(words)
+            assert workers == "auto" or workers.isdigit(), f"{command}: -n {workers!r} is not a worker count"
+        elif word == "-m":
             marker = next(words)
             assert any(m.startswith(f"{marker}:") for m in markers), f"{command}: marker {marker!r} not registered"
         elif not word.startswith("-"):
