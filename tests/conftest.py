@@ -11,9 +11,10 @@ themselves (tests/test_ensemble.py checks its tolerance at 1 and 2 threads); nei
 what a computation gives, only how its threads wait.
 
 Why the order: xdist hands whole files to whichever worker is free (``--dist loadfile``: a file's
-module-scoped fixtures, such as the smoke reproduction of tests/test_notebooks.py, run once). A long
-file handed out last would run alone at the end while the other worker idles; started first, the short
-files fill in around it.
+module-scoped fixtures, such as the smoke reproduction of tests/test_notebooks.py, run once), in the
+collection order (``--no-loadscope-reorder``; by default xdist would start with the files that hold the
+most tests, which are not the slow ones). A long file handed out last would run alone at the end while
+the other worker idles; started first, the short files fill in around it.
 
 ``python -m pytest -n 0`` runs the suite in one process (for ``--pdb`` or ``-s``).
 """
