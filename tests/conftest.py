@@ -6,9 +6,10 @@ Why the thread share: torch's CPU threads spin while they wait for each other. T
 torch with as many threads as the machine has cores oversubscribe it, and a test that takes 14 s alone
 then takes minutes (measured on the 2-core build machine: the engine tests went from tens of seconds to
 528 s). Each worker takes ``cores // workers`` threads (at least one), unless ``OMP_NUM_THREADS`` is
-already set, and OpenMP's passive wait policy. Numerical tests that depend on the thread count set it
-themselves (tests/test_ensemble.py checks its tolerance at 1 and 2 threads); neither setting changes
-what a computation gives, only how its threads wait.
+already set, and OpenMP's passive wait policy. The wait policy changes only how threads wait; the
+thread count changes the order of floating-point sums, so the tests that compare numbers across runs
+hold their tolerances at 1 and 2 threads (tests/test_ensemble.py measures and checks both, setting the
+count itself).
 
 Why the order: xdist hands whole files to whichever worker is free (``--dist loadfile``: a file's
 module-scoped fixtures, such as the smoke reproduction of tests/test_notebooks.py, run once), in the

@@ -107,17 +107,17 @@ def whole_publication(name: str, repo_root: str | Path) -> tuple[Path, Path]:
     the other is a mismatch).
 
     Stamps that disagree while the journal of an interrupted publish says ``swapping`` (killed between its
-    two folder exchanges): the swap is finished first, under the publication's lock (``FolderSwap.recover``, what the next publish would do). Stamps that
-    still disagree (no journal: folders copied or committed by hand): ValueError naming both stamp files,
+    two folder exchanges): the swap is finished first, under the publication's lock (``FolderSwap.recover``,
+    what the next publish would do). Stamps that still disagree (no journal: folders copied or committed by hand): ValueError naming both stamp files,
     changing nothing. A live publish holding the lock: FileExistsError naming its pid (read again once it
     is done).
     """
     publication = Publication(name, repo_root)
-    results, figures = publication.results, publication.figures
+    results, figures, swap = publication.results, publication.figures, publication.swap()
     stamps = _stamp(results), _stamp(figures)
-    if stamps[0] != stamps[1] and publication.swap().state() == SWAPPING:
+    if stamps[0] != stamps[1] and swap.state() == SWAPPING:
         with publication.hold():
-            publication.swap().recover()  # under the lock, whatever another recovery did meanwhile
+            swap.recover()  # under the lock, whatever another recovery did meanwhile
         stamps = _stamp(results), _stamp(figures)
     if stamps[0] != stamps[1]:
         raise ValueError(f"publication {name} is two publications: {_said(results, stamps[0])}, "
