@@ -142,14 +142,17 @@ class EpochTimes:
 
 
 def time_epochs(train_epoch, evaluate, device: torch.device, warmup_epochs: int, timed_epochs: int,
-                images_per_epoch: int, label: str, barrier=None) -> EpochTimes:
+                images_per_epoch: int, label: str, barrier=None, before_epoch=None) -> EpochTimes:
     """Warm up, wait at ``barrier`` (side by side), then time ``timed_epochs`` training + test passes.
 
     ``train_epoch(epoch)`` returns the epoch's loss (a number or a device tensor: read after the
     clock stops, so that reading it adds no sync to the timed epoch); a non-finite loss raises.
+    ``before_epoch()``, if given, runs before every epoch, untimed (the engine's thread choice).
     """
+    before_epoch = before_epoch or (lambda: None)
     t0 = time.perf_counter()
     for epoch in range(warmup_epochs):
+        before_epoch()
         train_epoch(epoch)
         evaluate()
     synchronize(device)
@@ -159,6 +162,7 @@ def time_epochs(train_epoch, evaluate, device: torch.device, warmup_epochs: int,
     start = time.time()
     train_s, eval_s, losses = [], [], []
     for epoch in range(warmup_epochs, warmup_epochs + timed_epochs):
+        before_epoch()
         t0 = time.perf_counter()
         losses.append(train_epoch(epoch))
         synchronize(device)
@@ -202,8 +206,9 @@ def count_host_syncs(run_epoch, device: torch.device) -> int | None:
 
 
 def time_engine(config: Config, data: LongTailData, device: torch.device, warmup_epochs: int,
-                timed_epochs: int, barrier=None, count_syncs: bool = False) -> EpochTimes:
-    """Time one run of the engine (``build_run`` / ``train_one_epoch`` / ``predict``)."""
+                timed_epochs: int, barrier=None, count_syncs: bool = False, before_epoch=None) -> EpochTimes:
+    """Time one run of the engine (``build_run`` / ``train_one_epoch`` / ``predict``); ``before_epoch``: see
+    ``time_epochs``."""
     configure_backends(config, device)
     train_loader, test_loader = make_loaders(data, config.batch_size, device, seed=config.seed,
                                              eval_batch_size=config.eval_batch_size, drop_last=config.drop_last)
@@ -218,7 +223,7 @@ def time_engine(config: Config, data: LongTailData, device: torch.device, warmup
         predict(parts.model, test_loader, parts.objective.scale, device, config.amp, config.compile)
 
     times = time_epochs(train_epoch, evaluate, device, warmup_epochs, timed_epochs,
-                        train_loader.images_per_epoch, config.name, barrier)
+                        train_loader.images_per_epoch, config.name, barrier, before_epoch)
     epoch_after = warmup_epochs + timed_epochs
     if count_syncs:
         times.host_syncs = count_host_syncs(lambda: train_epoch(epoch_after), device)

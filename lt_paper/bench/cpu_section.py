@@ -19,7 +19,10 @@ pixels), the profile's network (``presets.CPU_ARCH``) with batch 128 and a cosin
    images/s, seconds per epoch and per run, how many runs of each the core set and the whole profile
    hold, and the projected time of both. The distilled student counts as a single network plus the
    6-expert teacher's forward pass over each training image. Not counted: the campaign's probes (about
-   4 epochs per network), decoding the tarball once (cached afterwards), Python and notebook start-up.
+   4 epochs per network), decoding the tarball once (cached afterwards), Python and notebook start-up;
+4. a shared machine (sizes short and full): the single network under each thread setting (the engine's
+   own choice, torch's default with OpenMP's default and passive wait policy, one thread), alone and
+   beside one busy process per core (``lt_paper.bench.shared_cpu``).
 
 Timings exclude a warm-up epoch and cover a few dozen steps (``--size``: 12 steps of 128 images per
 timed epoch, two timed epochs; ``tiny``: a seconds-long check for CI, meaningless as a measurement). A
@@ -46,6 +49,7 @@ from ..train.resolve import resolve_run_config
 from ..workflows.experiments import TEACHER_METHOD
 from ..workflows.rows import CORE_METHODS, NOTEBOOK_ROWS
 from .core import BenchSize, markdown_table, synthetic_long_tail, time_engine, time_ensemble, torch_threads
+from .shared_cpu import shared_machine_table
 
 CIFAR10_LT_TRAIN = 12_406  # training images of CIFAR-10-LT at imbalance 100 (docs/decisions.md, decision 3)
 CIFAR10_TEST = 10_000
@@ -133,6 +137,11 @@ def run_cpu_bench(size: BenchSize, compile_mode: str = "auto", progress=print) -
                   f"Training FLOPs per image: 3 x {flops // 3:,} (forward).", ""]
         lines += _paths_table(paths, profile, flops, ceiling, len(data.test))
         lines += _kinds_table(kinds, profile, len(data.test))
+        if size.name == "tiny":  # eight fresh processes of seconds each: not for CI's seconds-long check
+            lines += ["", "The shared-machine table (every thread setting alone and beside busy processes) is "
+                          "measured at sizes short and full only."]
+        else:
+            lines += shared_machine_table(size, profile, step)
         info = provenance(cpu, bench_size=size.name, threads=threads, load_average_end=_load(),
                           argv=" ".join(sys.argv))
     lines += ["", "## Provenance", "", *(f"- {k}: {v}" for k, v in info.items())]

@@ -54,6 +54,7 @@ from ..models import build_model
 from . import distributed as D
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, apply_overrides, config_hash, shot_rule, to_dict
+from .cpu_threads import ThreadChooser
 from .evaluate import evaluate_model
 from .guards import check_teacher, check_weights_belong, stop_if_not_finite
 from .identity import check_same_data, recorded_data_source, with_data_fingerprint
@@ -393,9 +394,12 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
         wall_before = state["wall_time_s"]
 
     rule = shot_rule(config)
+    threads = ThreadChooser() if device.type == "cpu" else None  # fewer threads while others share the cores
     t0 = time.perf_counter()
     records = None
     for epoch in range(start_epoch, config.epochs):
+        if threads is not None:
+            threads.choose()
         settings = epoch_settings(config, epoch)
         apply_epoch_settings(optimizer, network, settings)
         lr, router_active = settings.lr, settings.router_active
@@ -462,9 +466,10 @@ def update_best(best: dict, epoch: int, metrics: dict) -> dict:
 
 def history_entry(epoch: int, lr: float, train_loss: float, train_acc: float, router_active: bool, drw: bool,
                   metrics: dict | None) -> dict:
-    """One ``history.json`` entry; the test accuracies are None in an epoch that was not evaluated."""
+    """One ``history.json`` entry; the test accuracies are None in an epoch that was not evaluated.
+    ``threads``: torch's intra-op CPU threads in the epoch (``cpu_threads``: they change the rounding)."""
     return {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
-            "router_active": router_active, "drw": drw,
+            "router_active": router_active, "drw": drw, "threads": torch.get_num_threads(),
             **{f"test_{g}": None if metrics is None else metrics[g] for g in ("all", *SHOT_GROUPS)}}
 
 

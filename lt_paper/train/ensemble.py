@@ -58,6 +58,7 @@ from ..data import load_dataset, make_loaders
 from . import distributed as D
 from .checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, save_checkpoint
 from .config import Config, config_hash, to_dict
+from .cpu_threads import ThreadChooser
 from .engine import (CHECKPOINT, RunParts, apply_epoch_settings, batch_bars, build_optimizer, build_run, check_teacher_named,
                      compile_network, configure_backends, epoch_settings, finish_run, history_entry, is_eval_epoch,
                      is_finished, load_result, refuse_duplicate_runs, run_dir_for, seconds_left, shot_rule, start_run_dir, update_best)
@@ -359,10 +360,13 @@ def train_group(configs: Sequence[Config], runs_dir: Path) -> tuple[list[dict | 
         failed = {int(m): message for m, message in state["failed"].items()}
         wall_before = state["wall_time_s"]
 
+    threads = ThreadChooser() if device.type == "cpu" else None  # fewer threads while others share the cores
     t0 = time.perf_counter()
     records: list = [None] * size
     metrics: list = [None] * size
     for epoch in range(start_epoch, lead.epochs):
+        if threads is not None:
+            threads.choose()
         totals, settings = run.train_epoch(epoch)
         totals = totals.cpu()
         train_loss, train_acc = (totals[:, 0] / totals[:, 2]).tolist(), (totals[:, 1] / totals[:, 2]).tolist()

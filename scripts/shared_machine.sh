@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# End to end on a shared machine: how long the smoke Table 4 notebook (training its 8 runs) and a 3-epoch
+# cifar-cpu ALA run take, alone and beside one busy process per core, with lt_paper's default (nothing
+# set: the engine chooses its threads before each epoch) and with torch's own default
+# (OMP_NUM_THREADS=<cores>). Every measurement trains into a fresh runs folder. Prints a Markdown table.
+# Run it on an otherwise idle machine; the cifar-cpu rows need the tarball in data/downloads/.
+#
+#   bash scripts/shared_machine.sh > results/shared-machine-2core.md    [minutes, data]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+CORES=$(nproc)
+TARBALL=data/downloads/cifar10-jpeg.tar.gz
+SCRATCH=$(mktemp -d)
+BUSY=()
+trap 'kill "${BUSY[@]}" 2>/dev/null || true; rm -rf "$SCRATCH"' EXIT
+unset OMP_NUM_THREADS MKL_NUM_THREADS OMP_WAIT_POLICY GOMP_SPINCOUNT
+
+busy_on() { for _ in $(seq "$CORES"); do "$PY" -c 'while True: pass' & BUSY+=($!); done; sleep 1; }
+busy_off() { kill "${BUSY[@]}" 2>/dev/null || true; wait "${BUSY[@]}" 2>/dev/null || true; BUSY=(); }
+
+# seconds a command takes (its output to a log in the scratch folder)
+seconds() {
+  local log=$SCRATCH/$1.log; shift
+  local began=$(date +%s.%N)
+  "$@" > "$log" 2>&1 || { echo "failed: $* (log below)" >&2; tail -20 "$log" >&2; exit 1; }
+  awk -v a="$began" -v b="$(date +%s.%N)" 'BEGIN { print b - a }'
+}
+
+smoke() { # $1: a name for the runs folder
+  "$PY" -m lt_paper reproduce --profile smoke --only table4 --runs-dir "$SCRATCH/runs-$1" --out "$SCRATCH/out-$1"
+}
+cifar() {
+  "$PY" -m lt_paper train --preset cifar10_lt/resnet8/ala --set epochs=3 --set progress=false \
+    --set "data_root=$TARBALL" --runs-dir "$SCRATCH/runs-$1"
+}
+
+echo "# A shared machine, end to end: $(uname -m), $CORES cores, commit $(git rev-parse --short HEAD)"
+echo
+echo "Load average at the start: $(cut -d' ' -f1-3 /proc/loadavg). Busy processes: $CORES Python loops."
+echo
+echo "| job | setting | alone (s) | beside $CORES busy processes (s) | ratio |"
+echo "|---|---|---|---|---|"
+for job in smoke cifar; do
+  [ "$job" = cifar ] && [ ! -f "$TARBALL" ] && { echo "| cifar-cpu | (no $TARBALL) | - | - | - |"; continue; }
+  for setting in default torch; do
+    if [ "$setting" = torch ]; then export OMP_NUM_THREADS=$CORES; label="OMP_NUM_THREADS=$CORES (torch's default)"
+    else unset OMP_NUM_THREADS; label="nothing set (lt_paper's default)"; fi
+    alone=$(seconds "$job-$setting-alone" "$job" "$setting-alone")
+    busy_on
+    shared=$(seconds "$job-$setting-shared" "$job" "$setting-shared")
+    busy_off
+    name=$([ "$job" = smoke ] && echo "smoke Table 4 (8 runs)" || echo "cifar-cpu ALA, 3 epochs")
+    printf '| %s | %s | %.1f | %.1f | %.2f |\n' "$name" "$label" "$alone" "$shared" "$(awk -v a="$alone" -v s="$shared" 'BEGIN { print s / a }')"
+  done
+done
+unset OMP_NUM_THREADS
+echo
+echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg). torch $("$PY" -c 'import torch; print(torch.__version__)')."
