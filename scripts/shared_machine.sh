@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End to end on a shared machine: how long the smoke Table 4 notebook (training its 8 runs) and a 3-epoch
+# End to end on a shared machine: how long the smoke Table 4 notebook (training its 8 runs) and a 2-epoch
 # cifar-cpu ALA run take, alone and beside one busy process per core, with lt_paper's default (nothing
 # set: the engine chooses its threads before each epoch) and with torch's own default
 # (OMP_NUM_THREADS=<cores>). Every measurement trains into a fresh runs folder. Prints a Markdown table.
@@ -31,7 +31,7 @@ smoke() { # $1: a name for the runs folder
   "$PY" -m lt_paper reproduce --profile smoke --only table4 --runs-dir "$SCRATCH/runs-$1" --out "$SCRATCH/out-$1"
 }
 cifar() {
-  "$PY" -m lt_paper train --preset cifar10_lt/resnet8/ala --set epochs=3 --set progress=false \
+  "$PY" -m lt_paper train --preset cifar10_lt/resnet8/ala --set epochs=2 --set progress=false \
     --set "data_root=$TARBALL" --runs-dir "$SCRATCH/runs-$1"
 }
 
@@ -50,7 +50,7 @@ for job in smoke cifar; do
     busy_on
     shared=$(seconds "$job-$setting-shared" "$job" "$setting-shared")
     busy_off
-    name=$([ "$job" = smoke ] && echo "smoke Table 4 (8 runs)" || echo "cifar-cpu ALA, 3 epochs")
+    name=$([ "$job" = smoke ] && echo "smoke Table 4 (8 runs)" || echo "cifar-cpu ALA, 2 epochs")
     printf '| %s | %s | %.1f | %.1f | %.2f |\n' "$name" "$label" "$alone" "$shared" "$(awk -v a="$alone" -v s="$shared" 'BEGIN { print s / a }')"
   done
 done
