@@ -27,7 +27,7 @@ from typing import Callable
 
 import torch
 
-# the first choice needs a stretch of time to look at: at least this long (seconds)
+# a choice reads a stretch of at least this long (seconds): /proc/stat counts in ticks of 10 ms
 MIN_WINDOW_S = 0.25
 
 
@@ -68,21 +68,26 @@ class ThreadChooser:
         self.active = "OMP_NUM_THREADS" not in env and busy() is not None
         self.last = self._sample() if self.active else None
         self.others_busy: float | None = None  # cores the others used over the last stretch
+        self.threads: int | None = None  # the last choice
 
     def _sample(self) -> tuple[float, float, float]:
         return self.busy(), self.own_cpu(), self.clock()
 
     def choose(self) -> int | None:
-        """Set and return the threads for what comes next; None when inactive."""
+        """Set and return the threads for what comes next; None when inactive. An epoch shorter than
+        ``MIN_WINDOW_S`` keeps the last choice and lets the stretch grow (tiny epochs: no cost per epoch);
+        only the first choice of a run waits, once, for a stretch long enough to read."""
         if not self.active:
             return None
         waited = self.clock() - self.last[2]
-        if waited < MIN_WINDOW_S:  # too short a look (the first epoch right after start): look a little longer
+        if waited < MIN_WINDOW_S:
+            if self.others_busy is not None:
+                return self.threads
             self.sleep(MIN_WINDOW_S - waited)
         now = self._sample()
         (busy0, own0, t0), (busy1, own1, t1) = self.last, now
         self.last = now
         self.others_busy = max(0.0, (busy1 - busy0) - (own1 - own0)) / max(t1 - t0, 1e-9)
-        threads = threads_for(self.cores, self.others_busy)
-        self.set_threads(threads)
-        return threads
+        self.threads = threads_for(self.cores, self.others_busy)
+        self.set_threads(self.threads)
+        return self.threads
