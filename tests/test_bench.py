@@ -146,11 +146,12 @@ def test_side_by_side_rows_start_from_a_script_read_on_stdin(tmp_path):
     (["--section", "cpu", "--device", "cuda", "--data-root", "x"], "uses no --device, --data-root; leave them out"),
     (["--section", "cpu", "--dataset", "cifar10_lt"], "uses no --dataset"),
     (["--section", "cpu", "--threads-per-process", "2"], "uses no --threads-per-process"),
+    (["--section", "shared", "--data-root", "x"], "--section shared measures this CPU on synthetic images and uses no --data-root"),
     (["--threads-per-process", "-3"], "--threads-per-process -3: at least 1 thread per process"),
     (["--threads-per-process", "0"], "--threads-per-process 0: at least 1 thread per process"),
     (["--data-root", "no/such/cifar.tar.gz"], "--data-root no/such/cifar.tar.gz: no such file or folder"),
     (["--device", "banana"], "--device 'banana': use cuda, cuda:N, cpu or auto"),
-], ids=["cpu section with device and data", "cpu section with dataset", "cpu section with threads",
+], ids=["cpu section with device and data", "cpu section with dataset", "cpu section with threads", "shared with data",
         "negative threads", "zero threads", "missing data", "unknown device"])
 def test_bench_refuses_what_its_section_cannot_use_at_once(argv, message, monkeypatch, capsys):
     """Once: --section cpu --device cuda --data-root x measured the CPU and exited 0 ignoring both, and
@@ -160,6 +161,7 @@ def test_bench_refuses_what_its_section_cannot_use_at_once(argv, message, monkey
 
     monkeypatch.setattr(main_section, "run_bench", measured)
     monkeypatch.setattr("lt_paper.bench.cpu_section.run_cpu_bench", measured)
+    monkeypatch.setattr("lt_paper.bench.shared_cpu.run_shared_bench", measured)
     with pytest.raises(SystemExit) as done:
         command.main(["--size", "tiny", *argv])
     err = capsys.readouterr().err

@@ -14,7 +14,7 @@ import torch
 
 from lt_paper.bench import shared_cpu
 from lt_paper.bench.core import SIZES
-from lt_paper.bench.cpu_section import profile_config
+from lt_paper.bench.core import profile_config
 from lt_paper.train import cpu_threads, engine, ensemble
 from lt_paper.train.cpu_threads import ThreadChooser, machine_busy_s, threads_for
 

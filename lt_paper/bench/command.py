@@ -28,10 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which set --data-root holds (default cifar100_lt; main section only)")
     parser.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                         help="torch.compile in the fast path (auto: on CUDA only; about 60 s on a CPU)")
-    parser.add_argument("--section", choices=["main", "cpu"], default="main",
+    parser.add_argument("--section", choices=["main", "cpu", "shared"], default="main",
                         help="main: the sections above (default); cpu: the cifar-cpu profile's network on this "
-                             "CPU beside the fp32 matmul ceiling, each CPU path, the projected profile time "
-                             "(lt_paper.bench.cpu_section; --size full: about 2 minutes on an idle 2-core machine)")
+                             "CPU beside the fp32 matmul ceiling, each CPU path, the projected profile time, and "
+                             "each thread setting alone and beside busy processes (lt_paper.bench.cpu_section; "
+                             "--size full: about 5 minutes on an idle 2-core machine); shared: only that last "
+                             "table (lt_paper.bench.shared_cpu; about 2 minutes)")
     parser.add_argument("--threads-per-process", type=int, default=None,
                         help="CPU threads of each side-by-side process, at least 1 (default: cores / 7; tiny: 1; "
                              "main section only)")
@@ -51,11 +53,11 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     def refuse(message: str):
         parser.exit(2, f"error: {message}\n")
 
-    if args.section == "cpu":
+    if args.section in ("cpu", "shared"):
         given = [flag for key, flag in MAIN_SECTION_ONLY.items()
                  if getattr(args, key) is not None and not (key == "device" and args.device in ("cpu", "auto"))]
         if given:
-            refuse(f"--section cpu measures this CPU on synthetic images and uses no {', '.join(given)}; "
+            refuse(f"--section {args.section} measures this CPU on synthetic images and uses no {', '.join(given)}; "
                          f"leave them out (they belong to --section main)")
     if args.threads_per_process is not None and args.threads_per_process < 1:
         refuse(f"--threads-per-process {args.threads_per_process}: at least 1 thread per process")
@@ -70,7 +72,7 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m lt_paper bench [--size tiny|short|full] [--section main|cpu] [--device D] [--out FILE] ...``;
+    """``python -m lt_paper bench [--size tiny|short|full] [--section main|cpu|shared] [--device D] [--out FILE] ...``;
     returns 0."""
     parser = build_parser()
     args = check_arguments(parser, parser.parse_args(argv))
@@ -79,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
 
         report = run_cpu_bench(SIZES[args.size], compile_mode=args.compile,
                                progress=lambda m: print(m, file=sys.stderr, flush=True))
+    elif args.section == "shared":
+        from .shared_cpu import run_shared_bench
+
+        report = run_shared_bench(SIZES[args.size], progress=lambda m: print(m, file=sys.stderr, flush=True))
     else:
         from .main_section import run_bench
 

@@ -25,6 +25,8 @@ from ..train.engine import build_run, configure_backends, train_one_epoch
 from ..train.ensemble import build_ensemble
 from ..train.evaluate import predict
 from ..train.parallel import BARRIER_TIMEOUT_S
+from ..train.presets import CPU_ARCH
+from ..train.resolve import resolve_run_config
 
 PROJECTED_EPOCHS = 200
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
@@ -239,6 +241,26 @@ def time_ensemble(configs: list[Config], data: LongTailData, device: torch.devic
     images = run.train_loaders[0].images_per_epoch * len(configs)
     return time_epochs(lambda epoch: run.train_epoch(epoch)[0][:, 0].sum(), run.predict, device, warmup_epochs,
                        timed_epochs, images, f"ensemble of {len(configs)}")
+
+
+# ---------------------------------------------------------------------- the cifar-cpu profile on this CPU
+PREFIX = "cifar10_lt"  # the cifar-cpu profile's presets (with ``presets.CPU_ARCH``)
+
+
+def profile_config(method: str, size: BenchSize, **overrides) -> Config:
+    """The cifar-cpu profile's preset of ``method`` on the CPU, at the benchmark's batch size."""
+    return resolve_run_config(f"{PREFIX}/{CPU_ARCH}/{method}",
+                              {"batch_size": size.batch_size, "progress": False, **overrides, "device": "cpu"},
+                              data=False)
+
+
+def load_average() -> str:
+    """The machine's load average (1 / 5 / 15 min), for a report: timings on a loaded CPU differ."""
+    try:
+        with open("/proc/loadavg") as f:
+            return " / ".join(f.read().split()[:3]) + " (1 / 5 / 15 min)"
+    except OSError:
+        return "unknown"
 
 
 def markdown_table(header, rows) -> list[str]:

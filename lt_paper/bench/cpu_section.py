@@ -45,15 +45,14 @@ from ..train.config import Config
 from ..train.engine import build_for
 from ..train.presets import CPU_ARCH, get_preset
 from ..train.provenance import provenance
-from ..train.resolve import resolve_run_config
 from ..workflows.experiments import TEACHER_METHOD
 from ..workflows.rows import CORE_METHODS, NOTEBOOK_ROWS
-from .core import BenchSize, markdown_table, synthetic_long_tail, time_engine, time_ensemble, torch_threads
+from .core import (PREFIX, BenchSize, load_average, markdown_table, profile_config, synthetic_long_tail, time_engine,
+                   time_ensemble, torch_threads)
 from .shared_cpu import shared_machine_table
 
 CIFAR10_LT_TRAIN = 12_406  # training images of CIFAR-10-LT at imbalance 100 (docs/decisions.md, decision 3)
 CIFAR10_TEST = 10_000
-PREFIX = "cifar10_lt"
 KINDS = {"single network": "ala", "MoE, 3 experts": "ala_moe3", "MoE, 4 experts": "ala_moe4",
          "MoE, 6 experts": "ala_moe6"}  # the profile's networks, each measured with the ALA loss
 
@@ -64,13 +63,6 @@ def matmul_gflops(n: int, repeats: int = 5) -> float:
     a @ b  # warm-up: allocation, thread pool start
     timer = benchmark.Timer("a @ b", globals={"a": a, "b": b}, num_threads=torch.get_num_threads())
     return 2 * n ** 3 / timer.timeit(repeats).mean / 1e9
-
-
-def profile_config(method: str, size: BenchSize, **overrides) -> Config:
-    """The profile's preset of ``method`` on the CPU, at the benchmark's batch size."""
-    return resolve_run_config(f"{PREFIX}/{CPU_ARCH}/{method}",
-                              {"batch_size": size.batch_size, "progress": False, **overrides, "device": "cpu"},
-                              data=False)
 
 
 def evaluations(config: Config) -> int:
@@ -124,7 +116,7 @@ def run_cpu_bench(size: BenchSize, compile_mode: str = "auto", progress=print) -
                  f"The `cifar-cpu` profile's network ({CPU_ARCH}, {profile.epochs} epochs, batch {size.batch_size}, "
                  f"{size.px}x{size.px} synthetic images, cosine head) on {threads} thread(s); "
                  f"{size.cpu_steps} steps per timed epoch, one warm-up epoch excluded. Load average at the start: "
-                 f"{_load()}.", ""]
+                 f"{load_average()}.", ""]
         paths = _paths(size, data, compile_mode, step)
         kinds = {}
         for kind, method in KINDS.items():
@@ -142,19 +134,11 @@ def run_cpu_bench(size: BenchSize, compile_mode: str = "auto", progress=print) -
                           "measured at sizes short and full only."]
         else:
             lines += shared_machine_table(size, profile, step)
-        info = provenance(cpu, bench_size=size.name, threads=threads, load_average_end=_load(),
+        info = provenance(cpu, bench_size=size.name, threads=threads, load_average_end=load_average(),
                           argv=" ".join(sys.argv))
     lines += ["", "## Provenance", "", *(f"- {k}: {v}" for k, v in info.items())]
     step("done")
     return "\n".join(lines) + "\n"
-
-
-def _load() -> str:
-    try:
-        with open("/proc/loadavg") as f:
-            return " / ".join(f.read().split()[:3]) + " (1 / 5 / 15 min)"
-    except OSError:
-        return "unknown"
 
 
 def _paths(size: BenchSize, data, compile_mode: str, step) -> list[tuple[str, object, int]]:

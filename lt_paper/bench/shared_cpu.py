@@ -1,4 +1,5 @@
-"""The last table of ``bench --section cpu``: one CPU run on the machine as it is, and beside busy processes.
+"""The last table of ``bench --section cpu`` (alone: ``--section shared``): one CPU run on the machine as it
+is, and beside busy processes.
 
 A new user's machine is rarely idle. Each setting below (torch's threads and OpenMP's wait policy, which
 OpenMP reads once, when it starts: so every setting is measured in a fresh process) trains the profile's
@@ -29,7 +30,8 @@ import torch
 
 from ..train.config import Config, from_dict, to_dict
 from ..train.cpu_threads import ThreadChooser
-from .core import BenchSize, markdown_table, synthetic_long_tail, time_engine
+from ..train.provenance import provenance
+from .core import BenchSize, load_average, markdown_table, profile_config, synthetic_long_tail, time_engine
 
 BUSY_LOOP = "while True: pass"
 # the variables that choose a setting; cleared in each measured child so that only the setting's own apply
@@ -92,6 +94,17 @@ def shared_machine_table(size: BenchSize, config: Config, step=print) -> list[st
     lines += markdown_table(["setting", "threads alone", "images/s alone", "threads shared",
                              "images/s shared", "ratio"], rows)
     return lines
+
+
+def run_shared_bench(size: BenchSize, progress=print) -> str:
+    """``bench --section shared``: the table alone, for the profile's ALA single network, with provenance."""
+    config = profile_config("ala", size)
+    lines = [f"# lt_paper bench, shared-machine table: size {size.name}, {provenance(torch.device('cpu'))['device']}",
+             "", f"Load average at the start: {load_average()}."]
+    lines += shared_machine_table(size, config, progress)
+    info = provenance(torch.device("cpu"), bench_size=size.name, load_average_end=load_average(),
+                      argv=" ".join(sys.argv))
+    return "\n".join([*lines, "", "## Provenance", "", *(f"- {k}: {v}" for k, v in info.items())]) + "\n"
 
 
 def _threads(measured: dict) -> str:
