@@ -44,12 +44,12 @@ EOF
 
 smoke() { # $1: a name for the runs folder; more arguments: reproduce's
   local name=$1; shift
-  "$PY" -m lt_paper reproduce --profile smoke --only table4 --runs-dir "$SCRATCH/runs-$name" --out "$SCRATCH/out-$name" "$@"
+  "$PY" -m lt_paper reproduce --profile smoke --only table4 --runs-dir "$SCRATCH/runs-smoke-$name" --out "$SCRATCH/out-$name" "$@"
 }
 cifar() {
   local name=$1; shift
   "$PY" -m lt_paper train --preset cifar10_lt/resnet8/ala --set epochs=2 --set progress=false \
-    --set "data_root=$TARBALL" --runs-dir "$SCRATCH/runs-$name" "$@"
+    --set "data_root=$TARBALL" --runs-dir "$SCRATCH/runs-cifar-$name" "$@"
 }
 
 echo "# A shared machine, end to end: $(uname -m), $CORES cores, commit $(git rev-parse --short HEAD)"
@@ -67,11 +67,11 @@ for job in smoke cifar; do
     if [ "$setting" = torch ]; then export OMP_NUM_THREADS=$CORES; label="OMP_NUM_THREADS=$CORES (torch's default)"
     else unset OMP_NUM_THREADS; label="nothing set (lt_paper's default)"; fi
     alone=$(seconds "$job-$setting-alone" "$job" "$setting-alone")
-    read -r alone_train alone_threads <<< "$(training "$SCRATCH/runs-$setting-alone")"
+    read -r alone_train alone_threads <<< "$(training "$SCRATCH/runs-$job-$setting-alone")"
     busy_on
     shared=$(seconds "$job-$setting-shared" "$job" "$setting-shared")
     busy_off
-    read -r shared_train shared_threads <<< "$(training "$SCRATCH/runs-$setting-shared")"
+    read -r shared_train shared_threads <<< "$(training "$SCRATCH/runs-$job-$setting-shared")"
     name=$([ "$job" = smoke ] && echo "smoke Table 4 (8 runs)" || echo "cifar-cpu ALA, 2 epochs")
     printf '| %s | %s | %.1f | %.1f | %s | %.1f | %.1f | %s | %.2f | %.2f |\n' "$name" "$label" "$alone" "$alone_train" \
       "$alone_threads" "$shared" "$shared_train" "$shared_threads" \

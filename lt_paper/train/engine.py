@@ -369,6 +369,9 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
         result = load_result(run_dir)
         result["reused"] = True
         return result
+    # fewer threads while other processes share the cores; made here, so that loading the data is the
+    # stretch its first choice reads
+    threads = ThreadChooser() if device.type == "cpu" else None
     configure_backends(config, device)
     data = load_dataset(config.dataset, root=config.data_root, imbalance=config.imbalance,
                         download=config.download, allow_incomplete=config.allow_incomplete_data)
@@ -394,7 +397,6 @@ def train(config: str | Config = "smoke/resnet8/ala", *, runs_dir: str | os.Path
         wall_before = state["wall_time_s"]
 
     rule = shot_rule(config)
-    threads = ThreadChooser() if device.type == "cpu" else None  # fewer threads while others share the cores
     t0 = time.perf_counter()
     records = None
     for epoch in range(start_epoch, config.epochs):

@@ -340,6 +340,8 @@ def train_group(configs: Sequence[Config], runs_dir: Path) -> tuple[list[dict | 
     ckpt_path = ensemble_dir / CHECKPOINT
     ensemble_dir.mkdir(parents=True, exist_ok=True)
 
+    # fewer threads while other processes share the cores; its first choice reads the loading stretch
+    threads = ThreadChooser() if device.type == "cpu" else None
     configure_backends(lead, device)
     data = load_dataset(lead.dataset, root=lead.data_root, imbalance=lead.imbalance, download=lead.download,
                         allow_incomplete=lead.allow_incomplete_data)
@@ -360,7 +362,6 @@ def train_group(configs: Sequence[Config], runs_dir: Path) -> tuple[list[dict | 
         failed = {int(m): message for m, message in state["failed"].items()}
         wall_before = state["wall_time_s"]
 
-    threads = ThreadChooser() if device.type == "cpu" else None  # fewer threads while others share the cores
     t0 = time.perf_counter()
     records: list = [None] * size
     metrics: list = [None] * size
