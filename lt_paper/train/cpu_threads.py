@@ -2,10 +2,10 @@
 
 Torch starts one intra-op thread per core. Each parallel region (a convolution, a matrix product)
 ends when its slowest thread ends, so when other busy processes share the cores, the scheduler parks
-one of ours in nearly every region and the others wait for it: on the 2-core build machine, beside
-two busy processes, a run took about 6 times its idle time with two threads and about 1.3 times with
-one (``bench --section cpu``, its shared-machine table, results/bench-cpu-shared.md). One thread on an
-idle machine, though, is about 1.7 times slower than two.
+one of ours in nearly every region and the others wait for it. On the 2-core build machine, beside two
+busy processes, the smoke Table 4 notebook took 3.91 times its idle time with two threads and 1.25
+times with one (results/shared-machine-2core.md, ``scripts/shared_machine.sh``); one thread on an idle
+machine, though, trains the cifar-cpu network at about half the rate of two (results/bench-shared-2core.md).
 
 So the engine chooses before every epoch: as many threads as the cores that other processes left free
 since the last choice (at least one, at most the cores). It reads the whole machine's busy time
