@@ -73,15 +73,19 @@ PHASE_OVERRIDES = dict(epochs=30, drw_at=0.5, router_at=0.7, progress=False)
 PHASES = {"warm-up": 0, "main lr": 2, "DRW switch-on": 15, "router switch-on": 21, "first decay": 24,
           "second decay": 27}
 # Tolerance on every compared tensor's relative error ||ensemble - solo|| / ||solo||, set from measured
-# noise (2-core AMD EPYC, torch 2.14.1): over all members, phases and tensors the ensemble's step differs
-# from the solo step by at most 8.3e-6 (at 1 and at 2 threads alike), and the solo step at 2 threads from
-# the solo step at 1 thread by at most 3.4e-6. Measured again with the epochs right after each decay
-# sampled (CI's default threads, the machine shared): a distilled student's weight update at the second
-# decay, where the learning rate is 1e-4 of the base and the update is smallest, differed by 5.1e-4. The
-# tolerance is twice that; each mutation below must move some tensor by more than 5 times it (the least
-# visible, weight decay dropped, moves one by 1.0e-2).
-STEP_RTOL = 1e-3
-MUTATION_FACTOR = 5
+# noise (torch 2.14.1). On one 2-core AMD EPYC machine, over all members, phases and tensors, the
+# ensemble's step differed from the solo step by at most 8.3e-6 (at 1 and at 2 threads alike), and the
+# solo step at 2 threads from the solo step at 1 thread by at most 3.4e-6; with the epochs right after
+# each decay sampled, a distilled student's weight update at the second decay (the learning rate 1e-4 of
+# the base) by 5.1e-4. On another 2-core AMD EPYC (with AVX-512, 2026-12-07) the same step differs by up
+# to 5.0e-3 at 1 and at 2 threads alike, always at the DRW switch-on and in the first block's gradients
+# only (a 3-expert MoE's expert 1, a distilled student): the pattern of a ReLU input that rounding moves
+# across zero, one unit's gradient switched on or off, not of a wrong step. The tolerance is twice that;
+# each mutation below must move some tensor by more than 1.5 times it: on that machine the least visible,
+# one member's weight decay doubled, moved one by 1.65e-2, weight decay dropped by 8.0e-2, the rest by
+# 0.29 or more.
+STEP_RTOL = 1e-2
+MUTATION_FACTOR = 1.5
 
 
 @pytest.fixture(scope="module")
