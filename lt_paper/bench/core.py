@@ -254,6 +254,13 @@ def profile_config(method: str, size: BenchSize, **overrides) -> Config:
                               data=False)
 
 
+def profile_data(size: BenchSize) -> LongTailData:
+    """The CPU benchmarks' synthetic images: 10 balanced classes, ``size.cpu_steps`` batches an epoch and
+    about ``size.cpu_test`` test images (speed does not depend on the pixels or the imbalance)."""
+    per_class = math.ceil(size.cpu_steps * size.batch_size / 10)
+    return synthetic_long_tail(10, per_class, 1.0, max(1, size.cpu_test // 10), size.px)
+
+
 def load_average() -> str:
     """The machine's load average (1 / 5 / 15 min), for a report: timings on a loaded CPU differ."""
     try:

@@ -32,7 +32,6 @@ with the numbers, and repeat.
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections import Counter
@@ -47,7 +46,7 @@ from ..train.presets import CPU_ARCH, get_preset
 from ..train.provenance import provenance
 from ..workflows.experiments import TEACHER_METHOD
 from ..workflows.rows import CORE_METHODS, NOTEBOOK_ROWS
-from .core import (PREFIX, BenchSize, load_average, markdown_table, profile_config, synthetic_long_tail, time_engine,
+from .core import (PREFIX, BenchSize, load_average, markdown_table, profile_config, profile_data, time_engine,
                    time_ensemble, torch_threads)
 from .shared_cpu import shared_machine_table
 
@@ -106,8 +105,7 @@ def run_cpu_bench(size: BenchSize, compile_mode: str = "auto", progress=print) -
     cpu = torch.device("cpu")
     with torch_threads(size.threads):
         threads = torch.get_num_threads()
-        per_class = math.ceil(size.cpu_steps * size.batch_size / 10)
-        data = synthetic_long_tail(10, per_class, 1.0, max(1, size.cpu_test // 10), size.px)
+        data = profile_data(size)
         step("matmul ceiling")
         ceiling_before = matmul_gflops(size.matmul_n)
         profile = profile_config("ala", size)

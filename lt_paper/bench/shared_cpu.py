@@ -31,7 +31,7 @@ import torch
 from ..train.config import Config, from_dict, to_dict
 from ..train.cpu_threads import ThreadChooser
 from ..train.provenance import provenance
-from .core import BenchSize, load_average, markdown_table, profile_config, synthetic_long_tail, time_engine
+from .core import SIZES, BenchSize, load_average, markdown_table, profile_config, profile_data, time_engine
 
 BUSY_LOOP = "while True: pass"
 # the variables that choose a setting; cleared in each measured child so that only the setting's own apply
@@ -114,21 +114,16 @@ def _threads(measured: dict) -> str:
 def child(size: BenchSize, config: Config) -> dict:
     """What one setting's process measures: ``config`` through the engine's epoch loop, the thread choice
     included (one warm-up epoch, then timed epochs)."""
-    cpu = torch.device("cpu")
-    per_class = -(-size.cpu_steps * size.batch_size // 10)
-    data = synthetic_long_tail(10, per_class, 1.0, max(1, size.cpu_test // 10), size.px)
     chooser, threads = ThreadChooser(), []
 
     def before_epoch() -> None:
         chooser.choose()
         threads.append(torch.get_num_threads())
 
-    times = time_engine(config, data, cpu, 1, 3, before_epoch=before_epoch)
+    times = time_engine(config, profile_data(size), torch.device("cpu"), 1, 3, before_epoch=before_epoch)
     return {"images_per_s": times.images_per_s, "threads": threads[1:], "train_s": times.train_s,
             "variables": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ}}
 
 
 if __name__ == "__main__":
-    from .core import SIZES
-
     print(json.dumps(child(SIZES[sys.argv[1]], from_dict(json.loads(sys.argv[2])))))
