@@ -127,6 +127,9 @@ class JupyterLabInChromium:
             options.add_argument(flag)
         service = Service(next(shutil.which(d) for d in CHROMEDRIVER if shutil.which(d)))
         self.driver = webdriver.Chrome(service=service, options=options)
+        # Newer headless Chromium gives the page no focus: JupyterLab then has no current widget, so
+        # Run All (which acts on the current notebook) would do nothing. Emulating focus restores it.
+        self.driver.execute_cdp_cmd("Emulation.setFocusEmulationEnabled", {"enabled": True})
         return self
 
     def __exit__(self, *exc) -> None:
