@@ -43,6 +43,13 @@ from ..models import ARCHITECTURES, ROUTER_NAMES
 
 # Fields that never change what a run computes: they are left out of the run hash.
 RUNTIME_ONLY_FIELDS = ("num_workers", "eval_batch_size", "data_root", "download", "progress")
+# Fields that choose where and how a run's arithmetic is carried out, not what it computes: the device,
+# bf16 autocast, the memory layout, torch.compile, the fused SGD kernel, deterministic kernels. They stay
+# in the run hash (a run resumes, and ``train`` reuses it, only on the path it trained on: each path
+# rounds differently), but :func:`recipe_hash` leaves them out: a ResNet-32 trained on a CPU in fp32 is
+# the same experiment as the GPU profile's bf16 run of that preset and seed, and the notebooks and
+# ``campaign`` read it as that run rather than train it again (``engine.find_finished_run``).
+EXECUTION_FIELDS = ("device", "amp", "channels_last", "compile", "fused_optimizer", "deterministic")
 # Fields added after the first recorded runs, with the value those runs had (what a saved config.json
 # without the key means): hashed only when set otherwise. drop_last: runs recorded before the field
 # existed left out the last partial batch; the default (LDAM-DRW's) keeps it.
@@ -263,9 +270,10 @@ def from_dict(d: dict[str, Any]) -> Config:
     return apply_overrides(Config(), {**ADDED_FIELDS, **d})
 
 
-def config_hash(config: Config) -> str:
-    """Hash of every field that can change the result (names and runtime knobs excluded)."""
-    d = {k: v for k, v in to_dict(config).items() if k not in RUNTIME_ONLY_FIELDS + ("name",)
+def config_hash(config: Config, leave_out: tuple[str, ...] = ()) -> str:
+    """Hash of every field that can change the result (names and runtime knobs excluded); ``leave_out``
+    names more fields to ignore (``recipe_hash``; a lookup across copies of a dataset)."""
+    d = {k: v for k, v in to_dict(config).items() if k not in RUNTIME_ONLY_FIELDS + ("name",) + leave_out
          and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
     if d.get("teacher"):
         # the teacher's run directory NAME holds its config hash; where the runs directory lives (this
@@ -273,6 +281,13 @@ def config_hash(config: Config) -> str:
         d["teacher"] = PurePath(d["teacher"]).name
     blob = json.dumps(d, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def recipe_hash(config: Config) -> str:
+    """The hash of what a run computes, whatever path computed it: ``config_hash`` without the
+    ``EXECUTION_FIELDS``. Two runs with the same recipe hash are the same experiment (same data, recipe,
+    seed) trained on another device or kernel path."""
+    return config_hash(config, leave_out=EXECUTION_FIELDS)
 
 
 def shot_rule(config: Config) -> dict[str, Any]:

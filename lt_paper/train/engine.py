@@ -53,7 +53,7 @@ from ..losses.validation import check_label_range
 from ..models import build_model
 from . import distributed as D
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import Config, apply_overrides, config_hash, shot_rule, to_dict
+from .config import EXECUTION_FIELDS, Config, config_hash, shot_rule, to_dict
 from .cpu_threads import ThreadChooser
 from .evaluate import evaluate_model
 from .guards import check_teacher, check_weights_belong, stop_if_not_finite
@@ -100,10 +100,12 @@ def is_finished(run_dir: Path) -> bool:
 def find_finished_run(runs_dir: Path, config: Config, any_data: bool = False) -> Path | None:
     """The finished run of ``config`` (resolved, without its data fingerprint) in ``runs_dir``, or None.
 
-    With the data on this machine, the run must have trained on that very data (its fingerprint is
-    part of the run hash). Without it (published GPU runs read on a laptop), or with ``any_data``
-    (reading runs that trained on another copy of the same dataset), every hashed field but the data
-    fingerprint must match; two such runs on different data are an error that names them.
+    First the run itself. With the data on this machine, the run must have trained on that very data
+    (its fingerprint is part of the run hash). Without it (published GPU runs read on a laptop), or with
+    ``any_data`` (reading runs that trained on another copy of the same dataset), every hashed field but
+    the data fingerprint must match. Failing that, the same recipe trained on another path
+    (``config.recipe_hash``: another device, bf16 autocast or not, compiled or not): the CPU run of a GPU
+    profile's preset is that preset's run. Two runs that match at the same step are an error naming them.
     """
     identified = None
     try:
@@ -113,19 +115,26 @@ def find_finished_run(runs_dir: Path, config: Config, any_data: bool = False) ->
         pass
     if identified is not None:
         run_dir = run_dir_for(Path(runs_dir), identified, force=False)
-        return run_dir if is_finished(run_dir) else None
-    wanted = config_hash(apply_overrides(config, {"data_fingerprint": None}))
-    stem = run_dir_for(Path(runs_dir), config, force=False).name.rsplit("-", 1)[0]
-    matches = []
-    for run_dir in sorted(Path(runs_dir).glob(f"{stem}-*")):
-        if is_finished(run_dir) and (run_dir / "config.json").is_file():
-            saved = read_run_config(run_dir)
-            if config_hash(apply_overrides(saved, {"data_fingerprint": None})) == wanted:
-                matches.append(run_dir)
-    if len(matches) > 1:
-        raise ValueError(f"{len(matches)} finished runs of {config.name} (seed {config.seed}) in {runs_dir} trained "
-                         f"on different data: {[m.name for m in matches]}; set data_root to the data to choose")
-    return matches[0] if matches else None
+        if is_finished(run_dir):
+            return run_dir
+        wanted, data_field = identified, ()
+    else:
+        wanted, data_field = config, ("data_fingerprint",)
+    stem = run_dir_for(Path(runs_dir), wanted, force=False).name.rsplit("-", 1)[0]
+    saved = [(run_dir, read_run_config(run_dir)) for run_dir in sorted(Path(runs_dir).glob(f"{stem}-*"))
+             if is_finished(run_dir) and (run_dir / "config.json").is_file()]
+    steps = ((data_field, "trained on different data; set data_root to the data to choose"),
+             (data_field + EXECUTION_FIELDS, "trained the same recipe on different paths (device, amp, "
+                                             "compile, ...); set device to choose"))
+    for leave_out, ambiguity in steps[1:] if identified is not None else steps:
+        key = config_hash(wanted, leave_out)
+        matches = [run_dir for run_dir, c in saved if config_hash(c, leave_out) == key]
+        if len(matches) > 1:
+            raise ValueError(f"{len(matches)} finished runs of {config.name} (seed {config.seed}) in {runs_dir} "
+                             f"{ambiguity}: {[m.name for m in matches]}")
+        if matches:
+            return matches[0]
+    return None
 
 
 def load_result(run_dir: Path) -> dict:

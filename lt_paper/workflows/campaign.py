@@ -78,7 +78,7 @@ from .rows import NOTEBOOK_ROWS, ROW_SETS
 from ..train import train
 from ..train.config import Config, apply_overrides
 from ..train.distributed import device_type
-from ..train.engine import FINAL_MODEL, is_finished, run_dir_for
+from ..train.engine import FINAL_MODEL, find_finished_run, is_finished, run_dir_for
 from ..train.ensemble import train_ensemble
 from ..train.grouping import ensemble_key, pack_indices
 from ..train.resolve import resolve_run_config
@@ -156,6 +156,13 @@ def expected_run_dir(config: Config, runs_dir: Path) -> Path:
     return run_dir_for(Path(runs_dir), config, force=False)
 
 
+def planned_run_dir(config: Config, runs_dir: Path) -> Path:
+    """The finished run of ``config``'s recipe in ``runs_dir`` (``engine.find_finished_run``: also one
+    trained on another device or kernel path, which the notebooks read as this run), else where ``train``
+    will put it."""
+    return find_finished_run(Path(runs_dir), config) or expected_run_dir(config, runs_dir)
+
+
 def planned_runs(profile: str, runs_dir: str | Path, seeds: Sequence[int] | None = None,
                  data_root: str | None = None, parameters: dict | None = None,
                  rows: str = "all") -> list[PlannedRun]:
@@ -204,14 +211,14 @@ def planned_runs(profile: str, runs_dir: str | Path, seeds: Sequence[int] | None
                                               run_overrides)
                     teacher_priority = (later, seed, SECTIONS.index(section), order - 0.5)
                     wanted.append((teacher_priority, f"{notebook}:teacher", notebook, section, teacher))
-                    run_overrides["teacher"] = str(expected_run_dir(teacher, runs_dir))
+                    run_overrides["teacher"] = str(planned_run_dir(teacher, runs_dir))
                 priority = (later, seed, SECTIONS.index(section), order)
                 wanted.append((priority, f"{notebook}:{row}", notebook, section,
                                resolve_run_config(name, run_overrides)))
     wanted.sort(key=lambda item: item[0])
     by_dir: dict[Path, dict] = {}
     for priority, label, notebook, section, config in wanted:
-        run_dir = expected_run_dir(config, runs_dir)
+        run_dir = planned_run_dir(config, runs_dir)
         if run_dir in by_dir:
             if notebook not in by_dir[run_dir]["needed_by"]:
                 by_dir[run_dir]["needed_by"].append(notebook)

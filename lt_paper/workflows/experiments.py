@@ -2,7 +2,9 @@
 
 A notebook names its rows as ``{row key: method}`` (methods are those of :mod:`lt_paper.train.presets`)
 and gets back ``{row key: [result per seed]}``. Runs already finished with the same config are reused,
-so notebooks that share rows (Table 1 and Figure 1 both need CE and LDAM-DRW) train them once.
+so notebooks that share rows (Table 1 and Figure 1 both need CE and LDAM-DRW) train them once; so is the
+same recipe trained on another device or kernel path (``engine.find_finished_run``): a CPU run of the
+``cifar`` profile's preset is read where a GPU would otherwise train it again.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import torch
 from ..train import train as train_run  # `train` is run_rows' flag
 from ..train import train_ensemble
 from ..train.distributed import device_type
-from ..train.config import apply_overrides
+from ..train.config import EXECUTION_FIELDS, apply_overrides
 from ..train.engine import find_finished_run, load_result
 from ..train.presets import get_preset
 from ..train.resolve import resolve_run_config
+from ..train.run_config import read_run_config
 
 # Decision 6: the paper distils from a 6-expert MoE trained with the ALA loss.
 TEACHER_METHOD = "ala_moe6"
@@ -51,7 +54,8 @@ def run_mode(mode: str, parallel: int, device: str) -> str:
 def run_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs_dir="runs",
              progress: bool = True, parallel: int = 1, mode: str = "auto", train: bool = True,
              **overrides) -> dict[str, list[dict]]:
-    """Train (or reuse) every row for every seed; ``overrides`` apply to every run (and the teacher).
+    """Train (or reuse: the recipe's finished run, on any path) every row for every seed; ``overrides``
+    apply to every run (and the teacher).
 
     ``mode``: "sequential" (one run after another in this process), "side_by_side" (up to
     ``parallel`` runs at once, one process each: :func:`lt_paper.train.parallel.train_side_by_side`),
@@ -67,30 +71,59 @@ def run_rows(prefix: str, arch: str, rows: dict[str, str], seeds=(0,), runs_dir=
     jobs = [(row, method, seed) for row, method in rows.items() for seed in seeds]
     names = {job: preset_name(prefix, arch, job[1]) for job in jobs}
     distilled = [job for job in jobs if get_preset(names[job]).distill]
-    teachers = {seed: _train(preset_name(prefix, arch, TEACHER_METHOD), runs_dir, "teacher", progress,
-                             **dict(overrides, seed=seed, progress=progress))["run_dir"]
+    teachers = {seed: _reuse_or_train(preset_name(prefix, arch, TEACHER_METHOD), runs_dir, "teacher", progress,
+                                      **dict(overrides, seed=seed, progress=progress))["run_dir"]
                 for seed in sorted({seed for _, _, seed in distilled})}
     # progress: each epoch's line ("epoch 3/30 ... 95 s left", train.engine) under the run's own line
     job_overrides = {job: dict(overrides, seed=job[2], progress=progress,
                                **({"teacher": teachers[job[2]]} if job in distilled else {}))
                      for job in jobs}
-    configs = [resolve_run_config(names[job], job_overrides[job], data=False) for job in jobs]
-    how = run_mode(mode, parallel, configs[0].device if configs else "cpu")
-    if how == "side_by_side":
+    configs = {job: resolve_run_config(names[job], job_overrides[job], data=False) for job in jobs}
+    # a finished run of the same recipe is read, not trained again: this config's own run, or the same
+    # preset and seed trained on another device or kernel path (config.EXECUTION_FIELDS)
+    found = {job: _finished(runs_dir, configs[job], names[job], progress) for job in jobs}
+    todo = [job for job in jobs if found[job] is None]
+    how = run_mode(mode, parallel, configs[todo[0]].device if todo else "cpu")
+    if not todo:
+        trained = []
+    elif how == "side_by_side":
         from ..train.parallel import train_side_by_side
 
-        quiet = [apply_overrides(c, {"progress": False}) for c in configs]  # processes side by side: no lines
-        finished = train_side_by_side(quiet, runs_dir=runs_dir,
-                                      max_parallel=parallel if parallel > 1 else None)
+        quiet = [apply_overrides(configs[job], {"progress": False}) for job in todo]  # side by side: no lines
+        trained = train_side_by_side(quiet, runs_dir=runs_dir, max_parallel=parallel if parallel > 1 else None)
     elif how == "ensemble":
-        finished = train_ensemble(configs, runs_dir=runs_dir)
+        trained = train_ensemble([configs[job] for job in todo], runs_dir=runs_dir)
     else:
-        finished = [_train(names[job], runs_dir, f"{i}/{len(jobs)} {job[0]}", progress, **job_overrides[job])
-                    for i, job in enumerate(jobs, 1)]
+        trained = [_train(names[job], runs_dir, f"{i}/{len(todo)} {job[0]}", progress, **job_overrides[job])
+                   for i, job in enumerate(todo, 1)]
+    found.update(zip(todo, trained))
     results: dict[str, list[dict]] = {row: [] for row in rows}
-    for (row, _, _), result in zip(jobs, finished):
-        results[row].append(result)
+    for job in jobs:
+        results[job[0]].append(found[job])
     return results
+
+
+def _finished(runs_dir, config, name: str, announce: bool) -> dict | None:
+    """The finished run of ``config``'s recipe in ``runs_dir`` as ``train`` returns it, or None; with
+    ``announce``, one line naming it (and the path it trained on where that is not ``config``'s)."""
+    run_dir = find_finished_run(Path(runs_dir), config)
+    if run_dir is None:
+        return None
+    result = dict(load_result(run_dir), reused=True)
+    saved = read_run_config(run_dir)
+    path = {field: getattr(saved, field) for field in EXECUTION_FIELDS if getattr(saved, field) != getattr(config, field)}
+    if announce:
+        other = ("" if not path else " (the same recipe trained with " + ", ".join(f"{k}={v}" for k, v in path.items())
+                 + f" on {result.get('provenance', {}).get('device', 'another machine')})")
+        print(f"run {name}, seed {config.seed}: reused {run_dir.name} top-1 {100 * result['all']:.1f} %{other}",
+              flush=True)
+    return result
+
+
+def _reuse_or_train(name: str, runs_dir, label: str, announce: bool, **overrides) -> dict:
+    """A teacher: its recipe's finished run (``_finished``), else ``train``."""
+    return (_finished(runs_dir, resolve_run_config(name, overrides, data=False), name, announce)
+            or _train(name, runs_dir, label, announce, **overrides))
 
 
 def _train(name: str, runs_dir, label: str, announce: bool, **overrides) -> dict:
