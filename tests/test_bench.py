@@ -192,3 +192,26 @@ def test_tiny_cpu_section_puts_each_path_beside_the_ceiling_and_projects_the_pro
         # each network's seconds per run are printed rounded to whole seconds: off by up to 0.5 s a run
         rounding = 0.5 * sum(r[column] for r in rows.values()) + 0.5
         assert float(total) == pytest.approx(sum(r[-3] * r[column] for r in rows.values()), abs=rounding)
+
+
+def test_tiny_recipe_section_projects_one_run_of_the_paper_recipe_per_path(tmp_path):
+    """``--section recipe-cpu``: each path in a fresh process with its threads fixed; the projection is the
+    recipe's epochs at the measured rates (every epoch trains and tests) plus the first epoch's extra."""
+    from lt_paper.bench import recipe_cpu
+
+    out = tmp_path / "bench-recipe.md"
+    assert command.main(["--size", "tiny", "--section", "recipe-cpu", "--out", str(out)]) == 0
+    report = out.read_text()
+    config = recipe_cpu.recipe_config(command.SIZES["tiny"])
+    assert (config.epochs, config.eval_every, config.loss, config.drw) == (200, 1, "ldam", True)
+    for label in ("eager", "channels_last", "channels_last + fused SGD"):
+        row = next(line for line in report.splitlines() if line.startswith(f"| {label} |"))
+        threads, train_ips, test_ips, extra, epoch_s, hours = (float(c) for c in row.strip("|").split("|")[1:])
+        assert threads == 1 and train_ips > 0 and test_ips > 0 and extra >= 0, row
+        assert epoch_s == pytest.approx(recipe_cpu.CIFAR10_LT_TRAIN / train_ips, abs=0.06), row
+        expected = (200 * recipe_cpu.CIFAR10_LT_TRAIN / train_ips + 200 * recipe_cpu.CIFAR10_TEST / test_ips
+                    + extra) / 3600
+        # the cells are rounded: images/s to 1, seconds to 0.1, hours to 0.01
+        assert hours == pytest.approx(expected, rel=0.02, abs=0.006), row
+    assert "torch.compile" not in report  # only with --compile on
+    assert f"- command: python -m lt_paper bench --size tiny --section recipe-cpu --out {out}" in report

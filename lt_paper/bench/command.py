@@ -1,5 +1,5 @@
 """``python -m lt_paper bench`` (and ``python -m lt_paper.bench``): the options, their checks, and the
-section they run (``main_section`` or ``cpu_section``, imported when chosen)."""
+section they run (``main_section``, ``cpu_section``, ``shared_cpu`` or ``recipe_cpu``, imported when chosen)."""
 
 from __future__ import annotations
 
@@ -28,12 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which set --data-root holds (default cifar100_lt; main section only)")
     parser.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                         help="torch.compile in the fast path (auto: on CUDA only; about 60 s on a CPU)")
-    parser.add_argument("--section", choices=["main", "cpu", "shared"], default="main",
+    parser.add_argument("--section", choices=["main", "cpu", "shared", "recipe-cpu"], default="main",
                         help="main: the sections above (default); cpu: the cifar-cpu profile's network on this "
                              "CPU beside the fp32 matmul ceiling, each CPU path, the projected profile time, and "
                              "each thread setting alone and beside busy processes (lt_paper.bench.cpu_section; "
                              "--size full: about 5 minutes on an idle 2-core machine); shared: only that last "
-                             "table (lt_paper.bench.shared_cpu; about 2 minutes)")
+                             "table (lt_paper.bench.shared_cpu; about 2 minutes); recipe-cpu: the paper's "
+                             "ResNet-32 recipe on this CPU, each path at all cores and at one thread, and the "
+                             "hours one run takes (lt_paper.bench.recipe_cpu; --size full --compile on: about "
+                             "10 minutes on 2 cores)")
     parser.add_argument("--threads-per-process", type=int, default=None,
                         help="CPU threads of each side-by-side process, at least 1 (default: cores / 7; tiny: 1; "
                              "main section only)")
@@ -53,7 +56,7 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     def refuse(message: str):
         parser.exit(2, f"error: {message}\n")
 
-    if args.section in ("cpu", "shared"):
+    if args.section in ("cpu", "shared", "recipe-cpu"):
         given = [flag for key, flag in MAIN_SECTION_ONLY.items()
                  if getattr(args, key) is not None and not (key == "device" and args.device in ("cpu", "auto"))]
         if given:
@@ -81,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
 
         report = run_cpu_bench(SIZES[args.size], compile_mode=args.compile,
                                progress=lambda m: print(m, file=sys.stderr, flush=True))
+    elif args.section == "recipe-cpu":
+        from .recipe_cpu import run_recipe_bench
+
+        typed = " ".join(["python -m lt_paper bench", *(sys.argv[1:] if argv is None else argv)])
+        report = run_recipe_bench(SIZES[args.size], compile_mode=args.compile, command=typed,
+                                  progress=lambda m: print(m, file=sys.stderr, flush=True))
     elif args.section == "shared":
         from .shared_cpu import run_shared_bench
 

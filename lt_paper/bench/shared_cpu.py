@@ -113,15 +113,19 @@ def _threads(measured: dict) -> str:
 
 def child(size: BenchSize, config: Config) -> dict:
     """What one setting's process measures: ``config`` through the engine's epoch loop, the thread choice
-    included (one warm-up epoch, then timed epochs)."""
+    included (one warm-up epoch, then timed epochs); also used by ``bench --section recipe-cpu``."""
     chooser, threads = ThreadChooser(), []
 
     def before_epoch() -> None:
         chooser.choose()
         threads.append(torch.get_num_threads())
 
-    times = time_engine(config, profile_data(size), torch.device("cpu"), 1, 3, before_epoch=before_epoch)
+    data = profile_data(size)
+    times = time_engine(config, data, torch.device("cpu"), 1, 3, before_epoch=before_epoch)
     return {"images_per_s": times.images_per_s, "threads": threads[1:], "train_s": times.train_s,
+            "test_images_per_s": len(data.test) / times.eval_s,
+            # the warm-up epoch's seconds beyond an ordinary epoch: compilation, first allocations
+            "first_epoch_extra_s": max(times.warmup_s - times.train_s - times.eval_s, 0.0),
             "variables": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ}}
 
 
