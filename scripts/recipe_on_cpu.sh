@@ -3,14 +3,15 @@
 # epochs, tested after every epoch: the presets cifar10_lt/resnet32/ldam_drw and .../ala unchanged) on
 # the JPEG CIFAR-10 tarball, trained in chunks of at most SECONDS, LDAM-DRW first.
 #
-#   bash scripts/recipe_on_cpu.sh SECONDS [THREADS]        # e.g. 5400 2 on an idle 2-core machine
+#   bash scripts/recipe_on_cpu.sh SECONDS [THREADS]        # e.g. 5400 on an idle 2-core machine
 #
-# The path: channels_last + torch.compile on the CPU, the fastest that `bench --section recipe-cpu`
-# measured (results/bench-recipe-cpu-2core.md). A run's path is part of its hash, so every chunk keeps
-# it; the notebooks of the `cifar` profile read these runs all the same (the same recipe on another
-# device: docs/design.md, "The same run on another device"). THREADS (default: every core) is fixed for
-# the chunk, since compiled CPU kernels keep the thread count they were generated for: give 1 while
-# other work shares the machine.
+# The path: channels_last + fused SGD, the fastest that `bench --section recipe-cpu` measured
+# (results/bench-recipe-cpu-2core.md: 432 training images/s on 2 idle cores of an Intel Xeon, 1.93 h a
+# run; torch.compile was slower there at 2 threads, 404 even with a warm Inductor cache, and a tie at
+# one). A run's path is part of its hash, so every chunk keeps it; the notebooks of the `cifar` profile
+# read these runs all the same (the same recipe on another device: docs/design.md, "The same run on
+# another device"). THREADS: leave it out and the engine chooses its threads before every epoch (fewer
+# while other work shares the machine); give a number to fix them.
 #
 # Between chunks an unfinished run's folder (its config and last checkpoint, about 6 MB) is kept in
 # results/cifar10_lt_if100/unfinished/, so that the next chunk resumes it on this machine or on a fresh
@@ -20,7 +21,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LIMIT=${1:?usage: bash scripts/recipe_on_cpu.sh SECONDS [THREADS]}
-THREADS=${2:-$(nproc)}
+THREADS=${2:-}
 PY=${PYTHON:-.venv/bin/python}
 DATA=data/downloads/cifar10-jpeg.tar.gz
 KEEP=results/cifar10_lt_if100/unfinished
@@ -50,10 +51,10 @@ trap keep_unfinished EXIT
 for method in ldam_drw ala; do
   left=$(( END - $(date +%s) ))
   if [ "$left" -lt 120 ]; then echo "recipe_on_cpu: time is up before $method"; break; fi
-  echo "recipe_on_cpu: $method, up to $left s, $THREADS thread(s)"
-  OMP_NUM_THREADS=$THREADS timeout --signal=TERM "$left" "$PY" -m lt_paper train \
+  echo "recipe_on_cpu: $method, up to $left s, threads: ${THREADS:-chosen per epoch}"
+  ${THREADS:+env OMP_NUM_THREADS=$THREADS} timeout --signal=TERM "$left" "$PY" -m lt_paper train \
     --preset "cifar10_lt/resnet32/$method" --runs-dir runs --set device=cpu --set channels_last=true \
-    --set compile=true --set data_root="$DATA"
+    --set fused_optimizer=true --set data_root="$DATA"
   rc=$?
   if [ "$rc" -eq 124 ]; then echo "recipe_on_cpu: $method stopped at the time limit; run again to resume"; break; fi
   if [ "$rc" -ne 0 ]; then echo "recipe_on_cpu: $method failed (exit $rc)" >&2; exit "$rc"; fi
