@@ -13,7 +13,7 @@
 # another device"). THREADS: leave it out and the engine chooses its threads before every epoch (fewer
 # while other work shares the machine); give a number to fix them.
 #
-# Between chunks an unfinished run's folder (its config and last checkpoint, about 6 MB) is kept in
+# Between chunks an unfinished run's folder (its config and last checkpoint, about 4 MB) is kept in
 # results/cifar10_lt_if100/unfinished/, so that the next chunk resumes it on this machine or on a fresh
 # clone elsewhere: commit that folder after each chunk. A finished run stays in runs/ (publish it with
 # `reproduce --profile cifar --no-train`, then `publish`) and leaves unfinished/. Stopping mid-epoch

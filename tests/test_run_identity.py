@@ -89,7 +89,7 @@ def test_the_notebooks_rows_read_the_cpu_run_for_a_gpu_profile_and_train_nothing
     assert read["ALA"][0]["run_dir"] == trained["run_dir"]
     run_rows("smoke", "resnet8", {"ALA": "ala"}, runs_dir=runs, device="cuda", data_root=None, epochs=2)
     said = capsys.readouterr().out
-    assert f"reused {Path(trained['run_dir']).name}" in said
+    assert f"reused: {Path(trained['run_dir']).name}" in said
     assert "the same recipe trained with device=cpu, amp=False, channels_last=False on CPU" in said
 
 
