@@ -147,11 +147,14 @@ def test_side_by_side_rows_start_from_a_script_read_on_stdin(tmp_path):
     (["--section", "cpu", "--dataset", "cifar10_lt"], "uses no --dataset"),
     (["--section", "cpu", "--threads-per-process", "2"], "uses no --threads-per-process"),
     (["--section", "shared", "--data-root", "x"], "--section shared measures this CPU on synthetic images and uses no --data-root"),
+    (["--section", "cpu", "--preset", "cifar10_lt/resnet8/ala"], "--preset belongs to --section recipe-cpu"),
+    (["--section", "recipe-cpu", "--preset", "cifar10_lt/resnet8/banana"], "is not a preset"),
     (["--threads-per-process", "-3"], "--threads-per-process -3: at least 1 thread per process"),
     (["--threads-per-process", "0"], "--threads-per-process 0: at least 1 thread per process"),
     (["--data-root", "no/such/cifar.tar.gz"], "--data-root no/such/cifar.tar.gz: no such file or folder"),
     (["--device", "banana"], "--device 'banana': use cuda, cuda:N, cpu or auto"),
 ], ids=["cpu section with device and data", "cpu section with dataset", "cpu section with threads", "shared with data",
+        "preset outside recipe-cpu", "unknown preset",
         "negative threads", "zero threads", "missing data", "unknown device"])
 def test_bench_refuses_what_its_section_cannot_use_at_once(argv, message, monkeypatch, capsys):
     """Once: --section cpu --device cuda --data-root x measured the CPU and exited 0 ignoring both, and
@@ -162,6 +165,7 @@ def test_bench_refuses_what_its_section_cannot_use_at_once(argv, message, monkey
     monkeypatch.setattr(main_section, "run_bench", measured)
     monkeypatch.setattr("lt_paper.bench.cpu_section.run_cpu_bench", measured)
     monkeypatch.setattr("lt_paper.bench.shared_cpu.run_shared_bench", measured)
+    monkeypatch.setattr("lt_paper.bench.recipe_cpu.run_recipe_bench", measured)
     with pytest.raises(SystemExit) as done:
         command.main(["--size", "tiny", *argv])
     err = capsys.readouterr().err
@@ -215,3 +219,13 @@ def test_tiny_recipe_section_projects_one_run_of_the_paper_recipe_per_path(tmp_p
         assert hours == pytest.approx(expected, rel=0.02, abs=0.006), row
     assert "torch.compile" not in report  # only with --compile on
     assert f"- command: python -m lt_paper bench --size tiny --section recipe-cpu --out {out}" in report
+
+
+def test_recipe_section_projects_another_presets_recipe():
+    """``--preset``: a cifar-cpu run (40 epochs, a test pass every 5th) is projected with its own schedule."""
+    from lt_paper.bench import recipe_cpu
+
+    config = recipe_cpu.recipe_config(command.SIZES["full"], "cifar10_lt/resnet8/ala_moe3", channels_last=True)
+    assert (config.arch, config.epochs, config.eval_every, config.num_experts) == ("resnet8", 40, 5, 3)
+    measured = {"images_per_s": 1000.0, "test_images_per_s": 4000.0, "first_epoch_extra_s": 30.0}
+    assert recipe_cpu.run_seconds(config, measured) == pytest.approx(40 * 12406 / 1000 + 8 * 10000 / 4000 + 30)

@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "ResNet-32 recipe on this CPU, each path at all cores and at one thread, and the "
                              "hours one run takes (lt_paper.bench.recipe_cpu; --size full --compile on: about "
                              "10 minutes on 2 cores)")
+    parser.add_argument("--preset", default=None,
+                        help="recipe-cpu section only: the preset whose network and recipe it measures (default "
+                             "cifar10_lt/resnet32/ldam_drw, the paper's; e.g. cifar10_lt/resnet8/ala_moe3, a "
+                             "cifar-cpu run)")
     parser.add_argument("--threads-per-process", type=int, default=None,
                         help="CPU threads of each side-by-side process, at least 1 (default: cores / 7; tiny: 1; "
                              "main section only)")
@@ -62,6 +66,13 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         if given:
             refuse(f"--section {args.section} measures this CPU on synthetic images and uses no {', '.join(given)}; "
                          f"leave them out (they belong to --section main)")
+    if args.preset is not None:
+        if args.section != "recipe-cpu":
+            refuse(f"--preset belongs to --section recipe-cpu, not --section {args.section}")
+        from ..train.presets import presets
+
+        if args.preset not in presets():
+            refuse(f"--preset {args.preset!r} is not a preset (python -m lt_paper presets lists them)")
     if args.threads_per_process is not None and args.threads_per_process < 1:
         refuse(f"--threads-per-process {args.threads_per_process}: at least 1 thread per process")
     if args.data_root is not None and not Path(args.data_root).expanduser().exists():
@@ -88,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         from .recipe_cpu import run_recipe_bench
 
         typed = " ".join(["python -m lt_paper bench", *(sys.argv[1:] if argv is None else argv)])
+        from .recipe_cpu import RECIPE
+
         report = run_recipe_bench(SIZES[args.size], compile_mode=args.compile, command=typed,
+                                  preset=args.preset or RECIPE,
                                   progress=lambda m: print(m, file=sys.stderr, flush=True))
     elif args.section == "shared":
         from .shared_cpu import run_shared_bench

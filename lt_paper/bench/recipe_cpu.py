@@ -1,5 +1,6 @@
 """``bench --section recipe-cpu``: the paper's recipe (the ``cifar`` profile's ResNet-32 LDAM-DRW preset,
-200 epochs, tested after every epoch) on this CPU, one path per row, and what one run would take.
+200 epochs, tested after every epoch; ``--preset`` names another) on this CPU, one path per row, and what
+one run would take.
 
 Why a table of its own: such a run costs hours on a CPU, and its path is chosen once. The path (memory
 layout, fused SGD, torch.compile) is part of the run hash, so a run resumed in a later chunk must keep
@@ -40,13 +41,13 @@ PATHS = {  # label -> config fields
 COMPILED = dict(channels_last=True, compile=True)
 
 
-def recipe_config(size: BenchSize, **fields) -> Config:
-    """The recipe's config on the CPU at the bench size's batch; the tiny size swaps in its small network
-    (seconds-long, for the test suite)."""
-    overrides = dict(device="cpu", batch_size=size.batch_size, progress=False, **fields)
+def recipe_config(size: BenchSize, preset: str = RECIPE, **fields) -> Config:
+    """``preset``'s config on the CPU (its own batch size); the tiny size swaps in its small network and
+    batch (seconds-long, for the test suite)."""
+    overrides = dict(device="cpu", progress=False, **fields)
     if size.name == "tiny":
-        overrides["arch"] = size.arch
-    return resolve_run_config(RECIPE, overrides, data=False)
+        overrides.update(arch=size.arch, batch_size=size.batch_size)
+    return resolve_run_config(preset, overrides, data=False)
 
 
 def run_seconds(config: Config, measured: dict) -> float:
@@ -57,7 +58,8 @@ def run_seconds(config: Config, measured: dict) -> float:
             + tests * CIFAR10_TEST / measured["test_images_per_s"] + measured["first_epoch_extra_s"])
 
 
-def run_recipe_bench(size: BenchSize, compile_mode: str = "auto", progress=print, command: str = "") -> str:
+def run_recipe_bench(size: BenchSize, compile_mode: str = "auto", progress=print, command: str = "",
+                     preset: str = RECIPE) -> str:
     """Measure every path at every thread count; the report (Markdown) with provenance, ``command`` among it
     (the command as typed: the report is published, so not this machine's path of the module)."""
     began = time.perf_counter()
@@ -74,7 +76,7 @@ def run_recipe_bench(size: BenchSize, compile_mode: str = "auto", progress=print
                            {"TORCHINDUCTOR_CACHE_DIR": cache}) for state in ("empty", "warm")]
             for label, fields, variables in paths:
                 progress(f"[{time.perf_counter() - began:6.1f} s] bench recipe-cpu: {label}, {threads} thread(s)")
-                config = recipe_config(size, **fields)
+                config = recipe_config(size, preset, **fields)
                 measured = measure_setting(size, config, dict(variables, OMP_NUM_THREADS=str(threads)))
                 rows.append([label, threads, f"{measured['images_per_s']:.0f}",
                              f"{measured['test_images_per_s']:.0f}", f"{measured['first_epoch_extra_s']:.1f}",
@@ -82,14 +84,14 @@ def run_recipe_bench(size: BenchSize, compile_mode: str = "auto", progress=print
                              f"{run_seconds(config, measured) / 3600:.2f}"])
     finally:
         shutil.rmtree(cache, ignore_errors=True)
-    config = recipe_config(size)
+    config = recipe_config(size, preset)
     lines = [f"# lt_paper bench, the paper's recipe on this CPU: size {size.name}, "
              f"{provenance(torch.device('cpu'))['device']}", "",
-             f"`{RECIPE}` ({config.arch}, {config.epochs} epochs, batch {config.batch_size}, tested every "
+             f"`{preset}` ({config.arch}, {config.epochs} epochs, batch {config.batch_size}, tested every "
              f"{config.eval_every} epoch(s)) on synthetic {size.px}x{size.px} images, {size.cpu_steps} steps per "
              f"timed epoch, one warm-up epoch, in a fresh process per row with OMP_NUM_THREADS set. Projected "
              f"hours: {config.epochs} epochs of the {CIFAR10_LT_TRAIN:,} CIFAR-10-LT training images and "
-             f"{config.epochs // config.eval_every} test passes of {CIFAR10_TEST:,} images, plus the first epoch's "
+             f"{-(-config.epochs // config.eval_every)} test passes of {CIFAR10_TEST:,} images, plus the first epoch's "
              f"extra seconds once (a run trained in chunks pays it once per chunk). Load average at the start: "
              f"{load_average()}.", ""]
     lines += markdown_table(["path", "threads", "train images/s", "test images/s", "first-epoch extra (s)",
