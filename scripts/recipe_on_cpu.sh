@@ -56,6 +56,7 @@ for method in ldam_drw ala; do
     --preset "cifar10_lt/resnet32/$method" --runs-dir runs --set device=cpu --set channels_last=true \
     --set fused_optimizer=true --set data_root="$DATA"
   rc=$?
-  if [ "$rc" -eq 124 ]; then echo "recipe_on_cpu: $method stopped at the time limit; run again to resume"; break; fi
+  # 124: the time limit; 143: stopped from outside (SIGTERM): either way the last checkpoint stands
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 143 ]; then echo "recipe_on_cpu: $method stopped (exit $rc); run again to resume"; break; fi
   if [ "$rc" -ne 0 ]; then echo "recipe_on_cpu: $method failed (exit $rc)" >&2; exit "$rc"; fi
 done
