@@ -96,11 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         report = run_cpu_bench(SIZES[args.size], compile_mode=args.compile,
                                progress=lambda m: print(m, file=sys.stderr, flush=True))
     elif args.section == "recipe-cpu":
-        from .recipe_cpu import run_recipe_bench
+        from .recipe_cpu import RECIPE, run_recipe_bench
 
         typed = " ".join(["python -m lt_paper bench", *(sys.argv[1:] if argv is None else argv)])
-        from .recipe_cpu import RECIPE
-
         report = run_recipe_bench(SIZES[args.size], compile_mode=args.compile, command=typed,
                                   preset=args.preset or RECIPE,
                                   progress=lambda m: print(m, file=sys.stderr, flush=True))

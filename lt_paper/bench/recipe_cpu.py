@@ -29,10 +29,11 @@ from ..train.config import Config
 from ..train.provenance import provenance
 from ..train.resolve import resolve_run_config
 from .core import BenchSize, load_average, markdown_table
+from .cpu_section import CIFAR10_LT_TRAIN, CIFAR10_TEST, evaluations
+from .cpu_section import run_seconds as projected_seconds
 from .shared_cpu import measure_setting
 
 RECIPE = "cifar10_lt/resnet32/ldam_drw"
-CIFAR10_LT_TRAIN, CIFAR10_TEST = 12406, 10000  # images: CIFAR-10-LT (imbalance 100) train, CIFAR-10 test
 PATHS = {  # label -> config fields
     "eager": dict(channels_last=False),
     "channels_last": dict(channels_last=True),
@@ -51,11 +52,10 @@ def recipe_config(size: BenchSize, preset: str = RECIPE, **fields) -> Config:
 
 
 def run_seconds(config: Config, measured: dict) -> float:
-    """One run of ``config``'s recipe at the measured rates: every epoch trains CIFAR-10-LT and tests
-    CIFAR-10 (``eval_every`` 1), plus the first epoch's extra once."""
-    tests = config.epochs // config.eval_every + (config.epochs % config.eval_every != 0)
-    return (config.epochs * CIFAR10_LT_TRAIN / measured["images_per_s"]
-            + tests * CIFAR10_TEST / measured["test_images_per_s"] + measured["first_epoch_extra_s"])
+    """One run of ``config``'s recipe at a child's measured rates (``cpu_section.run_seconds``), the first
+    epoch's extra once."""
+    return projected_seconds(config, measured["images_per_s"], measured["test_images_per_s"],
+                             measured["first_epoch_extra_s"])
 
 
 def run_recipe_bench(size: BenchSize, compile_mode: str = "auto", progress=print, command: str = "",
@@ -91,7 +91,7 @@ def run_recipe_bench(size: BenchSize, compile_mode: str = "auto", progress=print
              f"{config.eval_every} epoch(s)) on synthetic {size.px}x{size.px} images, {size.cpu_steps} steps per "
              f"timed epoch, one warm-up epoch, in a fresh process per row with OMP_NUM_THREADS set. Projected "
              f"hours: {config.epochs} epochs of the {CIFAR10_LT_TRAIN:,} CIFAR-10-LT training images and "
-             f"{-(-config.epochs // config.eval_every)} test passes of {CIFAR10_TEST:,} images, plus the first epoch's "
+             f"{evaluations(config)} test passes of {CIFAR10_TEST:,} images, plus the first epoch's "
              f"extra seconds once (a run trained in chunks pays it once per chunk). Load average at the start: "
              f"{load_average()}.", ""]
     lines += markdown_table(["path", "threads", "train images/s", "test images/s", "first-epoch extra (s)",

@@ -112,7 +112,7 @@ def _finished(runs_dir, config, name: str, announce: bool) -> dict | None:
     result = dict(load_result(run_dir), reused=True)
     saved = read_run_config(run_dir)
     path = {field: getattr(saved, field) for field in EXECUTION_FIELDS if getattr(saved, field) != getattr(config, field)}
-    if announce:  # as _train says it, and where the run trained on another path, which
+    if announce:  # the lines _train prints, and the path the run trained on where it is another
         other = ("" if not path else " (the same recipe trained with " + ", ".join(f"{k}={v}" for k, v in path.items())
                  + f" on {result.get('provenance', {}).get('device', 'another machine')})")
         print(f"run {name}, seed {config.seed}\n    reused: {run_dir.name} top-1 {100 * result['all']:.1f} %{other}",
