@@ -434,6 +434,19 @@ def test_mean_std_over_seeds_matches_numpy():
     assert math.isnan(one.loc["mine", "Many std"]) and one.loc["mine", "Many"] == pytest.approx(60.0)
 
 
+def test_a_table_says_which_device_trained_its_rows():
+    def on(device):
+        return dict(metrics_dict(0.5, 0.4, 0.3, 0.42), provenance={"device": device})
+
+    cpu, gpu = "CPU (x86_64, 2 threads)", "NVIDIA H100 80GB HBM3"
+    one = A.results_table({"a": [on(cpu)], "b": [on(cpu), on(cpu)]}).attrs["caption"]
+    assert one.endswith(f". Trained on {cpu}.")
+    # the cifar profile's CPU runs beside its GPU runs: the caption says which rows trained where
+    mixed = A.results_table({"ldam_drw": [on(cpu), on(gpu)], "ce": [on(gpu)]}).attrs["caption"]
+    assert mixed.endswith(f" Trained on {cpu}: ldam_drw; {gpu}: ldam_drw, ce.")
+    assert "Trained on" not in A.results_table({"x": [metrics_dict(0.5, 0.4, 0.3, 0.42)]}).attrs["caption"]
+
+
 def test_best_epoch_and_percent_guard():
     metrics = [metrics_dict(0.5, 0.4, 0.3, 0.42, best={"epoch": 5, "many": 0.6, "medium": 0.5, "few": 0.4,
                                                        "all": 0.52})]

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from lt_paper.analysis import TABLE1, TABLE4, TABLE5
-from lt_paper.workflows.reproduce import NOTEBOOK_DIR, NOTEBOOKS, reproduce
+from lt_paper.workflows.reproduce import NOTEBOOK_DIR, NOTEBOOKS, notebook_parameters, reproduce
 
 REPO = Path(__file__).resolve().parent.parent
 # 5 epochs: the router switches on at round(0.8 * 5) = 4 (smoke router_at), so the last epoch trains it
@@ -44,6 +44,11 @@ def test_every_notebook_exists_is_stripped_and_has_a_typed_parameters_cell():
             target, _, value = assignment.partition("=")
             assert target.strip().isidentifier() and comment.strip(), f"{name}: {line!r}"
             ast.literal_eval(value.strip())  # a literal, not an expression
+        # papermill reads the same cell to list the parameters it may inject; a line it cannot parse
+        # (e.g. a second "=" in the comment) makes it warn "Passed unknown parameter" at every run
+        import papermill as pm
+        listed = [p["name"] for p in pm.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb")).values()]
+        assert listed == notebook_parameters(name), name
 
 
 def _git(clone: Path, *args: str) -> str:
@@ -304,6 +309,31 @@ def test_a_notebook_with_train_false_shows_missing_rows_and_fails_when_no_row_ha
     assert list(result["failed"]) == [notebook]
     assert f"runs_dir {tmp_path / 'empty'} holds no finished run" in result["failed"][notebook]
     assert list((tmp_path / "empty").iterdir()) == []
+
+
+@pytest.mark.parametrize("notebook", ["figure4_router_weights", "table5_router_ablation"])
+def test_a_notebook_whose_rows_have_not_trained_opens_beside_other_rows_of_its_recipe(tmp_path, notebook):
+    """The runs of one recipe trained so far may all belong to other notebooks (the paper's recipe on a
+    CPU: LDAM-DRW and ALA, no network with a router): Figure 4 and Table 5 then open, say so and show
+    their rows as missing. A folder of another recipe only still fails, naming the profile that reads it."""
+    partial = tmp_path / "partial"
+    published_ce = next(PUBLISHED_SMOKE_RUNS.glob("digits_lt-resnet8-ce-s0-*"))
+    shutil.copytree(published_ce, partial / published_ce.name)
+    result = reproduce("smoke", out_root=tmp_path, only=notebook, runs_dir=str(partial), overrides={"train": False})
+    assert result["ok"] == [notebook], result["failed"]
+    summary = json.loads((tmp_path / "smoke" / notebook / "summary.json").read_text())
+    assert summary["runs"] == [] and "1 finished run(s) of this recipe" in summary["notes"]["no_runs"]
+    assert sorted(p.name for p in partial.iterdir()) == [published_ce.name]  # nothing trained
+    if notebook == "table5_router_ablation":
+        table = pd.read_csv(tmp_path / "smoke" / notebook / "table5.csv", index_col=0)
+        assert (table["seeds"] == 0).all() and table["All"].isna().all()
+
+    other = tmp_path / "other"
+    published_cpu = next((REPO / "results" / "cifar10_lt_if100_cpu" / "runs").glob("cifar10_lt-resnet8-ce-s0-*"))
+    shutil.copytree(published_cpu, other / published_cpu.name)
+    result = reproduce("smoke", out_root=tmp_path / "second", only=notebook, runs_dir=str(other),
+                       overrides={"train": False})
+    assert list(result["failed"]) == [notebook] and "set profile = 'cifar-cpu'" in result["failed"][notebook]
 
 
 def test_papermill_exits_non_zero_for_a_runs_dir_that_does_not_exist(tmp_path):

@@ -149,9 +149,24 @@ def results_table(runs: Mapping[str, Sequence[Mapping[str, Any]]], paper: PaperT
         + f" Ours: {'last' if epoch == 'last' else 'best test'} epoch, mean ± std over seeds, percent"
         + (f"; shot groups {'; '.join(rules)}" if rules else "")
         + ("" if other is None else f"; '({rule_name(other)} rule)' columns: the same runs grouped by "
-           f"{describe_shot_rule(other)}") + ".",
+           f"{describe_shot_rule(other)}") + "." + trained_on(runs),
     })
     return frame
+
+
+def trained_on(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """" Trained on <device>." from the runs' recorded provenance or, where the runs trained on several
+    devices (a profile's CPU runs beside its GPU runs), which rows trained on which (a row whose seeds
+    trained on two devices is under both); "" when no run recorded its device. The same recipe may train
+    on either (docs/design.md, "The same run on another device"): a table says where its numbers come from."""
+    where: dict[str, list[str]] = {}
+    for key, metrics in runs.items():
+        for device in dict.fromkeys(str(m["provenance"]["device"]) for m in metrics
+                                    if (m.get("provenance") or {}).get("device")):
+            where.setdefault(device, []).append(str(key))
+    if len(where) <= 1:
+        return "".join(f" Trained on {device}." for device in where)
+    return " Trained on " + "; ".join(f"{device}: {', '.join(keys)}" for device, keys in sorted(where.items())) + "."
 
 
 def rule_name(rule: Mapping[str, Any]) -> str:

@@ -20,6 +20,11 @@ reference without difference columns (:func:`lt_paper.analysis.as_reference`). T
 parameters (prefix, arch, epochs, device), so a notebook reading published runs with ``train=False``
 labels them as the profile that trained them did.
 
+With ``train = False`` a notebook whose rows have no finished run fails, naming what ``runs_dir`` holds
+(the wrong folder, or another profile's), unless the folder holds finished runs of the notebook's own
+recipe for other rows: the notebook then opens, says so in a note and shows its rows as missing (Figure 4
+beside the two single-network runs of the paper's recipe that a CPU trained).
+
 Each notebook writes into that folder, which holds only what its last run produced: the tables and
 figures an earlier run listed are removed when the next run starts. ``summary.json`` lists every table
 and figure with a title, the numbers the notebook recorded, every run directory it read (``runs``: what
@@ -272,12 +277,20 @@ class NotebookOutputs:
     def run_rows(self, prefix: str, arch: str, rows: dict[str, str], seeds) -> dict[str, list[dict]]:
         """``experiments.run_rows`` with this notebook's ``run_kwargs``; the run directories it returns
         (and their distillation teachers) join ``runs`` in ``summary.json``."""
-        from .experiments import run_rows, runs_used
+        from .experiments import finished_runs_held, run_rows, runs_used
 
         results = run_rows(prefix, arch, rows, seeds=seeds, **self.run_kwargs)
         if not self.run_kwargs["train"] and not any(results.values()):
-            raise ParameterError(no_runs_message(self.run_kwargs["runs_dir"], prefix, arch, self.run_kwargs["epochs"],
-                                                 seeds))
+            runs_dir, epochs = self.run_kwargs["runs_dir"], self.run_kwargs["epochs"]
+            others = finished_runs_held(runs_dir).get((prefix, arch, epochs), []) if Path(runs_dir).is_dir() else []
+            if not others:  # the wrong folder, or an empty one: say what it holds
+                raise ParameterError(no_runs_message(runs_dir, prefix, arch, epochs, seeds))
+            # the right folder, in which only other notebooks' rows have trained so far (the CPU's two runs
+            # of the paper's recipe, read by Figure 4): the notebook opens and says so
+            self.note("no_runs", f"**Nothing to show yet.** None of this notebook's rows ({', '.join(rows)}) "
+                      f"has a finished run of {prefix}/{arch}, {epochs} epochs, seed(s) {list(seeds)} in "
+                      f"`{runs_dir}`, which holds {len(others)} finished run(s) of this recipe, of other rows "
+                      "or seeds. `train = False` trains nothing; `train = True` trains the missing rows.")
         self.summary["runs"] = sorted(set(self.summary["runs"]) | set(runs_used(results)))
         self._flush()
         return results
