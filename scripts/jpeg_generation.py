@@ -60,7 +60,7 @@ def jpeg_pass(image: np.ndarray, quality: int = QUALITY, shift: int = SHIFT) -> 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """Peak signal-to-noise ratio of two uint8 images, dB (inf where they are equal)."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
 
 
 def build_second_pass(source: Path, target: Path, quality: int = QUALITY, shift: int = SHIFT) -> dict:
