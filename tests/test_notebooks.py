@@ -791,7 +791,7 @@ def test_the_explorer_records_its_default_choice_as_the_records_give_it(smoke):
     out, _ = smoke
     summary = _summary(smoke, "explore_hard_samples")
     state = summary["records"]["default"]
-    assert (state["run_a"], state["run_b"]) == ("CE, seed 0", "LDAM-DRW, seed 0")
+    assert (state["run_a"], state["run_b"]) == ("CE, seed 0", "LDAM-DRW, seed 0")  # None: the first two finished
     runs = {Path(r).name.split("-")[2]: load_run(r) for r in summary["runs"]}
     ce, ldam = runs["ce"], runs["ldam"]
     rarest = int(np.argmin(ce.train_counts))

@@ -26,6 +26,7 @@ rest; an unnamed 0, 1, 2 ... index is a row counter, not data, and is not shown 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -161,8 +162,10 @@ def trained_on(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
     on either (docs/design.md, "The same run on another device"): a table says where its numbers come from."""
     where: dict[str, list[str]] = {}
     for key, metrics in runs.items():
-        for device in dict.fromkeys(str(m["provenance"]["device"]) for m in metrics
-                                    if (m.get("provenance") or {}).get("device")):
+        # "CPU (x86_64, 2 threads)" -> "CPU (x86_64)": the count recorded is the last epoch's, and the
+        # engine may choose another one before every epoch (train/cpu_threads.py)
+        for device in dict.fromkeys(re.sub(r", \d+ threads?\)$", ")", str(m["provenance"]["device"]))
+                                    for m in metrics if (m.get("provenance") or {}).get("device")):
             where.setdefault(device, []).append(str(key))
     if len(where) <= 1:
         return "".join(f" Trained on {device}." for device in where)
