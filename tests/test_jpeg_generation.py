@@ -89,6 +89,8 @@ def test_the_record_gives_each_seed_the_means_and_the_difference():
     assert "| copy | 0 | 60.0 | 50.0 | 58.0 | 300 | CPU (x86_64, 2 threads), commit abcdef0 |" in text
     assert "| copy | 2 | 61.0 ± 1.4 | 51.0 ± 1.4 | 59.0 ± 1.4 |" in text
     assert "| second pass - copy | | -2.0 | -5.0 | -3.0 |" in text
+    assert "Paired by seed, All: -3.0, -3.0 (seeds 0, 1; mean -3.0, standard deviation 0.0)." in text
+    assert text.index("| data | seeds |") < text.index("| data | seed |")  # the summary first (README quotes it)
     assert "/work" not in text.split("Provenance")[0]
 
 
