@@ -365,3 +365,19 @@ def test_torchvision_test_order_is_matched_to_the_jpeg_trees_by_class_and_rank()
         cifar_test_positions(tree, np.array([3, 3, 3, 0, 1, 0]), "torchvision")
     with pytest.raises(ValueError, match="not the data the run saw"):  # two trees: the order must be the same
         cifar_test_positions(tree, batch_order, "image folder")
+
+
+def test_the_explorer_shows_two_methods_by_default_where_runs_have_several_seeds():
+    """Run B defaults to the first run of another method: CE against LDAM-DRW, not CE seed 0 against
+    CE seed 1 (the cifar-cpu runs have three seeds of each); with one method finished, A twice."""
+    from lt_paper.workflows.explore import HardSampleExplorer
+
+    def run(key, seed):
+        return load_run(next((PUBLISHED / "runs").glob(f"cifar10_lt-resnet8-{key}-s{seed}-*")))
+
+    runs = {"CE, seed 0": run("ce", 0), "CE, seed 1": run("ce", 1), "LDAM-DRW, seed 0": run("ldam", 0)}
+    explorer = HardSampleExplorer(runs, None)
+    assert (explorer.a, explorer.b) == ("CE, seed 0", "LDAM-DRW, seed 0")
+    alone = HardSampleExplorer({"LDAM-DRW, seed 0": runs["LDAM-DRW, seed 0"]}, None)
+    assert (alone.a, alone.b) == ("LDAM-DRW, seed 0", "LDAM-DRW, seed 0")
+    assert HardSampleExplorer(runs, None, run_b="CE, seed 1").b == "CE, seed 1"  # a choice is kept

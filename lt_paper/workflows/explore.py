@@ -67,6 +67,11 @@ class TestImages:
         return {int(i): self.cache[int(i)] for i in indices if int(i) in self.cache}
 
 
+def _method(label: str) -> str:
+    """The method of a run label "<method>, seed <n>" (the whole label when it names no seed)."""
+    return label.rsplit(", seed ", 1)[0]
+
+
 class HardSampleExplorer:
     """Explorer state (runs A and B, group, class, image) and its rendering; :meth:`widget` for JupyterLab."""
 
@@ -85,7 +90,9 @@ class HardSampleExplorer:
             if label is not None and label not in self.runs:
                 raise ValueError(f"{which} = {label!r} is not a finished run here; finished: {labels}")
         self.a = run_a or labels[0]
-        self.b = run_b or labels[min(1, len(labels) - 1)]
+        # by default B is the first run of another method ("<method>, seed <n>"): CE against LDAM-DRW, not
+        # CE seed 0 against CE seed 1; the same run twice when only one method has finished
+        self.b = run_b or next((label for label in labels if _method(label) != _method(self.a)), self.a)
         if class_name is not None and class_name not in self.names:
             raise ValueError(f"class_name = {class_name!r} is not a class of this dataset; valid: {self.names}")
         rarest = next(options[-1][1] for g, options in reversed(self.options.items()) if options)
