@@ -316,3 +316,28 @@ def test_every_link_of_the_readme_and_the_documents_resolves():
                 linked.add(path)
     assert {doc.resolve() for doc in DOCUMENTS[1:]} <= linked, "a document of docs/ that README does not link"
     assert len(README.read_text().splitlines()) <= 250  # the front door stays short; the rest is in docs/
+
+
+def test_the_recipe_run_and_the_jpeg_pass_are_quoted_from_their_files():
+    """The numbers README and docs/results.md give in words about the paper's recipe on the CPU (its time,
+    its shortfall to 77.0, the test set's sampling error) and about one more JPEG pass come from the
+    published run and the published record."""
+    readme = " ".join(README.read_text().split())
+    results = " ".join((REPO / "docs" / "results.md").read_text().split())
+    (run,) = (REPO / "results" / "cifar10_lt_if100" / "runs").glob("cifar10_lt-resnet32-ldam-s0-*")
+    metrics = json.loads((run / "metrics.json").read_text())
+    minutes = round(metrics["wall_time_s"] / 60)
+    assert f"in {minutes // 60} h {minutes % 60} min" in readme and f"is {metrics['wall_time_s']:,.0f} s" in results
+    best, last = 100 * metrics["best"]["all"], 100 * metrics["all"]
+    short_best, short_last = f"{77.0 - best:.1f}", f"{77.0 - last:.1f}"
+    assert f"{short_best} points short ({short_last} at the last epoch)" in readme
+    assert f"falls {short_best} points short" in results and f"{short_last} at the last epoch" in results
+    assert f"best test epoch ({metrics['best']['epoch']};" in results
+    p = metrics["best"]["all"]  # 95 % sampling error of an accuracy on the 10,000 test images, in points
+    error = f"{100 * 1.96 * (p * (1 - p) / 10_000) ** 0.5:.1f} points"
+    assert f"the {error} of the test set's sampling error" in readme and f"test images ({error} at 95 %)" in results
+    record = (REPO / "results" / "jpeg-generation-cifar-cpu.md").read_text()
+    cost = re.search(r"\| second pass - copy \| \| [-+0-9.]+ \| [-+0-9.]+ \| -([0-9.]+) \|", record).group(1)
+    assert f"costs the reduced recipe {cost} points" in readme and f"One more pass costs {cost} points" in results
+    paired = re.search(r"Paired by seed, All: ([^(]+) \(", record).group(1).split(", ")
+    assert f"it is {', '.join(paired[:-1])} and {paired[-1]}:" in results
