@@ -62,6 +62,14 @@ def test_one_profile_parameter_reads_a_published_profile_and_a_wrong_runs_dir_sa
                          dict(profile="cifar-cpu", runs_dir="results/smoke/runs", train=False))
         absent = _run_all(lab, tmp_path, "absent", "figure4_router_weights",
                           dict(profile="smoke", runs_dir=str(tmp_path / "no_such_runs"), train=False))
+        # the paper's recipe: LDAM-DRW alone so far (trained on a CPU): Figure 1 draws it, Figure 4 (every
+        # row a network of several experts) opens and says its rows have not trained
+        paper_f1 = _run_all(lab, tmp_path, "paper_f1", "figure1_hard_samples", dict(profile="cifar", train=False))
+        paper_f4 = _run_all(lab, tmp_path, "paper_f4", "figure4_router_weights", dict(profile="cifar", train=False))
+    for shown in (paper_f1, paper_f4):
+        assert shown["executed"] == shown["cells"] and shown["errors"] == [] and shown["stderr"] == [], shown
+    assert paper_f1["images"] >= 1 and not paper_f1["nothing_yet"], paper_f1
+    assert paper_f4["images"] == 0 and paper_f4["nothing_yet"], paper_f4
     # smoke: MoE-3, -4 and -6 and RIDE-3 and -4 with the router; cifar-cpu: those of them published
     for shown, images in ((smoke, 5), (cpu, _router_networks(PUBLISHED_CIFAR_RUNS))):
         assert shown["executed"] == shown["cells"] and shown["images"] == images, shown
