@@ -5,16 +5,15 @@ Our CIFAR-10 is a JPEG copy (quality 75, 4:2:0), not the lossless original, and 
 not at hand offline, so the cost of that first compression cannot be measured directly. This measures
 the next one: every image is encoded again at the same quality with its 8x8 block grid moved by
 ``SHIFT`` pixels (edge-replicated padding, cropped off after decoding). Re-encoding on the same grid
-would change almost nothing (JPEG nearly reproduces itself: a median PSNR of infinity on the test
-images); on a moved grid the quantisation falls on fresh blocks and removes about as much as a first
-pass (32.4 dB PSNR against the copy, where quality 50 gives 29.7 and quality 90 gives 37.0). The copy
-has less fine detail left to lose than the original had, so this second pass is, if anything, a lower
-bound on what the first one cost. Decoded images are written as PNG (lossless) under the same names, so
-the long-tailed cut picks the same images.
+would change almost nothing (JPEG nearly reproduces itself: tests/test_jpeg_generation.py); on a moved
+grid the quantisation falls on fresh blocks, a pass of about the same strength as the first (the PSNR
+against the copy is in the record). The copy has less fine detail left to lose than the original had,
+so this second pass probably costs no more than the first one did. Decoded images are written as PNG
+(lossless) under the same names, so the long-tailed cut picks the same images.
 
     .venv/bin/python scripts/jpeg_generation.py [--seeds 0 1 2] [--out results/jpeg-generation-cifar-cpu.md]
 
-Builds ``data/downloads/cifar10-jpeg-2nd-pass/`` (about 1 min), trains the rows there into
+Builds ``data/downloads/cifar10-jpeg-2nd-pass/`` (about 2 min), trains the rows there into
 ``outputs/jpeg-generation/runs`` (about 6 min a run on 2 idle cores; a finished run is reused), and
 writes a Markdown table beside the published runs of the copy (``results/cifar10_lt_if100_cpu/runs``).
 docs/results.md reads it.
