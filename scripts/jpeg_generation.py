@@ -25,19 +25,16 @@ import argparse
 import io
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from lt_paper.data.cifar import CIFAR10_CLASSES, read_image_folder, read_tarball
+from lt_paper.train.provenance import provenance
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from lt_paper.data.cifar import CIFAR10_CLASSES, read_image_folder, read_tarball  # noqa: E402
-from lt_paper.train.provenance import provenance  # noqa: E402
-
 COPY = REPO / "data" / "downloads" / "cifar10-jpeg.tar.gz"
 SECOND_PASS = REPO / "data" / "downloads" / "cifar10-jpeg-2nd-pass"
 RUNS = REPO / "outputs" / "jpeg-generation" / "runs"

@@ -282,7 +282,7 @@ class NotebookOutputs:
         results = run_rows(prefix, arch, rows, seeds=seeds, **self.run_kwargs)
         if not self.run_kwargs["train"] and not any(results.values()):
             runs_dir, epochs = self.run_kwargs["runs_dir"], self.run_kwargs["epochs"]
-            others = finished_runs_held(runs_dir).get((prefix, arch, epochs), []) if Path(runs_dir).is_dir() else []
+            others = finished_runs_held(runs_dir).get((prefix, arch, epochs), [])  # none in a missing folder
             if not others:  # the wrong folder, or an empty one: say what it holds
                 raise ParameterError(no_runs_message(runs_dir, prefix, arch, epochs, seeds))
             # the right folder, in which only other notebooks' rows have trained so far (the CPU's two runs
